@@ -1,0 +1,34 @@
+# Pruning from Scratch (Wang et al., AAAI 2020) as a Snakemake workflow.
+#
+# Results path grammar (numbers written one canonical way: 0.5, 1, 80):
+#   results/{dataset}/{arch}/e{expansion}_m{multiplier}/s{sparsity}/seed{seed}/gates.pt, gates_metrics.csv
+#       .../p{ratio}/channels.yaml
+#       .../p{ratio}/{schedule}/model.pt, metrics.json, history.csv      schedule: scratch_e | scratch_b
+#   results/{dataset}/{arch}/full/seed{seed}/{schedule}/...               unpruned standard-width baseline
+#   results/summary.csv                                                   one row per trained network
+# Logs mirror results under logs/, job timings under benchmarks/.
+#
+#   snakemake --cores all                                         default experiment (embedded digits, CPU)
+#   snakemake --cores all --configfile configs/paper_cifar10.yaml the paper's CIFAR-10 grid
+
+
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config.yaml"
+
+
+include: "rules/common.smk"
+include: "rules/gates.smk"
+include: "rules/prune.smk"
+include: "rules/train.smk"
+include: "rules/summarize.smk"
+
+
+rule all:
+    input:
+        SUMMARY,
+        all_model_targets(),
+    default_target: True

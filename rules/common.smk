@@ -1,0 +1,52 @@
+# Config validation, wildcard constraints, path templates and target lists. No rules here.
+
+from snakemake.utils import validate
+
+from pfs.workflow import NUMBER, check_config, full_runs, pruned_runs
+
+
+validate(config, "../schemas/config.schema.yaml", set_default=True)
+check_config(config)
+
+
+wildcard_constraints:
+    dataset=r"[a-z0-9]+",
+    arch=r"[a-z0-9_]+",
+    expansion=r"\d+",
+    multiplier=NUMBER,
+    sparsity=NUMBER,
+    ratio=NUMBER,
+    seed=r"\d+",
+    schedule=r"scratch_e|scratch_b",
+
+
+EXP = "{dataset}/{arch}/e{expansion}_m{multiplier}/s{sparsity}/seed{seed}"
+PRUNED = EXP + "/p{ratio}"
+FULL = "{dataset}/{arch}/full/seed{seed}/{schedule}"
+SUMMARY = "results/summary.csv"
+RUN_FILES = ("model.pt", "metrics.json", "history.csv")
+
+
+def run_outputs(run_dir):
+    """Named outputs of a training job under results/{run_dir}/."""
+    return {name.split(".")[0]: f"results/{run_dir}/{name}" for name in RUN_FILES}
+
+
+def gpu_resources():
+    res = config["resources"]
+    return {"gpu": res["gpu"], "mem_mb": res["mem_mb"], "runtime": res["runtime"]}
+
+
+def split_params():
+    """Dataset settings that change results (the split); location settings are read by the scripts."""
+    return {k: config["dataset"][k] for k in ("val_size", "split_seed")}
+
+
+def all_metrics():
+    pruned = [f"results/{PRUNED}/{{schedule}}/metrics.json".format(**r) for r in pruned_runs(config)]
+    full = [f"results/{FULL}/metrics.json".format(**r) for r in full_runs(config)]
+    return pruned + full
+
+
+def all_model_targets():
+    return [m.replace("metrics.json", "model.pt") for m in all_metrics()]

@@ -1,0 +1,11 @@
+rule summarize:
+    input:
+        metrics=all_metrics(),
+    output:
+        summary=SUMMARY,
+    log:
+        "logs/summarize.log",
+    conda:
+        "../envs/pfs.yaml"
+    script:
+        "../workflow_scripts/summarize.py"

@@ -1,0 +1,36 @@
+rule train_pruned:
+    input:
+        channels=f"results/{PRUNED}/channels.yaml",
+    output:
+        **run_outputs(PRUNED + "/{schedule}"),
+    log:
+        f"logs/{PRUNED}/{{schedule}}/train_pruned.log",
+    benchmark:
+        f"benchmarks/{PRUNED}/{{schedule}}/train_pruned.tsv"
+    params:
+        hp=config["train"],
+    threads: config["resources"]["threads"]
+    resources:
+        **gpu_resources(),
+    conda:
+        "../envs/pfs.yaml"
+    script:
+        "../workflow_scripts/train_pruned.py"
+
+
+rule train_full:
+    output:
+        **run_outputs(FULL),
+    log:
+        f"logs/{FULL}/train_full.log",
+    benchmark:
+        f"benchmarks/{FULL}/train_full.tsv"
+    params:
+        hp=config["train"],
+    threads: config["resources"]["threads"]
+    resources:
+        **gpu_resources(),
+    conda:
+        "../envs/pfs.yaml"
+    script:
+        "../workflow_scripts/train_full.py"

@@ -1,0 +1,181 @@
+"""Datasets (embedded digits, CIFAR-10/100 folders), the gate-learning split, transforms and loaders."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader, Dataset
+from torchvision import datasets
+from torchvision.transforms import v2
+
+from pfs.errors import PfsError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    name: str
+    num_classes: int
+    image_size: int  # MACs are counted for one image of this size
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    crop_padding: int  # random-crop padding of the training augmentation (pixels)
+    hflip: bool  # horizontal flip is a valid augmentation (not for digits)
+    folder: str | None  # sub-folder of dataset.root that must exist (None: embedded)
+
+
+_CIFAR_MEAN, _CIFAR_STD = (0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010)
+DATASETS = {
+    # scikit-learn's 8x8 handwritten digits (1797 images, shipped inside the package), upsampled to 16x16 RGB:
+    # small enough that the default run trains every stage on 2 CPU cores in minutes
+    "digits": DatasetInfo("digits", 10, 16, (0.5, 0.5, 0.5), (0.25, 0.25, 0.25), 2, False, None),
+    "cifar10": DatasetInfo("cifar10", 10, 32, _CIFAR_MEAN, _CIFAR_STD, 4, True, "cifar-10-batches-py"),
+    "cifar100": DatasetInfo("cifar100", 100, 32, (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762), 4, True,
+                            "cifar-100-python"),
+}
+DIGITS_TEST_SIZE = 360  # fixed held-out test split of the 1797 digits (seeded, never changes)
+
+
+def dataset_info(name: str) -> DatasetInfo:
+    if name not in DATASETS:
+        raise PfsError(f"unknown dataset {name!r}; known: {', '.join(DATASETS)}")
+    return DATASETS[name]
+
+
+@dataclass(frozen=True)
+class DataSettings:
+    """Where and how to read a dataset (none of this changes a result, so none of it is a rule param)."""
+
+    name: str
+    root: str = "data"
+    download: bool = False
+    check_md5: bool = True
+    num_workers: int = 0
+
+
+def _cifar_reader(name: str, check_md5: bool):
+    """torchvision's CIFAR reader; with check_md5 off it accepts any file set in the on-disk format."""
+    base = {"cifar10": datasets.CIFAR10, "cifar100": datasets.CIFAR100}[name]
+    if check_md5:
+        return base
+
+    class Unchecked(base):
+        def _check_integrity(self) -> bool:
+            return all((Path(self.root) / self.base_folder / f).is_file() for f, _ in self.train_list + self.test_list)
+
+    return Unchecked
+
+
+def check_dataset_available(settings: DataSettings) -> None:
+    """Fail fast, before any work, when the dataset folder is missing."""
+    info = dataset_info(settings.name)
+    if info.folder and not settings.download and not (Path(settings.root) / info.folder).is_dir():
+        raise PfsError(
+            f"{settings.name} not found: {Path(settings.root) / info.folder} does not exist. Set dataset.root to the "
+            f"folder that holds {info.folder}/ (torchvision's layout), or set dataset.download: true"
+        )
+
+
+def load_images(settings: DataSettings, train: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """The whole split as ``(uint8 images N x 3 x H x W, int64 labels N)``."""
+    check_dataset_available(settings)
+    if settings.name == "digits":
+        return _load_digits(train)
+    try:
+        ds = _cifar_reader(settings.name, settings.check_md5)(settings.root, train=train, download=settings.download)
+    except RuntimeError as exc:  # torchvision: "Dataset not found or corrupted"
+        raise PfsError(
+            f"{settings.name} under {settings.root} is missing files or fails its MD5 check ({exc}). Re-extract the "
+            "archive there, or set dataset.download: true"
+        ) from exc
+    except Exception as exc:  # a truncated or foreign batch file fails to unpickle
+        raise PfsError(f"{settings.name} under {settings.root} has a corrupt batch file ({type(exc).__name__}: "
+                       f"{exc}). Re-extract the archive there") from exc
+    images = torch.from_numpy(ds.data).permute(0, 3, 1, 2).contiguous()
+    return images, torch.as_tensor(ds.targets, dtype=torch.int64)
+
+
+def _load_digits(train: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    from sklearn.datasets import load_digits
+
+    bunch = load_digits()
+    x = torch.as_tensor(bunch.images, dtype=torch.float32).unsqueeze(1) / 16.0  # pixel values 0..16
+    size = DATASETS["digits"].image_size
+    x = torch.nn.functional.interpolate(x, size=size, mode="bilinear", align_corners=False)
+    images = (x.clamp(0, 1) * 255).round().to(torch.uint8).expand(-1, 3, -1, -1).contiguous()
+    labels = torch.as_tensor(bunch.target, dtype=torch.int64)
+    order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(0))
+    idx = order[DIGITS_TEST_SIZE:] if train else order[:DIGITS_TEST_SIZE]
+    return images[idx], labels[idx]
+
+
+def split_train_val(n: int, val_size: int, split_seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Seeded split of ``n`` training indices into (train, val); both sorted, fixed for a given seed."""
+    if not 0 < val_size < n:
+        raise PfsError(f"dataset.val_size must be between 1 and {n - 1} for this dataset, got {val_size}")
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(split_seed))
+    return perm[val_size:].sort().values, perm[:val_size].sort().values
+
+
+def make_transform(info: DatasetInfo, train: bool) -> v2.Transform:
+    steps: list[v2.Transform] = []
+    if train:  # the paper's CIFAR augmentation: random crop with 4-pixel padding, horizontal flip
+        steps.append(v2.RandomCrop(info.image_size, padding=info.crop_padding))
+        if info.hflip:
+            steps.append(v2.RandomHorizontalFlip())
+    steps += [v2.ToDtype(torch.float32, scale=True), v2.Normalize(info.mean, info.std)]
+    return v2.Compose(steps)
+
+
+class TensorImageDataset(Dataset):
+    """uint8 image tensors with a per-sample transform."""
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor, transform: v2.Transform) -> None:
+        self.images, self.labels, self.transform = images, labels, transform
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, i: int):
+        return self.transform(self.images[i]), self.labels[i]
+
+
+def make_loader(dataset: Dataset, batch_size: int, train: bool, num_workers: int, device: torch.device) -> DataLoader:
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=train,
+        num_workers=num_workers,
+        pin_memory=device.type == "cuda",
+        persistent_workers=num_workers > 0,
+    )
+
+
+def gate_learning_sets(settings: DataSettings, val_size: int, split_seed: int):
+    """(train part, held-out val part, val indices) of the training set, for gate learning and selection."""
+    info = dataset_info(settings.name)
+    images, labels = load_images(settings, train=True)
+    train_idx, val_idx = split_train_val(len(labels), val_size, split_seed)
+    train = TensorImageDataset(images[train_idx], labels[train_idx], make_transform(info, train=True))
+    val = TensorImageDataset(images[val_idx], labels[val_idx], make_transform(info, train=False))
+    return train, val, val_idx
+
+
+def training_sets(settings: DataSettings):
+    """(whole training set, test set), for training from scratch."""
+    info = dataset_info(settings.name)
+    train = TensorImageDataset(*load_images(settings, train=True), make_transform(info, train=True))
+    test = TensorImageDataset(*load_images(settings, train=False), make_transform(info, train=False))
+    return train, test
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise PfsError(f"device {name!r} requested but CUDA is not available; set device: auto or cpu")
+    return torch.device(name)

@@ -1,0 +1,113 @@
+"""Atomic writes, safe loads, and versioned artifact formats."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+
+from pfs.errors import PfsError
+
+FORMAT_VERSION = 1
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temp path in the target's folder; on success rename it over ``path`` (never a half-written file)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+
+
+def write_yaml(path: str | os.PathLike, data: dict) -> None:
+    atomic_write_text(path, yaml.safe_dump(data, sort_keys=False))
+
+
+def write_json(path: str | os.PathLike, data: dict) -> None:
+    atomic_write_text(path, json.dumps(data, indent=2) + "\n")
+
+
+def write_csv(path: str | os.PathLike, frame) -> None:
+    with atomic_path(path) as tmp:
+        frame.to_csv(tmp, index=False)
+
+
+def save_artifact(path: str | os.PathLike, kind: str, payload: dict[str, Any]) -> None:
+    """torch.save ``payload`` tagged with its kind and format version, atomically."""
+    with atomic_path(path) as tmp:
+        torch.save({"kind": kind, "format_version": FORMAT_VERSION, **payload}, tmp)
+
+
+def _check_header(path: Path, data: Any, kind: str, remedy: str) -> None:
+    if not isinstance(data, dict) or data.get("kind") != kind:
+        found = data.get("kind") if isinstance(data, dict) else type(data).__name__
+        raise PfsError(f"{path} is not a {kind} file (found {found!r}); {remedy}")
+    if data.get("format_version") != FORMAT_VERSION:
+        raise PfsError(
+            f"{path} has format_version {data.get('format_version')!r}, this pfs reads {FORMAT_VERSION}; {remedy}"
+        )
+
+
+def load_artifact(path: str | os.PathLike, kind: str, remedy: str = "delete it and rerun the stage that makes it") -> dict:
+    """Load a torch artifact safely (``weights_only=True``) and check its kind and format version."""
+    path = Path(path)
+    if not path.is_file():
+        raise PfsError(f"{path} does not exist; {remedy}")
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # truncated, corrupt, or not a torch file at all
+        raise PfsError(f"{path} is corrupt or not a torch file ({type(exc).__name__}: {exc}); {remedy}") from exc
+    _check_header(path, data, kind, remedy)
+    return data
+
+
+def load_yaml_artifact(path: str | os.PathLike, kind: str, remedy: str = "delete it and rerun the stage that makes it"):
+    path = Path(path)
+    if not path.is_file():
+        raise PfsError(f"{path} does not exist; {remedy}")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise PfsError(f"{path} is not valid YAML ({exc}); {remedy}") from exc
+    _check_header(path, data, kind, remedy)
+    return data
+
+
+def check_field(path: str | os.PathLike, data: dict, key: str, expected: Any) -> None:
+    """Refuse a file whose ``key`` differs from what the caller expects (e.g. another arch or expansion)."""
+    if data.get(key) != expected:
+        raise PfsError(f"{path} was made for {key}={data.get(key)!r}, but this job needs {key}={expected!r}")
+
+
+def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(chunk), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def stable_hash(obj: Any) -> str:
+    """A short hash of a JSON-serialisable object (used to key resume checkpoints by a job's settings)."""
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
+

@@ -1,0 +1,59 @@
+"""The channel gate: one learnable scalar per channel, multiplied onto a BatchNorm output."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class Gate(nn.Module):
+    """Channel-wise scale ``y = g * x`` with ``g`` initialised to 1 (placed after BN, before ReLU)."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(channels))
+
+    @property
+    def channels(self) -> int:
+        return self.weight.numel()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.weight.view(1, -1, 1, 1)
+
+    def extra_repr(self) -> str:
+        return f"channels={self.channels}"
+
+
+class ConvBNGateReLU(nn.Sequential):
+    """conv -> BN -> gate -> ReLU, the prunable unit of plain networks."""
+
+    def __init__(self, cin: int, cout: int, kernel: int = 3, stride: int = 1, groups: int = 1) -> None:
+        super().__init__(
+            nn.Conv2d(cin, cout, kernel, stride, kernel // 2, groups=groups, bias=False),
+            nn.BatchNorm2d(cout),
+            Gate(cout),
+            nn.ReLU(inplace=True),
+        )
+
+
+class GatedNet(nn.Module):
+    """Base class: a network built from ``widths`` (one entry per prunable group) that owns one Gate per group."""
+
+    arch: str = ""
+    widths: list[int]
+    expansion: int
+
+    def gates(self) -> list[Gate]:
+        """The gates in prunable-group order (the order of ``widths``)."""
+        found = [m for m in self.modules() if isinstance(m, Gate)]
+        if [g.channels for g in found] != list(self.widths):
+            raise RuntimeError(f"{self.arch}: gate order does not match widths")  # a model-definition bug
+        return found
+
+    def gate_parameters(self) -> list[nn.Parameter]:
+        return [g.weight for g in self.gates()]
+
+    def weight_parameters(self) -> list[nn.Parameter]:
+        """Every parameter that is not a gate (the random weights that gate learning keeps frozen)."""
+        gate_ids = {id(p) for p in self.gate_parameters()}
+        return [p for p in self.parameters() if id(p) not in gate_ids]

@@ -1,0 +1,191 @@
+"""The pipeline's stages as plain functions: read inputs, check them, call the algorithm, write outputs.
+
+Workflow scripts and ``python -m pfs`` call these; nothing here knows about Snakemake.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import platform
+import subprocess
+from pathlib import Path
+from typing import Any, TextIO
+
+import torch
+
+import pfs
+from pfs import io
+from pfs.data import DataSettings, dataset_info, gate_learning_sets, make_loader, training_sets
+from pfs.errors import PfsError
+from pfs.gates import GateConfig, learn_gates
+from pfs.macs import count_macs, count_params, network_cost
+from pfs.models import build_model, default_widths, get_spec
+from pfs.prune import PruneConfig, prune_to_macs
+from pfs.train import TrainConfig, budget_epochs, remove_checkpoint, train_from_scratch
+
+log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass(frozen=True)
+class Experiment:
+    """The identity of one run (it comes from the result path's wildcards)."""
+
+    dataset: str
+    arch: str
+    seed: int
+    expansion: int | None = None  # None: the arch's standard width
+    multiplier: float = 1.0
+
+    def __post_init__(self) -> None:
+        spec = get_spec(self.arch)  # raises on an unknown arch, naming the known ones
+        info = dataset_info(self.dataset)
+        if spec.domain == "imagenet" and self.dataset != "imagenet":
+            raise PfsError(f"arch {self.arch} is an ImageNet network; dataset {self.dataset} needs a CIFAR arch")
+        if spec.domain == "cifar" and info.image_size > 64:
+            raise PfsError(f"arch {self.arch} is a CIFAR network; use an ImageNet arch for {self.dataset}")
+
+    @property
+    def width(self) -> int:
+        return get_spec(self.arch).base_expansion if self.expansion is None else self.expansion
+
+
+def settings_from(cls, mapping: dict[str, Any], section: str, **extra):
+    """Build a frozen settings dataclass from a config section, refusing unknown keys by name."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    kwargs = {}
+    for key, value in mapping.items():
+        name = "lambda_" if key == "lambda" else key
+        if name not in names:
+            raise PfsError(f"unknown key {section}.{key}; known: {', '.join(sorted(names - set(extra)))}")
+        kwargs[name] = tuple(value) if isinstance(value, list) else value
+    return cls(**kwargs, **extra)
+
+
+def provenance() -> dict[str, str]:
+    """Versions and git commit, recorded in every metrics file."""
+    import snakemake  # noqa: PLC0415 - only for its version
+    import torchvision  # noqa: PLC0415
+
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True,
+                                cwd=Path(__file__).parent).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        commit = "unknown"
+    return {"pfs": pfs.__version__, "torch": torch.__version__, "torchvision": torchvision.__version__,
+            "snakemake": snakemake.__version__, "python": platform.python_version(), "git_commit": commit}
+
+
+def stage_learn_gates(exp: Experiment, sparsity: float, hp: dict, data: DataSettings, split: dict,
+                      device: torch.device, out_gates: str, out_history: str, stream: TextIO | None = None) -> None:
+    cfg = settings_from(GateConfig, hp, "gates", sparsity=sparsity)
+    info = dataset_info(exp.dataset)
+    train_set, val_set, val_idx = gate_learning_sets(data, split["val_size"], split["split_seed"])
+    torch.manual_seed(exp.seed)
+    model = build_model(exp.arch, expansion=exp.width, num_classes=info.num_classes)
+    result = learn_gates(
+        model,
+        make_loader(train_set, cfg.batch_size, True, data.num_workers, device),
+        make_loader(val_set, cfg.eval_batch_size, False, data.num_workers, device),
+        cfg, device, stream,
+    )
+    io.write_csv(out_history, result.history)
+    io.save_artifact(out_gates, "pfs.gates", {
+        "arch": exp.arch, "dataset": exp.dataset, "expansion": exp.width, "multiplier": exp.multiplier,
+        "sparsity": sparsity, "seed": exp.seed, "widths": model.widths, "gates": result.gates,
+        "selected_epoch": result.selected_epoch, "val_indices": val_idx, "split": dict(split),
+        "settings": dataclasses.asdict(cfg),
+    })
+
+
+def _load_gates(path: str, exp: Experiment) -> list[torch.Tensor]:
+    data = io.load_artifact(path, "pfs.gates")
+    for key, want in (("arch", exp.arch), ("dataset", exp.dataset), ("expansion", exp.width)):
+        io.check_field(path, data, key, want)
+    want = default_widths(exp.arch, exp.width)
+    got = [int(g.numel()) for g in data["gates"]]
+    if got != want:
+        raise PfsError(f"{path}: gate sizes {got} do not match {exp.arch} at expansion {exp.width} ({want})")
+    return list(data["gates"])
+
+
+def stage_prune(exp: Experiment, gates_path: str, ratio: float, hp: dict, out_channels: str) -> dict:
+    cfg = settings_from(PruneConfig, hp, "prune")
+    gates = _load_gates(gates_path, exp)
+    info = dataset_info(exp.dataset)
+    base = network_cost(exp.arch, info.image_size, info.num_classes)  # the unexpanded standard network
+    full = network_cost(exp.arch, info.image_size, info.num_classes, expansion=exp.width)
+    result = prune_to_macs(
+        gates, ratio, base["macs"],
+        lambda w: network_cost(exp.arch, info.image_size, info.num_classes, widths=w, expansion=exp.width)["macs"],
+        cfg,
+    )
+    pruned = network_cost(exp.arch, info.image_size, info.num_classes, widths=result.widths, expansion=exp.width)
+    doc = {
+        "kind": "pfs.channels", "format_version": io.FORMAT_VERSION,
+        "arch": exp.arch, "dataset": exp.dataset, "expansion": exp.width, "multiplier": exp.multiplier,
+        "widths": result.widths, "full_widths": default_widths(exp.arch, exp.width),
+        "target_ratio": ratio, "achieved_ratio": round(result.achieved_ratio, 6),
+        "macs": pruned["macs"], "params": pruned["params"],
+        "macs_baseline": base["macs"], "params_baseline": base["params"],
+        "macs_expanded": full["macs"], "params_expanded": full["params"],
+        "kept_channels": result.kept_channels, "total_channels": result.total_channels,
+        "threshold": result.threshold, "min_width": cfg.min_width, "tolerance": cfg.tolerance,
+        "gates_file": str(gates_path), "gates_sha256": io.sha256_file(gates_path),
+    }
+    io.write_yaml(out_channels, doc)
+    log.info("pruned %s to %s: MACs %d -> %d (reduction %.4f vs baseline %d)", exp.arch, result.widths,
+             full["macs"], pruned["macs"], result.achieved_ratio, base["macs"])
+    return doc
+
+
+def load_channels(path: str, exp: Experiment) -> dict:
+    """Read a channels.yaml and refuse it unless it fits ``exp`` (arch, dataset, expansion, sane widths)."""
+    doc = io.load_yaml_artifact(path, "pfs.channels")
+    for key, want in (("arch", exp.arch), ("dataset", exp.dataset), ("expansion", exp.width)):
+        io.check_field(path, doc, key, want)
+    full = default_widths(exp.arch, exp.width)
+    widths = doc.get("widths")
+    if not isinstance(widths, list) or len(widths) != len(full) or not all(isinstance(w, int) for w in widths):
+        raise PfsError(f"{path}: widths must be a list of {len(full)} integers for {exp.arch}, got {widths!r}")
+    bad = [(i, w, f) for i, (w, f) in enumerate(zip(widths, full, strict=True)) if not 1 <= w <= f]
+    if bad:
+        i, w, f = bad[0]
+        raise PfsError(f"{path}: width {w} of group {i} is outside 1..{f} (the expanded network's width); "
+                       "rerun prune instead of editing the file")
+    return doc
+
+
+def stage_train(exp: Experiment, method: str, widths: list[int] | None, ratio: float, schedule: str, hp: dict,
+                data: DataSettings, device: torch.device, checkpoint_dir: str, outputs: dict[str, str],
+                extra: dict | None = None, stream: TextIO | None = None) -> dict:
+    """Train ``exp.arch`` at ``widths`` from a fresh random init; write model.pt, metrics.json and history.csv."""
+    cfg = settings_from(TrainConfig, hp, "train")
+    epochs = budget_epochs(cfg.epochs, schedule, ratio)
+    info = dataset_info(exp.dataset)
+    train_set, test_set = training_sets(data)
+    torch.manual_seed(exp.seed)
+    model = build_model(exp.arch, widths=widths, expansion=exp.width, num_classes=info.num_classes)
+    macs, params = count_macs(model, info.image_size), count_params(model)
+    identity = {"dataset": exp.dataset, "arch": exp.arch, "method": method, "expansion": exp.width,
+                "multiplier": exp.multiplier, "ratio": ratio, "schedule": schedule, "seed": exp.seed}
+    key = io.stable_hash({**identity, "widths": model.widths, "train": dataclasses.asdict(cfg),
+                          "epochs": epochs, "out": outputs["model"]})
+    checkpoint = Path(checkpoint_dir) / f"{key}.pt"
+    result = train_from_scratch(
+        model,
+        make_loader(train_set, cfg.batch_size, True, data.num_workers, device),
+        make_loader(test_set, cfg.eval_batch_size, False, data.num_workers, device),
+        cfg, epochs, exp.seed, device, checkpoint, key, stream,
+    )
+    metrics = {**identity, **(extra or {}), "widths": model.widths, "macs": macs, "params": params,
+               **result.metrics, "device": str(device), "settings": dataclasses.asdict(cfg),
+               "versions": provenance()}
+    io.write_csv(outputs["history"], result.history)
+    io.save_artifact(outputs["model"], "pfs.model", {
+        **identity, "widths": model.widths, "num_classes": info.num_classes,
+        "state_dict": {k: v.cpu() for k, v in model.state_dict().items()}, "metrics": result.metrics,
+    })
+    io.write_json(outputs["metrics"], metrics)
+    remove_checkpoint(checkpoint)
+    return metrics

@@ -1,0 +1,64 @@
+"""Torch-free helpers for the Snakemake workflow: canonical numbers in paths, config cross-checks, targets.
+
+Imported by rules/common.smk while the DAG is built, so it must stay light (no torch import).
+"""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+
+# wildcard constraints: a number is written one canonical way ("0.5", "1", never "0.50" or "1.0")
+NUMBER = r"\d+(\.\d*[1-9])?"
+CIFAR_FOLDERS = {"cifar10": "cifar-10-batches-py", "cifar100": "cifar-100-python"}
+IMAGENET_ARCHS = ("mobilenet_v1", "mobilenet_v2", "resnet50")
+
+
+def fmt(x: float | int) -> str:
+    """Canonical text of a number in a path: 0.5 -> '0.5', 1.0 -> '1', 80 -> '80'."""
+    text = repr(float(x))
+    return text[:-2] if text.endswith(".0") else text
+
+
+class ConfigError(ValueError):
+    """A config value that is valid on its own but not together with the others."""
+
+
+def check_config(config: dict) -> None:
+    """Cross-field checks the JSON schema cannot express; raise ConfigError naming the key and the fix."""
+    data, grid = config["dataset"], config["grid"]
+    for arch in grid["archs"]:
+        if arch not in grid["expansions"]:
+            raise ConfigError(f"grid.expansions has no entry for arch {arch!r}; add e.g. '{arch}: [..]' under it")
+        if data["name"] != "imagenet" and arch in IMAGENET_ARCHS:
+            raise ConfigError(f"grid.archs: {arch} is an ImageNet network; dataset {data['name']} needs a CIFAR arch")
+    folder = CIFAR_FOLDERS.get(data["name"])
+    if folder and not data["download"] and not (Path(data["root"]) / folder).is_dir():
+        raise ConfigError(
+            f"dataset {data['name']} not found: {Path(data['root']) / folder} does not exist. Set dataset.root to "
+            f"the folder holding {folder}/ (torchvision's layout) or set dataset.download: true"
+        )
+    if data["name"] == "digits" and data["val_size"] >= 1437:
+        raise ConfigError(f"dataset.val_size={data['val_size']} leaves no digits to learn gates on; use < 1437")
+
+
+def pruned_runs(config: dict) -> list[dict]:
+    """One dict of wildcards per gate-pruned training run of the grid."""
+    grid = config["grid"]
+    runs = []
+    for arch in grid["archs"]:
+        for e, s, seed, p, sched in itertools.product(grid["expansions"][arch], grid["sparsities"], grid["seeds"],
+                                                      grid["ratios"], grid["schedules"]):
+            runs.append({"dataset": config["dataset"]["name"], "arch": arch, "expansion": str(e),
+                         "multiplier": "1", "sparsity": fmt(s), "seed": str(seed), "ratio": fmt(p),
+                         "schedule": sched})
+    return runs
+
+
+def full_runs(config: dict) -> list[dict]:
+    """Wildcards of the unpruned standard-width baseline runs (one per arch and seed)."""
+    grid = config["grid"]
+    if not grid["full_baseline"]:
+        return []
+    return [{"dataset": config["dataset"]["name"], "arch": arch, "seed": str(seed), "schedule": "scratch_e"}
+            for arch in grid["archs"] for seed in grid["seeds"]]
