@@ -28,7 +28,7 @@ include: "rules/summarize.smk"
 
 
 rule all:
+    default_target: True
     input:
         SUMMARY,
         all_model_targets(),
-    default_target: True

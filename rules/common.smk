@@ -4,7 +4,6 @@ from snakemake.utils import validate
 
 from pfs.workflow import NUMBER, check_config, full_runs, pruned_runs
 
-
 validate(config, "../schemas/config.schema.yaml", set_default=True)
 check_config(config)
 
@@ -21,7 +20,7 @@ wildcard_constraints:
 
 
 EXP = "{dataset}/{arch}/e{expansion}_m{multiplier}/s{sparsity}/seed{seed}"
-PRUNED = EXP + "/p{ratio}"
+PRUNED = f"{EXP}/p{{ratio}}"
 FULL = "{dataset}/{arch}/full/seed{seed}/{schedule}"
 SUMMARY = "results/summary.csv"
 RUN_FILES = ("model.pt", "metrics.json", "history.csv")

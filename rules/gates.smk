@@ -6,13 +6,13 @@ rule learn_gates:
         f"logs/{EXP}/learn_gates.log",
     benchmark:
         f"benchmarks/{EXP}/learn_gates.tsv"
-    params:
-        hp=config["gates"],
-        split=split_params(),
+    conda:
+        "../envs/pfs.yaml"
     threads: config["resources"]["threads"]
     resources:
         **gpu_resources(),
-    conda:
-        "../envs/pfs.yaml"
+    params:
+        hp=config["gates"],
+        split=split_params(),
     script:
         "../workflow_scripts/learn_gates.py"

@@ -5,9 +5,9 @@ rule prune:
         channels=f"results/{PRUNED}/channels.yaml",
     log:
         f"logs/{PRUNED}/prune.log",
-    params:
-        hp=config["prune"],
     conda:
         "../envs/pfs.yaml"
+    params:
+        hp=config["prune"],
     script:
         "../workflow_scripts/prune.py"

@@ -2,18 +2,18 @@ rule train_pruned:
     input:
         channels=f"results/{PRUNED}/channels.yaml",
     output:
-        **run_outputs(PRUNED + "/{schedule}"),
+        **run_outputs(f"{PRUNED}/{{schedule}}"),
     log:
         f"logs/{PRUNED}/{{schedule}}/train_pruned.log",
     benchmark:
         f"benchmarks/{PRUNED}/{{schedule}}/train_pruned.tsv"
-    params:
-        hp=config["train"],
+    conda:
+        "../envs/pfs.yaml"
     threads: config["resources"]["threads"]
     resources:
         **gpu_resources(),
-    conda:
-        "../envs/pfs.yaml"
+    params:
+        hp=config["train"],
     script:
         "../workflow_scripts/train_pruned.py"
 
@@ -25,12 +25,12 @@ rule train_full:
         f"logs/{FULL}/train_full.log",
     benchmark:
         f"benchmarks/{FULL}/train_full.tsv"
-    params:
-        hp=config["train"],
+    conda:
+        "../envs/pfs.yaml"
     threads: config["resources"]["threads"]
     resources:
         **gpu_resources(),
-    conda:
-        "../envs/pfs.yaml"
+    params:
+        hp=config["train"],
     script:
         "../workflow_scripts/train_full.py"

@@ -68,7 +68,10 @@ def _check_header(path: Path, data: Any, kind: str, remedy: str) -> None:
         )
 
 
-def load_artifact(path: str | os.PathLike, kind: str, remedy: str = "delete it and rerun the stage that makes it") -> dict:
+REMEDY = "delete it and rerun the stage that makes it"
+
+
+def load_artifact(path: str | os.PathLike, kind: str, remedy: str = REMEDY) -> dict:
     """Load a torch artifact safely (``weights_only=True``) and check its kind and format version."""
     path = Path(path)
     if not path.is_file():
@@ -81,7 +84,7 @@ def load_artifact(path: str | os.PathLike, kind: str, remedy: str = "delete it a
     return data
 
 
-def load_yaml_artifact(path: str | os.PathLike, kind: str, remedy: str = "delete it and rerun the stage that makes it"):
+def load_yaml_artifact(path: str | os.PathLike, kind: str, remedy: str = REMEDY) -> dict:
     path = Path(path)
     if not path.is_file():
         raise PfsError(f"{path} does not exist; {remedy}")

@@ -4,4 +4,6 @@ from pfs.models import resnet_cifar, vgg  # noqa: F401  (registers the CIFAR fam
 from pfs.models.gate import Gate, GatedNet
 from pfs.models.registry import ModelSpec, build_model, default_widths, get_spec, list_models, register_model
 
-__all__ = ["Gate", "GatedNet", "ModelSpec", "build_model", "default_widths", "get_spec", "list_models", "register_model"]
+__all__ = [
+    "Gate", "GatedNet", "ModelSpec", "build_model", "default_widths", "get_spec", "list_models", "register_model",
+]
