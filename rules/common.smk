@@ -2,9 +2,10 @@
 
 from snakemake.utils import validate
 
-from pfs.workflow import NUMBER, check_config, full_runs, pruned_runs
+from pfs.workflow import NUMBER, check_config, check_schema, full_runs, pruned_runs
 
-validate(config, "../schemas/config.schema.yaml", set_default=True)
+check_schema(config, f"{workflow.basedir}/schemas/config.schema.yaml")  # one clear line naming a bad key
+validate(config, "../schemas/config.schema.yaml", set_default=True)  # fills in the defaults
 check_config(config)
 
 

@@ -24,6 +24,18 @@ class ConfigError(ValueError):
     """A config value that is valid on its own but not together with the others."""
 
 
+def check_schema(config: dict, schema_path: str | Path) -> None:
+    """Validate ``config`` against the JSON schema; raise ConfigError with ONE line naming the bad key."""
+    import jsonschema
+    import yaml
+
+    schema = yaml.safe_load(Path(schema_path).read_text())
+    error = jsonschema.exceptions.best_match(jsonschema.Draft202012Validator(schema).iter_errors(config))
+    if error is not None:
+        where = ".".join(str(p) for p in error.absolute_path) or "(top level)"
+        raise ConfigError(f"config {where}: {error.message} (keys and allowed values: {schema_path})")
+
+
 def check_config(config: dict) -> None:
     """Cross-field checks the JSON schema cannot express; raise ConfigError naming the key and the fix."""
     data, grid = config["dataset"], config["grid"]
