@@ -153,6 +153,11 @@ def load_channels(path: str, exp: Experiment) -> dict:
         i, w, f = bad[0]
         raise PfsError(f"{path}: width {w} of group {i} is outside 1..{f} (the expanded network's width); "
                        "rerun prune instead of editing the file")
+    info = dataset_info(exp.dataset)
+    macs = network_cost(exp.arch, info.image_size, info.num_classes, widths=widths, expansion=exp.width)["macs"]
+    if macs != doc.get("macs"):
+        raise PfsError(f"{path} claims {doc.get('macs')} MACs but its widths give {macs}; the file was edited or "
+                       "is stale: rerun prune (delete the file) instead of editing it")
     return doc
 
 
