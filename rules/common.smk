@@ -37,6 +37,12 @@ def gpu_resources():
     return {"gpu": res["gpu"], "mem_mb": res["mem_mb"], "runtime": res["runtime"]}
 
 
+def section_params(name):
+    """A config section as one param, keys sorted: Snakemake compares params by repr(), so without this a mere
+    reordering of keys (another --configfile, a key moved or left to its default) would rerun the stage."""
+    return dict(sorted(config[name].items()))
+
+
 def split_params():
     """Dataset settings that change results (the split); location settings are read by the scripts."""
     return {k: config["dataset"][k] for k in ("val_size", "split_seed")}

@@ -12,7 +12,7 @@ rule learn_gates:
     resources:
         **gpu_resources(),
     params:
-        hp=config["gates"],
+        hp=section_params("gates"),
         split=split_params(),
     script:
         "../workflow_scripts/learn_gates.py"

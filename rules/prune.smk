@@ -8,6 +8,6 @@ rule prune:
     conda:
         "../envs/pfs.yaml"
     params:
-        hp=config["prune"],
+        hp=section_params("prune"),
     script:
         "../workflow_scripts/prune.py"

@@ -13,7 +13,7 @@ rule train_pruned:
     resources:
         **gpu_resources(),
     params:
-        hp=config["train"],
+        hp=section_params("train"),
     script:
         "../workflow_scripts/train_pruned.py"
 
@@ -31,6 +31,6 @@ rule train_full:
     resources:
         **gpu_resources(),
     params:
-        hp=config["train"],
+        hp=section_params("train"),
     script:
         "../workflow_scripts/train_full.py"

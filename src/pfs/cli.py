@@ -25,10 +25,9 @@ def _summary(args: argparse.Namespace) -> dict:
     widths = None
     if args.channels:
         if args.expansion is None:  # take it from the file, then check the file against it
-            import yaml
+            from pfs.io import load_yaml_artifact
 
-            with open(args.channels) as fh:
-                expansion = (yaml.safe_load(fh) or {}).get("expansion", expansion)
+            expansion = load_yaml_artifact(args.channels, "pfs.channels").get("expansion", expansion)
         widths = load_channels(args.channels, Experiment(args.dataset, args.arch, 0, expansion))["widths"]
     cost = network_cost(args.arch, info.image_size, info.num_classes, widths=widths, expansion=expansion)
     full_widths = spec.widths_fn(expansion)

@@ -38,8 +38,13 @@ class Experiment:
     multiplier: float = 1.0
 
     def __post_init__(self) -> None:
-        spec = get_spec(self.arch)  # raises on an unknown arch, naming the known ones
+        try:
+            spec = get_spec(self.arch)
+        except ValueError as exc:  # an unknown arch (the message names the known ones) is the user's to fix
+            raise PfsError(str(exc)) from None
         info = dataset_info(self.dataset)
+        if self.expansion is not None and self.expansion < 1:
+            raise PfsError(f"expansion must be a positive integer, got {self.expansion}")
         if spec.domain == "imagenet" and self.dataset != "imagenet":
             raise PfsError(f"arch {self.arch} is an ImageNet network; dataset {self.dataset} needs a CIFAR arch")
         if spec.domain == "cifar" and info.image_size > 64:

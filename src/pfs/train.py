@@ -66,7 +66,9 @@ def _sgd(params, cfg: TrainConfig):
 
 
 def _multistep(optimizer, cfg: TrainConfig, epochs: int):
-    return torch.optim.lr_scheduler.MultiStepLR(optimizer, [int(m * epochs) for m in cfg.milestones], cfg.gamma)
+    # a milestone of 0 would decay the lr before the first epoch (epochs=1: int(0.5) == 0), so the earliest is 1
+    milestones = [max(1, int(m * epochs)) for m in cfg.milestones]
+    return torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones, cfg.gamma)
 
 
 def _cosine(optimizer, cfg: TrainConfig, epochs: int):

@@ -1,0 +1,204 @@
+"""Datasets through the real loaders: the tiny CIFAR-10 folder, embedded digits, splits, transforms, devices."""
+
+from __future__ import annotations
+
+import pickle
+
+import numpy as np
+import pytest
+import torch
+from torchvision.transforms import v2
+
+from pfs import data
+from pfs.data import DATASETS, DataSettings, gate_learning_sets, load_images, make_transform, split_train_val
+from pfs.errors import PfsError
+
+BATCHES = [f"data_batch_{i}" for i in range(1, 6)]
+
+
+def _read_batches(root, names):
+    images, labels = [], []
+    for name in names:
+        with open(root / "cifar-10-batches-py" / name, "rb") as fh:
+            batch = pickle.load(fh)
+        images.append(batch["data"].reshape(-1, 3, 32, 32))
+        labels += batch["labels"]
+    return torch.from_numpy(np.concatenate(images)), torch.tensor(labels, dtype=torch.int64)
+
+
+def _cifar(root, **kw) -> DataSettings:
+    return DataSettings("cifar10", root=str(root), **{"check_md5": False, **kw})
+
+
+# ---------------------------------------------------------------- CIFAR-10 folder
+
+
+@pytest.mark.parametrize(("train", "names", "n"), [(True, BATCHES, 100), (False, ["test_batch"], 30)])
+def test_tiny_cifar10_is_read_as_uint8_images_and_int64_labels(tiny_cifar10, train, names, n):
+    images, labels = load_images(_cifar(tiny_cifar10), train=train)
+    assert images.shape == (n, 3, 32, 32) and images.dtype == torch.uint8
+    assert labels.shape == (n,) and labels.dtype == torch.int64
+    want_images, want_labels = _read_batches(tiny_cifar10, names)
+    assert torch.equal(labels, want_labels)
+    assert torch.equal(images, want_images)
+
+
+def test_cifar10_with_md5_check_refuses_files_that_are_not_the_real_ones(tiny_cifar10):
+    with pytest.raises(PfsError, match="MD5"):
+        load_images(_cifar(tiny_cifar10, check_md5=True), train=True)
+
+
+def test_missing_cifar_folder_names_the_path_and_the_settings_to_change(tmp_path):
+    root = tmp_path / "nothing_here"
+    with pytest.raises(PfsError) as err:
+        load_images(_cifar(root), train=True)
+    message = str(err.value)
+    assert str(root / "cifar-10-batches-py") in message
+    assert "dataset.root" in message and "dataset.download: true" in message
+
+
+def test_truncated_cifar_batch_file_is_reported_as_corrupt(tiny_cifar10):
+    batch = tiny_cifar10 / "cifar-10-batches-py" / "data_batch_3"
+    batch.write_bytes(batch.read_bytes()[:500])
+    with pytest.raises(PfsError, match="corrupt batch file") as err:
+        load_images(_cifar(tiny_cifar10), train=True)
+    assert str(tiny_cifar10) in str(err.value)
+
+
+def test_missing_cifar_batch_file_is_reported(tiny_cifar10):
+    (tiny_cifar10 / "cifar-10-batches-py" / "test_batch").unlink()
+    with pytest.raises(PfsError, match="missing files or fails its MD5 check"):
+        load_images(_cifar(tiny_cifar10), train=False)
+
+
+def test_unknown_dataset_names_the_known_ones():
+    with pytest.raises(PfsError, match="unknown dataset 'mnist'; known: digits, cifar10, cifar100"):
+        data.dataset_info("mnist")
+
+
+# ---------------------------------------------------------------- digits
+
+
+def test_digits_splits_have_the_documented_sizes_and_shapes():
+    train_x, train_y = load_images(DataSettings("digits"), train=True)
+    test_x, test_y = load_images(DataSettings("digits"), train=False)
+    assert train_x.shape == (1437, 3, 16, 16) and test_x.shape == (360, 3, 16, 16)
+    assert train_x.dtype == test_x.dtype == torch.uint8
+    assert train_y.dtype == torch.int64 and set(train_y.tolist()) == set(range(10))
+    assert torch.equal(train_x[:, 0], train_x[:, 1]) and torch.equal(train_x[:, 0], train_x[:, 2])  # grey as RGB
+    assert int(train_x.max()) == 255 and int(train_x.min()) == 0
+
+
+def test_digits_train_and_test_partition_all_1797_images():
+    from sklearn.datasets import load_digits
+
+    _, train_y = load_images(DataSettings("digits"), train=True)
+    _, test_y = load_images(DataSettings("digits"), train=False)
+    counts = torch.bincount(torch.cat([train_y, test_y]), minlength=10)
+    assert counts.tolist() == np.bincount(load_digits().target, minlength=10).tolist()
+
+
+def test_digits_test_split_is_fixed_whatever_the_global_seed():
+    torch.manual_seed(1)
+    a = load_images(DataSettings("digits"), train=False)
+    torch.manual_seed(2)
+    b = load_images(DataSettings("digits"), train=False)
+    assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+
+
+# ---------------------------------------------------------------- train/val split
+
+
+def test_split_train_val_is_deterministic_disjoint_and_complete():
+    torch.manual_seed(5)
+    train, val = split_train_val(100, 20, split_seed=3)
+    torch.manual_seed(6)
+    train2, val2 = split_train_val(100, 20, split_seed=3)
+    assert torch.equal(train, train2) and torch.equal(val, val2)
+    assert len(train) == 80 and len(val) == 20
+    assert set(train.tolist()).isdisjoint(val.tolist())
+    assert sorted(train.tolist() + val.tolist()) == list(range(100))
+    assert torch.equal(train, train.sort().values) and torch.equal(val, val.sort().values)
+
+
+def test_split_train_val_differs_with_the_seed():
+    assert not torch.equal(split_train_val(100, 20, 0)[1], split_train_val(100, 20, 1)[1])
+
+
+@pytest.mark.parametrize("val_size", [0, -1, 100, 150])
+def test_split_train_val_refuses_a_val_size_out_of_range(val_size):
+    with pytest.raises(PfsError, match=rf"dataset.val_size must be between 1 and 99 .*got {val_size}"):
+        split_train_val(100, val_size, 0)
+
+
+def test_gate_learning_sets_hold_out_the_recorded_val_indices():
+    images, labels = load_images(DataSettings("digits"), train=True)
+    train, val, val_idx = gate_learning_sets(DataSettings("digits"), val_size=300, split_seed=0)
+    assert len(train) == 1137 and len(val) == 300 and len(val_idx) == 300
+    rest = sorted(set(range(1437)) - set(val_idx.tolist()))
+    assert torch.equal(val.images, images[val_idx]) and torch.equal(val.labels, labels[val_idx])
+    assert torch.equal(train.images, images[rest]) and torch.equal(train.labels, labels[rest])
+    assert torch.equal(val_idx, split_train_val(1437, 300, 0)[1])
+    _, _, val_idx_b = gate_learning_sets(DataSettings("digits"), val_size=300, split_seed=1)
+    assert not torch.equal(val_idx, val_idx_b)
+
+
+def test_gate_learning_sets_augment_only_the_train_part():
+    train, val, _ = gate_learning_sets(DataSettings("digits"), val_size=300, split_seed=0)
+    assert any(isinstance(t, v2.RandomCrop) for t in train.transform.transforms)
+    assert not any(isinstance(t, v2.RandomCrop) for t in val.transform.transforms)
+
+
+# ---------------------------------------------------------------- transforms
+
+
+def test_train_transform_gives_normalised_float32_of_the_same_shape():
+    info = DATASETS["digits"]  # mean 0.5, std 0.25: 255 -> +2, 0 (or crop padding) -> -2
+    image = torch.full((3, 16, 16), 255, dtype=torch.uint8)
+    torch.manual_seed(0)
+    out = make_transform(info, train=True)(image)
+    assert out.shape == (3, 16, 16) and out.dtype == torch.float32
+    assert set(out.unique().tolist()) <= {-2.0, 2.0}
+    assert (out == 2.0).any()
+
+
+def test_test_transform_is_the_exact_normalisation():
+    info = DATASETS["cifar10"]
+    image = torch.zeros((3, 32, 32), dtype=torch.uint8)
+    image[:, 0, 0] = 255
+    out = make_transform(info, train=False)(image)
+    assert out.dtype == torch.float32 and out.shape == (3, 32, 32)
+    for c in range(3):
+        assert out[c, 1, 1].item() == pytest.approx(-info.mean[c] / info.std[c], rel=1e-6)
+        assert out[c, 0, 0].item() == pytest.approx((1 - info.mean[c]) / info.std[c], rel=1e-6)
+
+
+def test_cifar_training_augmentation_flips_and_pads_4_but_digits_never_flips():
+    cifar = [type(t) for t in make_transform(DATASETS["cifar10"], train=True).transforms]
+    digits = [type(t) for t in make_transform(DATASETS["digits"], train=True).transforms]
+    assert cifar == [v2.RandomCrop, v2.RandomHorizontalFlip, v2.ToDtype, v2.Normalize]
+    assert digits == [v2.RandomCrop, v2.ToDtype, v2.Normalize]
+    assert make_transform(DATASETS["cifar10"], train=True).transforms[0].padding == [4, 4, 4, 4]
+
+
+def test_training_sets_pair_augmented_train_with_plain_test(tiny_cifar10):
+    train, test = data.training_sets(_cifar(tiny_cifar10))
+    assert len(train) == 100 and len(test) == 30
+    x, y = test[0]
+    assert x.shape == (3, 32, 32) and x.dtype == torch.float32 and y.dtype == torch.int64
+
+
+# ---------------------------------------------------------------- devices
+
+
+def test_resolve_device_auto_is_cpu_without_cuda(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert data.resolve_device("auto") == torch.device("cpu")
+    assert data.resolve_device("cpu") == torch.device("cpu")
+
+
+@pytest.mark.parametrize("name", ["cuda", "cuda:1"])
+def test_resolve_device_refuses_cuda_when_it_is_unavailable(monkeypatch, name):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(PfsError, match=f"device '{name}' requested but CUDA is not available"):
+        data.resolve_device(name)

@@ -1,0 +1,219 @@
+"""Atomic writes, versioned artifacts, safe (weights-only) loads and the settings hash."""
+
+from __future__ import annotations
+
+import collections
+import hashlib
+
+import pandas as pd
+import pytest
+import torch
+import yaml
+
+from pfs import io
+from pfs.errors import PfsError
+
+
+def _leftovers(folder) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if p.name.endswith(".tmp"))
+
+
+# ---------------------------------------------------------------- atomic writes
+
+
+def test_atomic_write_text_writes_the_file_and_leaves_no_temp_file(tmp_path):
+    target = tmp_path / "sub" / "out.txt"  # the folder is created
+    io.atomic_write_text(target, "hello\n")
+    assert target.read_text() == "hello\n"
+    assert sorted(p.name for p in target.parent.iterdir()) == ["out.txt"]
+
+
+def test_atomic_path_keeps_the_old_file_when_the_writer_raises(tmp_path):
+    target = tmp_path / "out.txt"
+    target.write_text("old")
+    with pytest.raises(RuntimeError, match="writer died"), io.atomic_path(target) as tmp:
+        tmp.write_text("half of the new cont")
+        raise RuntimeError("writer died")
+    assert target.read_text() == "old"
+    assert _leftovers(tmp_path) == []
+
+
+def test_save_artifact_that_fails_to_serialise_keeps_the_old_artifact(tmp_path):
+    target = tmp_path / "gates.pt"
+    io.save_artifact(target, "pfs.gates", {"gates": [torch.ones(3)]})
+    before = target.read_bytes()
+    with pytest.raises(Exception):  # noqa: B017 - whatever pickle raises for a lambda
+        io.save_artifact(target, "pfs.gates", {"gates": [torch.zeros(3)], "bad": lambda: 0})
+    assert target.read_bytes() == before
+    assert _leftovers(tmp_path) == []
+    assert torch.equal(io.load_artifact(target, "pfs.gates")["gates"][0], torch.ones(3))
+
+
+def test_write_yaml_json_csv_round_trip(tmp_path):
+    io.write_yaml(tmp_path / "a.yaml", {"b": 1, "a": [1, 2]})
+    assert yaml.safe_load((tmp_path / "a.yaml").read_text()) == {"b": 1, "a": [1, 2]}
+    assert (tmp_path / "a.yaml").read_text().startswith("b: 1\n")  # key order kept, not sorted
+    io.write_json(tmp_path / "m.json", {"top1": 0.5})
+    assert (tmp_path / "m.json").read_text() == '{\n  "top1": 0.5\n}\n'
+    io.write_csv(tmp_path / "h.csv", pd.DataFrame({"epoch": [1, 2], "lr": [0.1, 0.01]}))
+    assert (tmp_path / "h.csv").read_text() == "epoch,lr\n1,0.1\n2,0.01\n"
+    assert _leftovers(tmp_path) == []
+
+
+# ---------------------------------------------------------------- artifacts
+
+
+def test_save_and_load_artifact_round_trip_with_kind_and_format_version(tmp_path):
+    path = tmp_path / "gates.pt"
+    gates = [torch.rand(4), torch.rand(8)]
+    io.save_artifact(path, "pfs.gates", {"arch": "resnet20", "widths": [4, 8], "gates": gates})
+    data = io.load_artifact(path, "pfs.gates")
+    assert data["kind"] == "pfs.gates"
+    assert data["format_version"] == io.FORMAT_VERSION == 1
+    assert data["arch"] == "resnet20" and data["widths"] == [4, 8]
+    assert all(torch.equal(a, b) for a, b in zip(data["gates"], gates, strict=True))
+
+
+def test_loading_a_truncated_artifact_names_the_path_and_corruption(tmp_path):
+    path = tmp_path / "gates.pt"
+    io.save_artifact(path, "pfs.gates", {"gates": [torch.rand(1000)]})
+    path.write_bytes(path.read_bytes()[:300])
+    with pytest.raises(PfsError, match="is corrupt or not a torch file") as err:
+        io.load_artifact(path, "pfs.gates")
+    assert str(path) in str(err.value)
+    assert io.REMEDY in str(err.value)
+
+
+def test_loading_a_file_that_is_not_a_torch_file_is_refused(tmp_path):
+    path = tmp_path / "gates.pt"
+    path.write_text("kind: pfs.gates\n")
+    with pytest.raises(PfsError, match=f"{path} is corrupt or not a torch file"):
+        io.load_artifact(path, "pfs.gates")
+
+
+def test_loading_an_artifact_of_another_kind_names_both_kinds(tmp_path):
+    path = tmp_path / "gates.pt"
+    io.save_artifact(path, "pfs.model", {"state_dict": {}})
+    with pytest.raises(PfsError) as err:
+        io.load_artifact(path, "pfs.gates")
+    assert str(err.value) == f"{path} is not a pfs.gates file (found 'pfs.model'); {io.REMEDY}"
+
+
+def test_loading_a_torch_file_without_header_is_refused(tmp_path):
+    path = tmp_path / "gates.pt"
+    torch.save([torch.ones(2)], path)
+    with pytest.raises(PfsError, match=r"is not a pfs.gates file \(found 'list'\)"):
+        io.load_artifact(path, "pfs.gates")
+
+
+def test_loading_a_wrong_format_version_names_both_versions(tmp_path):
+    path = tmp_path / "gates.pt"
+    torch.save({"kind": "pfs.gates", "format_version": 2, "gates": []}, path)
+    with pytest.raises(PfsError) as err:
+        io.load_artifact(path, "pfs.gates", remedy="rerun learn_gates")
+    assert str(err.value) == f"{path} has format_version 2, this pfs reads 1; rerun learn_gates"
+
+
+def test_loading_a_missing_artifact_names_the_path(tmp_path):
+    path = tmp_path / "nowhere" / "gates.pt"
+    with pytest.raises(PfsError) as err:
+        io.load_artifact(path, "pfs.gates")
+    assert str(err.value) == f"{path} does not exist; {io.REMEDY}"
+
+
+def _side_effect(marker: str) -> dict:
+    with open(marker, "w") as fh:
+        fh.write("executed")
+    return {}
+
+
+class _Payload:
+    """Unpickling this calls _side_effect: a stand-in for a malicious pickle."""
+
+    def __init__(self, marker: str) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return _side_effect, (self.marker,)
+
+
+Point = collections.namedtuple("Point", "x y")
+
+
+def test_load_artifact_refuses_pickled_code_without_running_it(tmp_path):
+    path, marker = tmp_path / "gates.pt", tmp_path / "executed.txt"
+    torch.save({"kind": "pfs.gates", "format_version": 1, "gates": _Payload(str(marker))}, path)
+    with pytest.raises(PfsError, match="is corrupt or not a torch file .*Weights only load failed"):
+        io.load_artifact(path, "pfs.gates")
+    assert not marker.exists()
+    torch.load(path, weights_only=False)  # the file really carries code: an unsafe load runs it
+    assert marker.read_text() == "executed"
+
+
+def test_load_artifact_refuses_arbitrary_python_objects(tmp_path):
+    path = tmp_path / "gates.pt"
+    torch.save({"kind": "pfs.gates", "format_version": 1, "gates": Point(1, 2)}, path)
+    with pytest.raises(PfsError, match="Weights only load failed"):
+        io.load_artifact(path, "pfs.gates")
+
+
+# ---------------------------------------------------------------- YAML artifacts and fields
+
+
+def test_load_yaml_artifact_round_trip(tmp_path):
+    path = tmp_path / "channels.yaml"
+    io.write_yaml(path, {"kind": "pfs.channels", "format_version": 1, "widths": [3, 4]})
+    assert io.load_yaml_artifact(path, "pfs.channels")["widths"] == [3, 4]
+
+
+def test_load_yaml_artifact_refuses_broken_yaml_naming_the_path(tmp_path):
+    path = tmp_path / "channels.yaml"
+    path.write_text("kind: pfs.channels\nwidths: [3, 4\n")
+    with pytest.raises(PfsError, match="is not valid YAML") as err:
+        io.load_yaml_artifact(path, "pfs.channels")
+    assert str(err.value).startswith(str(path))
+
+
+@pytest.mark.parametrize(("text", "found"), [("widths: [1]\n", "None"), ("- 1\n- 2\n", "'list'"), ("", "'NoneType'")])
+def test_load_yaml_artifact_refuses_a_file_without_the_kind(tmp_path, text, found):
+    path = tmp_path / "channels.yaml"
+    path.write_text(text)
+    with pytest.raises(PfsError, match=rf"is not a pfs.channels file \(found {found}\)"):
+        io.load_yaml_artifact(path, "pfs.channels")
+
+
+def test_load_yaml_artifact_missing_file(tmp_path):
+    with pytest.raises(PfsError, match="does not exist"):
+        io.load_yaml_artifact(tmp_path / "channels.yaml", "pfs.channels")
+
+
+def test_check_field_accepts_a_match_and_refuses_a_mismatch_naming_both_values():
+    io.check_field("c.yaml", {"arch": "resnet20"}, "arch", "resnet20")
+    with pytest.raises(PfsError) as err:
+        io.check_field("c.yaml", {"arch": "resnet32"}, "arch", "resnet20")
+    assert str(err.value) == "c.yaml was made for arch='resnet32', but this job needs arch='resnet20'"
+    with pytest.raises(PfsError, match="expansion=None, but this job needs expansion=16"):
+        io.check_field("c.yaml", {}, "expansion", 16)
+
+
+# ---------------------------------------------------------------- hashes
+
+
+def test_stable_hash_ignores_dict_key_order():
+    a = {"arch": "resnet20", "train": {"lr": 0.1, "epochs": 12}, "widths": [1, 2]}
+    b = {"widths": [1, 2], "train": {"epochs": 12, "lr": 0.1}, "arch": "resnet20"}
+    assert io.stable_hash(a) == io.stable_hash(b)
+    assert len(io.stable_hash(a)) == 16 and int(io.stable_hash(a), 16) >= 0
+
+
+def test_stable_hash_is_fixed_across_runs_and_changes_with_values():
+    # pinned: a change here orphans every resume checkpoint on disk
+    assert io.stable_hash({"a": 1}) == hashlib.sha256(b'{"a": 1}').hexdigest()[:16]
+    assert io.stable_hash({"a": 1}) != io.stable_hash({"a": 2})
+    assert io.stable_hash({"widths": [1, 2]}) != io.stable_hash({"widths": [2, 1]})
+
+
+def test_sha256_file(tmp_path):
+    path = tmp_path / "f.bin"
+    path.write_bytes(b"abc" * 1000)
+    assert io.sha256_file(path, chunk=7) == hashlib.sha256(b"abc" * 1000).hexdigest()

@@ -1,0 +1,279 @@
+"""Training from scratch: the Scratch-E/B budget, the config checks, the lr schedule, evaluation and resume."""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+import pytest
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+import pfs.train
+from pfs.data import DATASETS, TensorImageDataset, make_loader, make_transform
+from pfs.errors import PfsError
+from pfs.io import load_artifact
+from pfs.models import build_model
+from pfs.train import TrainConfig, budget_epochs, evaluate, train_from_scratch
+
+CPU = torch.device("cpu")
+
+
+# ---------------------------------------------------------------- budget
+
+
+@pytest.mark.parametrize("ratio", [0.0, 0.5, 0.9])
+def test_scratch_e_keeps_the_epochs(ratio):
+    assert budget_epochs(160, "scratch_e", ratio) == 160
+
+
+@pytest.mark.parametrize(("ratio", "expected"), [(0.0, 160), (0.5, 320), (0.6, 400), (0.7, 533), (0.9, 1600)])
+def test_scratch_b_stretches_epochs_to_the_full_models_compute(ratio, expected):
+    assert budget_epochs(160, "scratch_b", ratio) == expected
+
+
+def test_budget_refuses_an_unknown_schedule_naming_the_known_ones():
+    with pytest.raises(PfsError, match=r"unknown schedule 'scratch_c'; known: scratch_e, scratch_b"):
+        budget_epochs(160, "scratch_c", 0.5)
+
+
+@pytest.mark.parametrize("ratio", [1.0, 1.5, -0.1])
+@pytest.mark.parametrize("schedule", ["scratch_e", "scratch_b"])
+def test_budget_refuses_a_ratio_outside_0_1(schedule, ratio):
+    with pytest.raises(PfsError, match=r"ratio must be in \[0, 1\)"):
+        budget_epochs(160, schedule, ratio)
+
+
+# ---------------------------------------------------------------- TrainConfig
+
+
+def test_train_config_refuses_an_unknown_optimizer_by_name():
+    with pytest.raises(PfsError, match=r"train.optimizer 'adamw' unknown; known: sgd"):
+        TrainConfig(optimizer="adamw")
+
+
+def test_train_config_refuses_an_unknown_scheduler_by_name():
+    with pytest.raises(PfsError, match=r"train.scheduler 'step' unknown; known: multistep, cosine"):
+        TrainConfig(scheduler="step")
+
+
+@pytest.mark.parametrize("bad", [{"epochs": 0}, {"batch_size": 0}, {"lr": 0.0}])
+def test_train_config_refuses_non_positive_sizes(bad):
+    with pytest.raises(PfsError, match="must be positive"):
+        TrainConfig(**bad)
+
+
+@pytest.mark.parametrize("milestones", [(0.5, 1.0), (0.0, 0.5), (1.5,)])
+def test_train_config_refuses_milestones_outside_0_1(milestones):
+    with pytest.raises(PfsError, match="train.milestones are fractions"):
+        TrainConfig(milestones=milestones)
+
+
+# ---------------------------------------------------------------- tiny data
+
+
+def _image_sets(n_train: int = 16, n_test: int = 8) -> tuple[TensorImageDataset, TensorImageDataset]:
+    """Random 16x16 uint8 images with digits' transforms (random-crop augmentation in training)."""
+    g = torch.Generator().manual_seed(1)
+    info = DATASETS["digits"]
+    x = torch.randint(0, 256, (n_train + n_test, 3, 16, 16), dtype=torch.uint8, generator=g)
+    y = torch.randint(0, 10, (n_train + n_test,), generator=g)
+    train = TensorImageDataset(x[:n_train], y[:n_train], make_transform(info, train=True))
+    test = TensorImageDataset(x[n_train:], y[n_train:], make_transform(info, train=False))
+    return train, test
+
+
+def _loaders(batch_size: int = 8):
+    train, test = _image_sets()
+    return make_loader(train, batch_size, True, 0, CPU), make_loader(test, 8, False, 0, CPU)
+
+
+def _linear(seed: int = 0) -> nn.Module:
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Flatten(), nn.Linear(3 * 16 * 16, 10))
+
+
+def _train_linear(tmp_path, cfg: TrainConfig, epochs: int, key: str = "k", name: str = "ckpt.pt"):
+    train_loader, test_loader = _loaders()
+    return train_from_scratch(_linear(), train_loader, test_loader, cfg, epochs, 0, CPU, tmp_path / name, key)
+
+
+# ---------------------------------------------------------------- lr schedule
+
+
+def test_multistep_decays_lr_tenfold_at_half_and_three_quarters_of_the_epochs(tmp_path):
+    result = _train_linear(tmp_path, TrainConfig(epochs=8, lr=0.1), epochs=8)
+    # milestones int(0.5 * 8) = 4 and int(0.75 * 8) = 6 scheduler steps: epochs 1-4, 5-6, 7-8
+    assert result.history["epoch"].tolist() == list(range(1, 9))
+    assert result.history["lr"].tolist() == pytest.approx([0.1] * 4 + [0.01] * 2 + [0.001] * 2, rel=1e-9)
+
+
+def test_multistep_with_one_epoch_trains_at_the_initial_lr(tmp_path):
+    # int(0.5 * 1) == 0: a milestone at 0 used to decay the lr 100x before the only epoch
+    result = _train_linear(tmp_path, TrainConfig(epochs=1, lr=0.1), epochs=1)
+    assert result.history["lr"].tolist() == [0.1]
+
+
+def test_cosine_schedule_follows_half_a_cosine(tmp_path):
+    result = _train_linear(tmp_path, TrainConfig(epochs=4, lr=0.1, scheduler="cosine"), epochs=4)
+    expected = [0.1 * 0.5 * (1 + math.cos(math.pi * e / 4)) for e in range(4)]
+    assert result.history["lr"].tolist() == pytest.approx(expected, rel=1e-9)
+    assert expected[2] == pytest.approx(0.05)
+
+
+def test_history_and_metrics_report_the_last_epoch_and_the_best(tmp_path):
+    result = _train_linear(tmp_path, TrainConfig(epochs=3), epochs=3)
+    h = result.history
+    assert list(h.columns) == ["epoch", "lr", "train_loss", "train_top1", "test_loss", "test_top1", "test_top5",
+                               "elapsed_s"]
+    assert len(h) == 3
+    m = result.metrics
+    assert m["epochs"] == 3
+    assert m["top1"] == h["test_top1"].iloc[-1] and m["top5"] == h["test_top5"].iloc[-1]
+    assert m["best_top1"] == h["test_top1"].max()
+    assert h.loc[h["epoch"] == m["best_epoch"], "test_top1"].item() == m["best_top1"]
+    assert m["train_time_s"] == h["elapsed_s"].iloc[-1] > 0
+    assert h["elapsed_s"].is_monotonic_increasing
+
+
+# ---------------------------------------------------------------- evaluate
+
+
+def test_evaluate_top1_top5_and_loss_on_known_logits():
+    logits = torch.tensor([
+        [5.0, 4, 3, 2, 1, 0],  # label 0: rank 1
+        [5.0, 4, 3, 2, 1, 0],  # label 5: rank 6 (outside the top 5)
+        [0.0, 9, 1, 2, 3, 4],  # label 1: rank 1
+        [9.0, 8, 7, 6, 5, 0],  # label 4: rank 5
+    ])
+    labels = torch.tensor([0, 5, 1, 4])
+    loader = DataLoader(TensorDataset(logits, labels), batch_size=3)  # two uneven batches
+    model = nn.Identity()
+    got = evaluate(model, loader, CPU)
+    assert got["top1"] == 0.5
+    assert got["top5"] == 0.75
+    assert got["loss"] == pytest.approx(float(nn.functional.cross_entropy(logits, labels)), rel=1e-6)
+    assert model.training is False
+
+
+def test_evaluate_top5_with_fewer_than_five_classes_counts_every_sample():
+    logits = torch.tensor([[0.0, 1, 2], [2.0, 1, 0]])
+    got = evaluate(nn.Identity(), DataLoader(TensorDataset(logits, torch.tensor([0, 0])), batch_size=2), CPU)
+    assert got["top1"] == 0.5
+    assert got["top5"] == 1.0
+
+
+# ---------------------------------------------------------------- resume
+
+
+class _Killed(Exception):
+    """Stands in for the job being killed in the middle of training."""
+
+
+def _resnet(seed: int) -> nn.Module:
+    torch.manual_seed(seed)
+    return build_model("resnet20", expansion=4, num_classes=10)
+
+
+def _uninterrupted_and_resumed(tmp_path, monkeypatch, build, cfg: TrainConfig, epochs: int, batch_size: int = 8):
+    """Run A straight through; run B killed while training epoch 2, then restarted from its checkpoint."""
+    train_loader, test_loader = _loaders(batch_size)
+    run_a = build(0)
+    a = train_from_scratch(run_a, train_loader, test_loader, cfg, epochs, 7, CPU, tmp_path / "a.pt", "job")
+
+    real_epoch = pfs.train._train_epoch
+    trained: list[str] = []
+
+    def killed_in_epoch_2(*args, **kwargs):
+        trained.append(args[5])
+        if args[5].startswith("train 2/"):
+            raise _Killed
+        return real_epoch(*args, **kwargs)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(pfs.train, "_train_epoch", killed_in_epoch_2)
+        with pytest.raises(_Killed):
+            train_from_scratch(build(0), train_loader, test_loader, cfg, epochs, 7, CPU, tmp_path / "b.pt", "job")
+    assert load_artifact(tmp_path / "b.pt", "pfs.checkpoint")["epoch"] == 1
+
+    # the restarted job builds a differently initialised model: everything must come from the checkpoint
+    monkeypatch.setattr(pfs.train, "_train_epoch", lambda *a, **k: trained.append(a[5]) or real_epoch(*a, **k))
+    run_b = build(99)
+    b = train_from_scratch(run_b, train_loader, test_loader, cfg, epochs, 7, CPU, tmp_path / "b.pt", "job")
+    assert trained == [f"train {e}/{epochs}" for e in (1, 2, *range(2, epochs + 1))]  # epoch 1 not repeated
+    return run_a, a, run_b, b
+
+
+def _assert_same_run(run_a, a, run_b, b) -> None:
+    state_a, state_b = run_a.state_dict(), run_b.state_dict()
+    assert state_a.keys() == state_b.keys()
+    assert [k for k in state_a if not torch.equal(state_a[k], state_b[k])] == []  # bitwise, BN buffers included
+    pd.testing.assert_frame_equal(a.history.drop(columns="elapsed_s"), b.history.drop(columns="elapsed_s"),
+                                  check_exact=True)
+    assert {k: v for k, v in a.metrics.items() if k != "train_time_s"} == {
+        k: v for k, v in b.metrics.items() if k != "train_time_s"}
+
+
+def test_resumed_training_is_bitwise_identical_to_an_uninterrupted_run(tmp_path, monkeypatch):
+    cfg = TrainConfig(epochs=3, batch_size=8, lr=0.05)
+    run_a, a, run_b, b = _uninterrupted_and_resumed(tmp_path, monkeypatch, _resnet, cfg, epochs=3)
+    _assert_same_run(run_a, a, run_b, b)
+    assert b.metrics["epochs"] == 3 and b.history["epoch"].tolist() == [1, 2, 3]
+
+
+@pytest.mark.parametrize(
+    ("scheduler", "lrs"), [("multistep", [0.1, 0.1, 0.01, 0.001]), ("cosine", [0.1, 0.075, 0.025])]
+)
+def test_resume_restores_the_lr_schedule(tmp_path, monkeypatch, scheduler, lrs):
+    # killed after epoch 1: the lr of every later epoch must come from the restored scheduler state
+    cfg = TrainConfig(epochs=len(lrs), lr=0.1, scheduler=scheduler)
+    run_a, a, run_b, b = _uninterrupted_and_resumed(tmp_path, monkeypatch, _linear, cfg, len(lrs))
+    _assert_same_run(run_a, a, run_b, b)
+    assert b.history["lr"].tolist() == pytest.approx(lrs, rel=1e-9)
+
+
+def test_checkpoint_of_the_last_epoch_is_resumed_without_training_again(tmp_path, monkeypatch):
+    cfg = TrainConfig(epochs=2)
+    first = _train_linear(tmp_path, cfg, epochs=2)
+    monkeypatch.setattr(pfs.train, "_train_epoch", lambda *a, **k: pytest.fail("trained again"))
+    again = _train_linear(tmp_path, cfg, epochs=2)
+    pd.testing.assert_frame_equal(first.history, again.history)
+    assert again.metrics == first.metrics
+
+
+def test_checkpoint_of_another_job_is_refused(tmp_path):
+    _train_linear(tmp_path, TrainConfig(epochs=1), epochs=1, key="job-a")
+    path = tmp_path / "ckpt.pt"
+    with pytest.raises(PfsError, match="belongs to another training job") as err:
+        _train_linear(tmp_path, TrainConfig(epochs=1), epochs=1, key="job-b")
+    assert str(path) in str(err.value)
+
+
+def test_truncated_checkpoint_is_refused_with_a_clear_error(tmp_path):
+    _train_linear(tmp_path, TrainConfig(epochs=1), epochs=1)
+    path = tmp_path / "ckpt.pt"
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(PfsError, match="corrupt or not a torch file") as err:
+        _train_linear(tmp_path, TrainConfig(epochs=1), epochs=1)
+    message = str(err.value)
+    assert str(path) in message
+    assert f"delete {path} to restart this training from epoch 1" in message
+
+
+def test_a_file_of_another_kind_at_the_checkpoint_path_is_refused(tmp_path):
+    from pfs.io import save_artifact
+
+    save_artifact(tmp_path / "ckpt.pt", "pfs.gates", {"gates": []})
+    with pytest.raises(PfsError, match="is not a pfs.checkpoint file \\(found 'pfs.gates'\\)"):
+        _train_linear(tmp_path, TrainConfig(epochs=1), epochs=1)
+
+
+def test_remove_checkpoint_deletes_the_file_and_tolerates_a_missing_one(tmp_path):
+    path = tmp_path / "ckpt.pt"
+    path.write_bytes(b"x")
+    pfs.train.remove_checkpoint(path)
+    assert not path.exists()
+    pfs.train.remove_checkpoint(path)  # no error the second time
+    assert not path.exists()

@@ -1,0 +1,344 @@
+"""Each workflow script's ``main`` called directly (no Snakemake) on a tiny CIFAR-10 folder.
+
+One module-scoped pipeline (learn_gates -> prune -> train_pruned, train_full -> summarize) feeds the output
+checks; the bad-input tests check that a script logs one error line, exits with status 1 and writes nothing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import json
+import logging
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+import yaml
+from conftest import REPO, write_tiny_cifar10
+
+from pfs import io
+from pfs.data import DataSettings, make_loader, training_sets
+from pfs.models import build_model, default_widths
+from pfs.summary import COLUMNS
+from pfs.train import evaluate
+
+SCRIPTS = ("learn_gates", "prune", "train_pruned", "train_full", "summarize")
+WILDCARDS = {"dataset": "cifar10", "arch": "resnet20", "expansion": "20", "multiplier": "1", "sparsity": "0.5",
+             "seed": "0", "ratio": "0.5", "schedule": "scratch_e"}
+FULL_WILDCARDS = {"dataset": "cifar10", "arch": "resnet20", "seed": "0", "schedule": "scratch_e"}
+VERSION_KEYS = {"pfs", "torch", "torchvision", "snakemake", "python", "git_commit"}
+RESNET20_STANDARD = [16] * 3 + [32] * 3 + [64] * 3
+
+
+@contextlib.contextmanager
+def _restored_globals():
+    """The scripts reconfigure the root logger (force=True) and torch's threads; undo that afterwards."""
+    root = logging.getLogger()
+    handlers, level, threads = root.handlers[:], root.level, torch.get_num_threads()
+    try:
+        yield
+    finally:
+        for handler in root.handlers:
+            if handler not in handlers:
+                stream = getattr(handler, "stream", None)
+                if stream not in (None, sys.stderr, sys.__stderr__) and hasattr(stream, "close"):
+                    stream.close()  # the job log the script opened
+        root.handlers[:] = handlers
+        root.setLevel(level)
+        torch.set_num_threads(threads)
+
+
+@pytest.fixture(autouse=True)
+def _isolate():
+    with _restored_globals():
+        yield
+
+
+@pytest.fixture(scope="module")
+def scripts():
+    folder = str(REPO / "workflow_scripts")
+    sys.path.insert(0, folder)
+    try:
+        yield {name: importlib.import_module(name) for name in SCRIPTS}
+    finally:
+        sys.path.remove(folder)
+
+
+def make_config(tmp: Path, root: Path, name: str = "cifar10") -> dict:
+    """config.yaml with a tiny budget, data under ``root`` and checkpoints under ``tmp``."""
+    config = yaml.safe_load((REPO / "config.yaml").read_text())
+    config["dataset"].update(name=name, root=str(root), check_md5=False, val_size=8, split_seed=0)
+    config["gates"].update(epochs=1, batch_size=64)
+    config["train"].update(epochs=1, batch_size=64)
+    config["checkpoint_dir"] = str(tmp / "checkpoints")
+    config["device"] = "cpu"
+    return config
+
+
+def split(config: dict) -> dict:
+    return {k: config["dataset"][k] for k in ("val_size", "split_seed")}
+
+
+def run_files(folder: Path) -> dict[str, str]:
+    return {"model": str(folder / "model.pt"), "metrics": str(folder / "metrics.json"),
+            "history": str(folder / "history.csv")}
+
+
+def run_learn_gates(scripts, out: Path, config: dict, wildcards: dict, log: Path) -> dict[str, str]:
+    outputs = {"gates": str(out / "gates.pt"), "history": str(out / "gates_metrics.csv")}
+    scripts["learn_gates"].main({}, outputs, {"hp": config["gates"], "split": split(config)}, wildcards, config,
+                                str(log), 2)
+    return outputs
+
+
+def run_prune(scripts, gates: str, out: Path, config: dict, wildcards: dict, log: Path) -> str:
+    channels = str(out / "channels.yaml")
+    scripts["prune"].main({"gates": gates}, {"channels": channels}, {"hp": config["prune"]}, wildcards, config,
+                          str(log))
+    return channels
+
+
+def run_train_pruned(scripts, channels: str, out: Path, config: dict, wildcards: dict, log: Path) -> dict:
+    outputs = run_files(out)
+    scripts["train_pruned"].main({"channels": channels}, outputs, {"hp": config["train"]}, wildcards, config,
+                                 str(log), 2)
+    return outputs
+
+
+def run_train_full(scripts, out: Path, config: dict, wildcards: dict, log: Path) -> dict:
+    outputs = run_files(out)
+    scripts["train_full"].main({}, outputs, {"hp": config["train"]}, wildcards, config, str(log), 2)
+    return outputs
+
+
+@pytest.fixture(scope="module")
+def pipeline(scripts, tmp_path_factory):
+    """The whole chain once: 20 training and 8 test images of 32x32, one epoch per stage."""
+    tmp = tmp_path_factory.mktemp("pipeline")
+    root = write_tiny_cifar10(tmp / "data", per_batch=4, test_size=8)
+    config = make_config(tmp, root)
+    exp = tmp / "results" / "cifar10" / "resnet20" / "e20_m1" / "s0.5" / "seed0"
+    logs = tmp / "logs"
+    full_dir = tmp / "results" / "cifar10" / "resnet20" / "full" / "seed0" / "scratch_e"
+    summary = str(tmp / "results" / "summary.csv")
+    with _restored_globals():  # one block per job: each closes the log file its script opened
+        gates = run_learn_gates(scripts, exp, config, WILDCARDS, logs / "learn_gates.log")
+    with _restored_globals():
+        channels = run_prune(scripts, gates["gates"], exp / "p0.5", config, WILDCARDS, logs / "prune.log")
+    with _restored_globals():
+        pruned = run_train_pruned(scripts, channels, exp / "p0.5" / "scratch_e", config, WILDCARDS,
+                                  logs / "train_pruned.log")
+    with _restored_globals():
+        full = run_train_full(scripts, full_dir, config, FULL_WILDCARDS, logs / "train_full.log")
+    with _restored_globals():
+        scripts["summarize"].main({"metrics": [pruned["metrics"], full["metrics"]]}, {"summary": summary}, {}, {},
+                                  config, str(logs / "summarize.log"))
+    return {"tmp": tmp, "root": root, "config": config, "gates": gates, "channels": channels, "pruned": pruned,
+            "full": full, "summary": summary, "logs": logs}
+
+
+# ---------------------------------------------------------------- outputs of the good path
+
+
+def test_learn_gates_writes_gates_and_their_history(pipeline):
+    data = io.load_artifact(pipeline["gates"]["gates"], "pfs.gates")
+    assert (data["arch"], data["dataset"], data["expansion"], data["sparsity"], data["seed"]) == (
+        "resnet20", "cifar10", 20, 0.5, 0)
+    assert data["widths"] == default_widths("resnet20", 20) == [20] * 3 + [40] * 3 + [80] * 3
+    assert [g.numel() for g in data["gates"]] == data["widths"]
+    assert all(float(g.min()) >= 0 and float(g.max()) <= 1 for g in data["gates"])
+    assert len(data["val_indices"]) == 8 and data["split"] == {"val_size": 8, "split_seed": 0}
+    assert data["selected_epoch"] == 1
+    history = pd.read_csv(pipeline["gates"]["history"])
+    assert history["epoch"].tolist() == [1]
+    assert history["selected"].tolist() == [True]
+
+
+def test_prune_writes_channels_within_tolerance_of_the_ratio(pipeline):
+    doc = io.load_yaml_artifact(pipeline["channels"], "pfs.channels")
+    assert doc["arch"] == "resnet20" and doc["expansion"] == 20 and doc["target_ratio"] == 0.5
+    assert abs(doc["achieved_ratio"] - 0.5) / 0.5 <= doc["tolerance"] == 0.01
+    assert doc["achieved_ratio"] == round(1 - doc["macs"] / doc["macs_baseline"], 6)
+    assert doc["full_widths"] == [20] * 3 + [40] * 3 + [80] * 3
+    assert all(1 <= w <= f for w, f in zip(doc["widths"], doc["full_widths"], strict=True))
+    assert doc["kept_channels"] == sum(doc["widths"]) and doc["total_channels"] == 420
+    assert doc["macs_expanded"] > doc["macs_baseline"] > doc["macs"]
+    assert doc["gates_sha256"] == io.sha256_file(pipeline["gates"]["gates"])
+
+
+def test_train_pruned_writes_model_metrics_and_history(pipeline):
+    doc = yaml.safe_load(Path(pipeline["channels"]).read_text())
+    metrics = json.loads(Path(pipeline["pruned"]["metrics"]).read_text())
+    assert (metrics["method"], metrics["schedule"], metrics["ratio"], metrics["sparsity"]) == (
+        "pfs", "scratch_e", 0.5, 0.5)
+    assert metrics["widths"] == doc["widths"]
+    assert metrics["macs"] == doc["macs"] and metrics["params"] == doc["params"]  # counted on the built model
+    assert metrics["achieved_ratio"] == doc["achieved_ratio"]
+    assert metrics["epochs"] == 1 and metrics["best_epoch"] == 1
+    assert 0 <= metrics["top1"] <= metrics["top5"] <= 1
+    assert set(metrics["versions"]) == VERSION_KEYS and metrics["versions"]["torch"] == torch.__version__
+    assert metrics["device"] == "cpu" and metrics["settings"]["epochs"] == 1
+    history = pd.read_csv(pipeline["pruned"]["history"])
+    assert history["epoch"].tolist() == [1]
+    assert history["lr"].tolist() == [0.1]
+    assert history["test_top1"].iloc[-1] == pytest.approx(metrics["top1"])
+
+
+def test_train_pruned_model_reloads_and_reproduces_its_test_accuracy(pipeline):
+    saved = io.load_artifact(pipeline["pruned"]["model"], "pfs.model")
+    metrics = json.loads(Path(pipeline["pruned"]["metrics"]).read_text())
+    model = build_model("resnet20", widths=saved["widths"], expansion=20, num_classes=saved["num_classes"])
+    model.load_state_dict(saved["state_dict"])  # strict: the widths in model.pt fit its weights
+    _, test = training_sets(DataSettings("cifar10", root=str(pipeline["root"]), check_md5=False))
+    got = evaluate(model, make_loader(test, 256, False, 0, torch.device("cpu")), torch.device("cpu"))
+    assert got["top1"] == pytest.approx(metrics["top1"]) and got["top5"] == pytest.approx(metrics["top5"])
+    assert saved["metrics"]["top1"] == metrics["top1"]
+
+
+def test_finished_training_removes_its_checkpoint(pipeline):
+    assert list(Path(pipeline["config"]["checkpoint_dir"]).glob("*.pt")) == []
+
+
+def test_train_full_trains_the_standard_width_network(pipeline):
+    doc = yaml.safe_load(Path(pipeline["channels"]).read_text())
+    metrics = json.loads(Path(pipeline["full"]["metrics"]).read_text())
+    assert (metrics["method"], metrics["expansion"], metrics["achieved_ratio"]) == ("full", 16, 0.0)
+    assert metrics["widths"] == RESNET20_STANDARD
+    assert metrics["macs"] == doc["macs_baseline"] and metrics["params"] == doc["params_baseline"]
+    assert metrics["epochs"] == 1 and set(metrics["versions"]) == VERSION_KEYS
+    assert len(pd.read_csv(pipeline["full"]["history"])) == 1
+    assert io.load_artifact(pipeline["full"]["model"], "pfs.model")["widths"] == RESNET20_STANDARD
+
+
+def test_summarize_writes_one_row_per_metrics_file(pipeline):
+    summary = pd.read_csv(pipeline["summary"])
+    assert list(summary.columns) == COLUMNS
+    assert summary["method"].tolist() == ["full", "pfs"]
+    pruned = json.loads(Path(pipeline["pruned"]["metrics"]).read_text())
+    row = summary.set_index("method").loc["pfs"]
+    assert row["top1"] == pytest.approx(pruned["top1"]) and row["macs"] == pruned["macs"]
+    assert row["sparsity"] == 0.5 and row["achieved_ratio"] == pruned["achieved_ratio"]
+
+
+def test_each_job_logs_its_progress_into_its_log_file_without_errors(pipeline):
+    logs = {name: (pipeline["logs"] / f"{name}.log").read_text() for name in SCRIPTS}
+    assert all(" ERROR " not in text for text in logs.values())
+    assert "selected epoch 1 of 1" in logs["learn_gates"]
+    assert "pruned resnet20 to" in logs["prune"]
+    assert "epoch 1/1 lr 0.1 " in logs["train_pruned"] and "epoch 1/1 lr 0.1 " in logs["train_full"]
+
+
+def test_scratch_b_trains_epochs_over_one_minus_ratio(scripts, pipeline, tmp_path):
+    wildcards = {**WILDCARDS, "schedule": "scratch_b"}
+    config = {**pipeline["config"], "checkpoint_dir": str(tmp_path / "checkpoints")}
+    outputs = run_train_pruned(scripts, pipeline["channels"], tmp_path / "scratch_b", config, wildcards,
+                               tmp_path / "train.log")
+    metrics = json.loads(Path(outputs["metrics"]).read_text())
+    assert metrics["epochs"] == 2 and metrics["schedule"] == "scratch_b"
+    assert pd.read_csv(outputs["history"])["epoch"].tolist() == [1, 2]
+
+
+# ---------------------------------------------------------------- bad input: exit 1, one error line, no output
+
+
+def _assert_refused(exc_info, log: Path, outputs, *needles: str) -> str:
+    assert exc_info.value.code == 1
+    text = log.read_text()
+    errors = [line for line in text.splitlines() if " ERROR " in line]
+    assert len(errors) == 1, text
+    assert "Traceback" not in text
+    for needle in needles:
+        assert needle in errors[0], errors[0]
+    for path in map(Path, outputs):
+        assert not path.exists(), path
+        if path.parent.exists():
+            assert list(path.parent.glob(f".{path.name}.*.tmp")) == []  # no half-written temp file either
+    return errors[0]
+
+
+def test_learn_gates_refuses_an_unknown_arch(scripts, pipeline, tmp_path):
+    log = tmp_path / "learn_gates.log"
+    with pytest.raises(SystemExit) as exc:
+        run_learn_gates(scripts, tmp_path / "out", pipeline["config"], {**WILDCARDS, "arch": "resnet21"}, log)
+    _assert_refused(exc, log, [tmp_path / "out" / "gates.pt", tmp_path / "out" / "gates_metrics.csv"],
+                    "unknown arch 'resnet21'", "resnet20")
+
+
+def test_train_full_refuses_an_unknown_arch(scripts, pipeline, tmp_path):
+    log = tmp_path / "train_full.log"
+    with pytest.raises(SystemExit) as exc:
+        run_train_full(scripts, tmp_path / "out", pipeline["config"], {**FULL_WILDCARDS, "arch": "resnet21"}, log)
+    _assert_refused(exc, log, run_files(tmp_path / "out").values(), "unknown arch 'resnet21'")
+
+
+def test_train_pruned_refuses_channels_of_another_arch(scripts, pipeline, tmp_path):
+    channels = tmp_path / "channels.yaml"
+    io.write_yaml(channels, {"kind": "pfs.channels", "format_version": 1, "arch": "resnet32", "dataset": "cifar10",
+                             "expansion": 20, "widths": default_widths("resnet32", 20), "achieved_ratio": 0.5})
+    config = {**pipeline["config"], "checkpoint_dir": str(tmp_path / "checkpoints")}
+    log = tmp_path / "train_pruned.log"
+    with pytest.raises(SystemExit) as exc:
+        run_train_pruned(scripts, str(channels), tmp_path / "out", config, WILDCARDS, log)
+    _assert_refused(exc, log, run_files(tmp_path / "out").values(), str(channels),
+                    "made for arch='resnet32', but this job needs arch='resnet20'")
+    assert not (tmp_path / "checkpoints").exists() or list((tmp_path / "checkpoints").iterdir()) == []
+
+
+def test_train_pruned_refuses_widths_wider_than_the_network(scripts, pipeline, tmp_path):
+    doc = yaml.safe_load(Path(pipeline["channels"]).read_text())
+    doc["widths"][3] = 41  # group 3 has 40 channels at expansion 20
+    channels = tmp_path / "channels.yaml"
+    io.write_yaml(channels, doc)
+    log = tmp_path / "train_pruned.log"
+    with pytest.raises(SystemExit) as exc:
+        run_train_pruned(scripts, str(channels), tmp_path / "out", pipeline["config"], WILDCARDS, log)
+    _assert_refused(exc, log, run_files(tmp_path / "out").values(), "width 41 of group 3 is outside 1..40")
+
+
+@pytest.mark.parametrize("script", ["learn_gates", "train_full"])
+def test_scripts_refuse_a_missing_cifar_folder(scripts, script, tmp_path):
+    missing = tmp_path / "no_data"
+    config = make_config(tmp_path, missing)
+    log = tmp_path / f"{script}.log"
+    out = tmp_path / "out"
+    with pytest.raises(SystemExit) as exc:
+        if script == "learn_gates":
+            outputs = [out / "gates.pt", out / "gates_metrics.csv"]
+            run_learn_gates(scripts, out, config, WILDCARDS, log)
+        else:
+            outputs = list(run_files(out).values())
+            run_train_full(scripts, out, config, FULL_WILDCARDS, log)
+    _assert_refused(exc, log, outputs, str(missing / "cifar-10-batches-py"), "dataset.root", "dataset.download")
+
+
+def test_prune_refuses_a_truncated_gates_file(scripts, pipeline, tmp_path):
+    gates = tmp_path / "gates.pt"
+    data = Path(pipeline["gates"]["gates"]).read_bytes()
+    gates.write_bytes(data[: len(data) // 2])
+    log = tmp_path / "prune.log"
+    with pytest.raises(SystemExit) as exc:
+        run_prune(scripts, str(gates), tmp_path / "p0.5", pipeline["config"], WILDCARDS, log)
+    _assert_refused(exc, log, [tmp_path / "p0.5" / "channels.yaml"], str(gates), "corrupt")
+
+
+def test_prune_refuses_gates_of_another_expansion(scripts, pipeline, tmp_path):
+    log = tmp_path / "prune.log"
+    with pytest.raises(SystemExit) as exc:
+        run_prune(scripts, pipeline["gates"]["gates"], tmp_path / "p0.5", pipeline["config"],
+                  {**WILDCARDS, "expansion": "24"}, log)
+    _assert_refused(exc, log, [tmp_path / "p0.5" / "channels.yaml"],
+                    "made for expansion=20, but this job needs expansion=24")
+
+
+def test_summarize_refuses_a_broken_metrics_file(scripts, pipeline, tmp_path):
+    broken = tmp_path / "metrics.json"
+    broken.write_text('{"top1": 0.')
+    summary = tmp_path / "summary.csv"
+    log = tmp_path / "summarize.log"
+    with pytest.raises(SystemExit) as exc:
+        scripts["summarize"].main({"metrics": [pipeline["pruned"]["metrics"], str(broken)]},
+                                  {"summary": str(summary)}, {}, {}, pipeline["config"], str(log))
+    _assert_refused(exc, log, [summary], str(broken), "not a readable metrics file")
