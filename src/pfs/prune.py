@@ -3,6 +3,11 @@
 Three pure steps, kept apart: scoring (gates -> one score per channel), ranking (a global keep order with a
 per-group minimum), and the search (bisection on how many channels to keep until the MACs reduction, measured
 against the unexpanded baseline network, meets the target).
+
+One channel of a small network can move MACs by more than the tolerance (a ResNet-56 first-stage channel is
+~0.3% of its MACs). When neither side of the global threshold is within tolerance, a boundary fill drops a
+few more channels just above the threshold, weakest first, skipping any whose removal would overshoot; the
+number of channels so dropped out of rank order is reported (``out_of_order``, in channels.yaml).
 """
 
 from __future__ import annotations
@@ -22,12 +27,15 @@ log = logging.getLogger(__name__)
 class PruneConfig:
     min_width: int = 1  # never prune a group below this many channels
     tolerance: float = 1e-3  # allowed |achieved - target| / target
+    max_fill: int = 64  # MACs evaluations allowed for the boundary fill (0: pure global threshold)
 
     def __post_init__(self) -> None:
         if self.min_width < 1:
             raise PfsError(f"prune.min_width must be >= 1, got {self.min_width}")
         if not 0 < self.tolerance < 1:
             raise PfsError(f"prune.tolerance must be in (0, 1), got {self.tolerance}")
+        if self.max_fill < 0:
+            raise PfsError(f"prune.max_fill must be >= 0, got {self.max_fill}")
 
 
 @dataclass(frozen=True)
@@ -38,6 +46,7 @@ class PruneResult:
     kept_channels: int
     total_channels: int
     threshold: float  # score of the weakest channel kept by ranking (forced minimum channels aside)
+    out_of_order: int = 0  # channels dropped out of rank order to meet the tolerance (see prune_to_macs)
 
 
 def gate_scores(gates: list[torch.Tensor]) -> torch.Tensor:
@@ -70,6 +79,28 @@ def widths_for_keep(order: torch.Tensor, group_of: torch.Tensor, k: int, num_gro
     return torch.bincount(group_of[order[:k]], minlength=num_groups).tolist()
 
 
+def _fill_to_tolerance(order, group_of, hi: int, forced: int, reduction_of, ratio: float, tol: float,
+                       max_tries: int) -> tuple[torch.Tensor, float, int] | None:
+    """Close the gap the last ranked channel is too coarse for: from the top-``hi`` set (just short of the
+    target), drop further kept channels, weakest first, whenever dropping one does not overshoot the tolerance.
+
+    Returns (kept channel indices, reduction, channels dropped out of rank order), or None if not met.
+    """
+    kept = order[:hi].tolist()
+    upper = ratio * (1 + tol)
+    current, dropped = reduction_of(kept), 0
+    for j in range(hi - 2, forced - 1, -1):  # order[hi - 1] alone overshoots (that is the top-(hi-1) set)
+        if max_tries == 0:
+            break
+        trial = kept[:j] + kept[j + 1:]
+        value, max_tries = reduction_of(trial), max_tries - 1
+        if value <= upper:
+            kept, current, dropped = trial, value, dropped + 1
+            if abs(current - ratio) <= ratio * tol:
+                return torch.tensor(kept), current, dropped
+    return None
+
+
 def prune_to_macs(
     gates: list[torch.Tensor],
     ratio: float,
@@ -81,7 +112,8 @@ def prune_to_macs(
 
     ``macs_of(widths)`` gives the MACs of the pruned network; it is non-decreasing in every width, so the
     achieved reduction is monotone in the number of kept channels and bisection on that number finds the
-    closest achievable value. Raises PfsError when the target cannot be met within ``cfg.tolerance``.
+    closest achievable value; the boundary fill (module docstring) closes a gap the threshold alone cannot.
+    Raises PfsError when the target cannot be met within ``cfg.tolerance``.
     """
     if not 0 < ratio < 1:
         raise PfsError(f"ratio must be in (0, 1), got {ratio}")
@@ -91,11 +123,16 @@ def prune_to_macs(
     order, group_of, forced = keep_order(gates, cfg.min_width)
     total = len(order)
 
+    num_groups = len(gates)
+
+    def reduction_of(kept) -> float:
+        return 1.0 - macs_of(torch.bincount(group_of[kept], minlength=num_groups).tolist()) / base_macs
+
     cache: dict[int, float] = {}
 
     def reduction(k: int) -> float:
         if k not in cache:
-            cache[k] = 1.0 - macs_of(widths_for_keep(order, group_of, k, len(gates))) / base_macs
+            cache[k] = reduction_of(order[:k])
         return cache[k]
 
     if reduction(total) > ratio * (1 + cfg.tolerance):
@@ -116,17 +153,25 @@ def prune_to_macs(
         else:
             hi = mid
     k = min((lo, hi), key=lambda c: (abs(reduction(c) - ratio), -c))
-    achieved = reduction(k)
+    kept, achieved, out_of_order = order[:k], reduction(k), 0
     log.info("bisection: %d MACs evaluations, keep %d/%d channels, reduction %.5f (target %s)",
              len(cache), k, total, achieved, ratio)
+    if abs(achieved - ratio) / ratio > cfg.tolerance and cfg.max_fill > 0:
+        filled = _fill_to_tolerance(order, group_of, hi, forced, reduction_of, ratio, cfg.tolerance, cfg.max_fill)
+        if filled is not None:
+            kept, achieved, out_of_order = filled
+            log.info("boundary fill: dropped %d channel(s) out of rank order, reduction %.5f", out_of_order,
+                     achieved)
     if abs(achieved - ratio) / ratio > cfg.tolerance:
         raise PfsError(
             f"ratio {ratio} cannot be met within prune.tolerance={cfg.tolerance}: keeping {lo} channels gives "
-            f"{reduction(lo):.5f} and keeping {hi} gives {reduction(hi):.5f}; one channel of this network changes "
-            "MACs by more than the tolerance allows. Raise prune.tolerance or use a larger network"
+            f"{reduction(lo):.5f} and keeping {hi} gives {reduction(hi):.5f}, and dropping up to "
+            f"prune.max_fill={cfg.max_fill} more channels near the threshold did not close the gap; one channel of "
+            "this network changes MACs by more than the tolerance allows. Raise prune.tolerance or prune.max_fill"
         )
-    widths = widths_for_keep(order, group_of, k, len(gates))
-    ranked_kept = order[forced:k]
+    widths = torch.bincount(group_of[kept], minlength=num_groups).tolist()
     scores = gate_scores(gates)
+    ranked_kept = kept[forced:] if out_of_order == 0 else order[forced:hi]
     threshold = float(scores[ranked_kept].min()) if len(ranked_kept) else float("nan")
-    return PruneResult(widths, macs_of(widths), achieved, k, total, threshold)
+    return PruneResult(widths, macs_of(widths), achieved, len(kept), total, threshold, out_of_order)
+

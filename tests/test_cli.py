@@ -1,0 +1,122 @@
+"""``python -m pfs``: summary (JSON MACs/params, optionally of a pruned channels.yaml) and list-models."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from pfs.cli import main
+from pfs.macs import network_cost
+from pfs.models import default_widths, list_models
+
+PRUNED_RESNET56 = [10] * 9 + [20] * 9 + [40] * 9  # e=20 halved
+
+
+def run_pfs(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "pfs", *args], capture_output=True, text=True, timeout=120)
+
+
+def write_channels(path: Path, **fields) -> Path:
+    """A channels.yaml as the prune stage writes it (the fields load_channels checks), with ``fields`` changed."""
+    doc = {"kind": "pfs.channels", "format_version": 1, "arch": "resnet56", "dataset": "cifar10", "expansion": 20,
+           "widths": PRUNED_RESNET56, **fields}
+    if "macs" not in fields:
+        doc["macs"] = network_cost("resnet56", 32, 10, widths=doc["widths"], expansion=20)["macs"]
+    path.write_text(yaml.safe_dump(doc))
+    return path
+
+
+def test_summary_prints_the_standard_networks_cost_as_json():
+    proc = run_pfs("summary", "--arch", "resnet56")
+    assert proc.returncode == 0, proc.stderr
+    answer = json.loads(proc.stdout)
+    cost = network_cost("resnet56", 32, 10)
+    assert type(answer["macs"]) is int and type(answer["params"]) is int
+    assert (answer["macs"], answer["params"]) == (cost["macs"], cost["params"]) == (125_747_840, 855_770)
+    assert answer["arch"] == "resnet56" and answer["dataset"] == "cifar10"
+    assert answer["expansion"] == 16 and answer["image_size"] == 32
+    assert answer["widths"] == default_widths("resnet56")
+
+
+def test_summary_of_a_channels_file_gives_the_pruned_cost(tmp_path):
+    channels = write_channels(tmp_path / "channels.yaml")
+    proc = run_pfs("summary", "--arch", "resnet56", "--channels", str(channels))
+    assert proc.returncode == 0, proc.stderr
+    answer = json.loads(proc.stdout)
+    cost = network_cost("resnet56", 32, 10, widths=PRUNED_RESNET56, expansion=20)
+    assert (answer["macs"], answer["params"]) == (cost["macs"], cost["params"])
+    assert answer["macs"] < network_cost("resnet56", 32, 10, expansion=20)["macs"]
+    assert answer["widths"] == PRUNED_RESNET56
+    assert answer["expansion"] == 20  # taken from the file
+
+
+def test_summary_refuses_a_channels_file_of_another_arch(tmp_path, capsys):
+    channels = write_channels(tmp_path / "channels.yaml", arch="resnet110")
+    assert main(["summary", "--arch", "resnet56", "--channels", str(channels)]) == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert "arch='resnet110'" in err and "arch='resnet56'" in err
+
+
+def test_summary_refuses_a_channels_file_of_another_expansion(tmp_path, capsys):
+    channels = write_channels(tmp_path / "channels.yaml")
+    assert main(["summary", "--arch", "resnet56", "--expansion", "16", "--channels", str(channels)]) == 2
+    err = capsys.readouterr().err
+    assert "expansion=20" in err and "expansion=16" in err
+
+
+def test_summary_refuses_widths_wider_than_the_expanded_network(tmp_path, capsys):
+    channels = write_channels(tmp_path / "channels.yaml", widths=[21] + PRUNED_RESNET56[1:])
+    assert main(["summary", "--arch", "resnet56", "--channels", str(channels)]) == 2
+    assert "width 21 of group 0 is outside 1..20" in capsys.readouterr().err
+
+
+def test_summary_refuses_a_channels_file_whose_macs_disagree_with_its_widths(tmp_path, capsys):
+    channels = write_channels(tmp_path / "channels.yaml", macs=12345)
+    assert main(["summary", "--arch", "resnet56", "--channels", str(channels)]) == 2
+    assert "claims 12345 MACs" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("kind: [unclosed\n", "is not valid YAML"),
+    ("- 1\n- 2\n", "is not a pfs.channels file (found 'list')"),
+    ("kind: pfs.gates\nformat_version: 1\n", "is not a pfs.channels file (found 'pfs.gates')"),
+])
+def test_summary_refuses_a_malformed_channels_file_with_a_message(tmp_path, capsys, text, message):
+    channels = tmp_path / "channels.yaml"
+    channels.write_text(text)
+    assert main(["summary", "--arch", "resnet56", "--channels", str(channels)]) == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert message in err and str(channels) in err
+
+
+def test_summary_refuses_a_missing_channels_file(tmp_path, capsys):
+    assert main(["summary", "--arch", "resnet56", "--channels", str(tmp_path / "nope.yaml")]) == 2
+    assert "nope.yaml does not exist" in capsys.readouterr().err
+
+
+def test_summary_of_an_unknown_arch_fails_naming_it():
+    proc = run_pfs("summary", "--arch", "resnet57")
+    assert proc.returncode != 0
+    assert proc.stdout == ""
+    assert "unknown arch 'resnet57'" in proc.stderr and "resnet56" in proc.stderr
+
+
+def test_summary_on_digits_counts_16x16_images(capsys):
+    assert main(["summary", "--arch", "vgg11_bn", "--dataset", "digits"]) == 0
+    answer = json.loads(capsys.readouterr().out)
+    assert answer["image_size"] == 16
+    assert answer["macs"] == network_cost("vgg11_bn", 16, 10)["macs"]
+
+
+def test_list_models_prints_the_registry_as_json(capsys):
+    assert main(["list-models"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed == list_models()
+    assert "resnet56" in printed and "vgg16_bn" in printed

@@ -1,0 +1,165 @@
+"""Gate learning: the sparsity loss, the epoch-selection rule, and learn_gates on a tiny random dataset."""
+
+from __future__ import annotations
+
+import io
+
+import pandas as pd
+import pytest
+import torch
+from torch.utils.data import DataLoader, TensorDataset
+
+from pfs.errors import PfsError
+from pfs.gates import GateConfig, learn_gates, nonzero_fraction, select_epoch, sparsity_loss
+from pfs.models import build_model
+
+HISTORY_COLUMNS = ["epoch", "loss", "ce", "reg", "train_top1", "val_top1", "mean_gate", "nonzero_fraction",
+                   "selected"]
+
+
+# --- the loss and the statistics --------------------------------------------------------------------------------
+
+def test_sparsity_loss_is_squared_gap_between_mean_gate_and_r():
+    gates = [torch.tensor([1.0, 0.0]), torch.tensor([0.5, 0.5])]
+    assert float(sparsity_loss(gates, 0.2)) == pytest.approx((0.5 - 0.2) ** 2)
+    assert float(sparsity_loss(gates, 0.5)) == 0.0
+
+
+def test_sparsity_loss_weighs_every_channel_once_whatever_its_group():
+    # mean over all 4 channels is 0.25; a mean of group means would give 0.5
+    assert float(sparsity_loss([torch.tensor([1.0]), torch.zeros(3)], 0.0)) == pytest.approx(0.0625)
+
+
+def test_sparsity_loss_uses_magnitudes():
+    assert float(sparsity_loss([torch.tensor([-1.0, 0.0])], 0.5)) == 0.0
+
+
+def test_sparsity_loss_gradient_pushes_every_nonzero_gate_towards_r():
+    gates = [torch.tensor([1.0, 0.0], requires_grad=True), torch.tensor([0.5, 0.5], requires_grad=True)]
+    sparsity_loss(gates, 0.2).backward()
+    # d/dg (mean|g| - r)^2 = 2 (mean - r) sign(g) / N = 2 * 0.3 / 4
+    assert torch.allclose(gates[0].grad, torch.tensor([0.15, 0.0]))
+    assert torch.allclose(gates[1].grad, torch.tensor([0.15, 0.15]))
+
+
+def test_nonzero_fraction_counts_exact_zeros_over_all_groups():
+    assert nonzero_fraction([torch.tensor([0.0, 0.3]), torch.tensor([0.0, 0.0, 1.0])]) == pytest.approx(0.4)
+    assert nonzero_fraction([torch.ones(3, requires_grad=True)]) == 1.0
+    assert nonzero_fraction([torch.zeros(5)]) == 0.0
+
+
+# --- selecting the epoch ----------------------------------------------------------------------------------------
+
+@pytest.fixture
+def history() -> pd.DataFrame:
+    return pd.DataFrame({
+        "epoch": [1, 2, 3, 4, 5],
+        "val_top1": [0.5, 0.7, 0.6, 0.7, 0.9],
+        "nonzero_fraction": [1.0, 0.3, 0.2, 0.2, 0.5],
+    })
+
+
+def test_select_epoch_takes_the_most_accurate_sparse_enough_epoch(history):
+    assert select_epoch(history, 0.3) == 2  # epochs 2-4 qualify; 2 and 4 tie at 0.7, the earlier wins
+    assert select_epoch(history, 0.2) == 4  # "at most r" includes r itself: epochs 3 and 4
+    assert select_epoch(history, 0.5) == 5
+
+
+def test_select_epoch_falls_back_to_the_last_epoch(history):
+    assert select_epoch(history, 0.1) == 5
+    assert select_epoch(history.iloc[:3], 0.1) == 3
+
+
+# --- learn_gates ------------------------------------------------------------------------------------------------
+
+def tiny_loaders(seed: int = 0) -> tuple[DataLoader, DataLoader]:
+    gen = torch.Generator().manual_seed(seed)
+    x, y = torch.randn(64, 3, 16, 16, generator=gen), torch.randint(0, 10, (64,), generator=gen)
+    return (DataLoader(TensorDataset(x, y), batch_size=16),
+            DataLoader(TensorDataset(x[:32], y[:32]), batch_size=32))
+
+
+def run_learn_gates(**settings):
+    torch.manual_seed(0)
+    model = build_model("resnet20", expansion=8)
+    before = {name: p.detach().clone() for name, p in model.named_parameters()}
+    train, val = tiny_loaders()
+    cfg = GateConfig(**{"sparsity": 0.5, "epochs": 2, "lr": 0.1, "lambda_": 0.5, "batch_size": 16, **settings})
+    result = learn_gates(model, train, val, cfg, torch.device("cpu"), stream=io.StringIO())
+    return model, before, result
+
+
+@pytest.fixture(scope="module")
+def learned():
+    return run_learn_gates()
+
+
+def test_learn_gates_leaves_every_weight_bitwise_unchanged_and_gradient_free(learned):
+    model, before, _ = learned
+    gate_ids = {id(p) for p in model.gate_parameters()}
+    weights = [(n, p) for n, p in model.named_parameters() if id(p) not in gate_ids]
+    assert len(weights) == len(before) - len(gate_ids) > 0
+    for name, p in weights:
+        assert torch.equal(p.detach(), before[name]), name
+        assert not p.requires_grad, name
+        assert p.grad is None, name
+
+
+def test_learn_gates_moves_the_gates_and_keeps_them_in_unit_interval(learned):
+    model, before, result = learned
+    names = [n for n, p in model.named_parameters() if any(p is g for g in model.gate_parameters())]
+    assert len(names) == len(model.widths) == 9
+    assert any(not torch.equal(p.detach(), before[n]) for n, p in model.named_parameters() if n in names)
+    for g in model.gate_parameters():
+        assert g.requires_grad
+        assert float(g.detach().min()) >= 0.0 and float(g.detach().max()) <= 1.0
+    assert [g.numel() for g in result.gates] == model.widths
+    for g in result.gates:
+        assert g.device.type == "cpu" and not g.requires_grad
+        assert float(g.min()) >= 0.0 and float(g.max()) <= 1.0
+    assert float(torch.cat(result.gates).mean()) < 1.0
+
+
+def test_learn_gates_history_has_one_row_per_epoch_and_marks_the_selection(learned):
+    _, _, result = learned
+    h = result.history
+    assert list(h.columns) == HISTORY_COLUMNS
+    assert h["epoch"].tolist() == [1, 2]
+    assert h["selected"].tolist() == [e == result.selected_epoch for e in (1, 2)]
+    assert result.selected_epoch == select_epoch(h, 0.5)
+    assert h["loss"].tolist() == pytest.approx((h["ce"] + 0.5 * h["reg"]).tolist(), rel=1e-5)
+    for col in ("train_top1", "val_top1", "mean_gate", "nonzero_fraction"):
+        assert h[col].between(0, 1).all(), col
+    row = h[h["selected"]].iloc[0]
+    flat = torch.cat(result.gates)
+    assert row["mean_gate"] == pytest.approx(float(flat.mean()), abs=1e-6)
+    assert row["nonzero_fraction"] == pytest.approx(nonzero_fraction(result.gates))
+
+
+def test_learn_gates_returns_a_snapshot_not_the_live_parameters(learned):
+    model, _, result = learned
+    live = {g.data_ptr() for g in model.gate_parameters()}
+    assert not any(g.data_ptr() in live for g in result.gates)
+
+
+def test_strong_sparsity_regulariser_drives_the_mean_gate_down():
+    _, _, control = run_learn_gates(lambda_=0.0, sparsity=0.05)
+    _, _, strong = run_learn_gates(lambda_=100.0, sparsity=0.05)
+    control_mean = control.history["mean_gate"].iloc[-1]
+    strong_mean = strong.history["mean_gate"].iloc[-1]
+    assert strong_mean < 0.4
+    assert strong_mean < control_mean - 0.3
+    assert strong.history["reg"].iloc[-1] < strong.history["reg"].iloc[0]
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"sparsity": 0.0}, r"sparsity must be in \(0, 1\), got 0\.0"),
+    ({"sparsity": 1.0}, r"sparsity must be in \(0, 1\), got 1\.0"),
+    ({"sparsity": 0.5, "epochs": 0}, r"gates\.epochs must be >= 1, got 0"),
+    ({"sparsity": 0.5, "batch_size": 0}, r"gates\.batch_size must be >= 1, got 0"),
+    ({"sparsity": 0.5, "lr": 0.0}, r"gates\.lr must be > 0 and gates\.lambda >= 0"),
+    ({"sparsity": 0.5, "lambda_": -1.0}, r"gates\.lr must be > 0 and gates\.lambda >= 0"),
+])
+def test_gate_config_is_validated(kwargs, message):
+    with pytest.raises(PfsError, match=message):
+        GateConfig(**kwargs)

@@ -1,0 +1,292 @@
+"""Pruning: gate scores, the global keep order, widths per group and the bisection on the MACs reduction."""
+
+from __future__ import annotations
+
+import functools
+
+import pytest
+import torch
+
+from pfs.errors import PfsError
+from pfs.macs import network_cost
+from pfs.models import default_widths
+from pfs.prune import PruneConfig, gate_scores, keep_order, prune_to_macs, widths_for_keep
+
+
+@functools.cache
+def _macs(arch: str, expansion: int | None, widths: tuple[int, ...] | None) -> int:
+    return network_cost(arch, 32, 10, widths=None if widths is None else list(widths), expansion=expansion)["macs"]
+
+
+def base_macs(arch: str) -> int:
+    """MACs of the unexpanded standard network: what the ratio is measured against (as pfs.stages does)."""
+    return _macs(arch, None, None)
+
+
+def macs_of(arch: str, expansion: int):
+    return lambda widths: _macs(arch, expansion, tuple(widths))
+
+
+def random_gates(arch: str, expansion: int, seed: int = 0) -> list[torch.Tensor]:
+    gen = torch.Generator().manual_seed(seed)
+    return [torch.rand(w, generator=gen) for w in default_widths(arch, expansion)]
+
+
+def reduction_keeping(gates, arch, expansion, k, min_width) -> float:
+    order, group_of, _ = keep_order(gates, min_width)
+    return 1 - _macs(arch, expansion, tuple(widths_for_keep(order, group_of, k, len(gates)))) / base_macs(arch)
+
+
+def check_ranking(gates: list[torch.Tensor], widths: list[int], min_width: int) -> None:
+    """Every kept channel beyond a group's forced minimum scores at least as high as every dropped channel."""
+    kept_free, dropped = [], []
+    for g, w in zip(gates, widths, strict=True):
+        ranked = g.abs().sort(descending=True).values
+        kept_free.append(ranked[min_width:w])
+        dropped.append(ranked[w:])
+    kept_free, dropped = torch.cat(kept_free), torch.cat(dropped)
+    if len(kept_free) and len(dropped):
+        assert kept_free.min() >= dropped.max()
+
+
+def check_result(result, gates, arch, expansion, ratio, cfg) -> None:
+    full = default_widths(arch, expansion)
+    assert len(result.widths) == len(full)
+    assert all(cfg.min_width <= w <= f for w, f in zip(result.widths, full, strict=True))
+    assert sum(result.widths) == result.kept_channels
+    assert result.total_channels == sum(full)
+    assert result.macs == _macs(arch, expansion, tuple(result.widths))
+    assert result.achieved_ratio == pytest.approx(1 - result.macs / base_macs(arch), abs=1e-12)
+    assert abs(result.achieved_ratio - ratio) / ratio <= cfg.tolerance
+    if result.out_of_order == 0:
+        check_ranking(gates, result.widths, cfg.min_width)
+        free = torch.cat([g.sort(descending=True).values[cfg.min_width:w] for g, w in zip(gates, result.widths,
+                                                                                          strict=True)])
+        if len(free):
+            assert result.threshold == pytest.approx(float(free.min()))
+    else:
+        check_near_ranking(gates, result.widths, cfg.min_width, result.out_of_order)
+
+
+def check_near_ranking(gates, widths, min_width, out_of_order) -> None:
+    """After a boundary fill, only ``out_of_order`` dropped channels outscore the weakest kept one."""
+    kept_free, dropped = [], []
+    for g, w in zip(gates, widths, strict=True):
+        ranked = g.abs().sort(descending=True).values
+        kept_free.append(ranked[min_width:w])
+        dropped.append(ranked[w:])
+    weakest_kept = torch.cat(kept_free).min()
+    assert 0 < int((torch.cat(dropped) > weakest_kept).sum()) <= out_of_order
+
+
+# --- scoring and ranking -------------------------------------------------------------------------------------------
+
+def test_gate_scores_are_magnitudes_of_all_groups_concatenated():
+    scores = gate_scores([torch.tensor([-0.5, 0.2]), torch.tensor([[0.1], [0.0]], dtype=torch.float64)])
+    assert scores.dtype == torch.float32
+    assert torch.equal(scores, torch.tensor([0.5, 0.2, 0.1, 0.0]))
+
+
+def test_gate_scores_do_not_track_gradients():
+    g = torch.ones(3, requires_grad=True)
+    assert not gate_scores([g]).requires_grad
+
+
+def test_keep_order_puts_forced_channels_first_then_descending_scores():
+    gates = [torch.tensor([0.1, 0.9, 0.5]), torch.tensor([0.2, 0.2])]
+    order, group_of, forced = keep_order(gates, min_width=1)
+    # group maxima first (0.9 at 1; tie 0.2/0.2 in group 1 broken by position: 3), then 0.5, 0.2 (4), 0.1
+    assert order.tolist() == [1, 3, 2, 4, 0]
+    assert group_of.tolist() == [0, 0, 0, 1, 1]
+    assert forced == 2
+
+    order, _, forced = keep_order(gates, min_width=2)
+    assert order.tolist() == [1, 2, 3, 4, 0]
+    assert forced == 4
+
+
+def test_keep_order_forces_a_weak_groups_best_channel_ahead_of_stronger_ones():
+    gates = [torch.tensor([0.9, 0.8, 0.7]), torch.tensor([0.01, 0.02])]
+    order, _, forced = keep_order(gates, min_width=1)
+    assert order.tolist() == [0, 4, 1, 2, 3]
+    assert forced == 2
+    order, _, forced = keep_order(gates, min_width=2)
+    assert order.tolist() == [0, 1, 4, 3, 2]
+    assert forced == 4
+
+
+def test_keep_order_breaks_ties_by_position_and_is_deterministic():
+    gates = [torch.zeros(4), torch.ones(3), torch.zeros(2)]
+    order, _, forced = keep_order(gates, min_width=1)
+    assert order.tolist() == [4, 0, 7, 5, 6, 1, 2, 3, 8]
+    assert forced == 3
+    gates = random_gates("resnet20", 8, seed=3)
+    first = keep_order(gates, 2)
+    for _ in range(3):
+        again = keep_order([g.clone() for g in gates], 2)
+        assert torch.equal(first[0], again[0]) and torch.equal(first[1], again[1]) and first[2] == again[2]
+
+
+def test_keep_order_is_a_permutation_of_all_channels():
+    gates = random_gates("vgg11_bn", 16, seed=1)
+    order, group_of, forced = keep_order(gates, min_width=3)
+    total = sum(g.numel() for g in gates)
+    assert sorted(order.tolist()) == list(range(total))
+    assert forced == 3 * len(gates)
+    assert torch.bincount(group_of[order[:forced]]).tolist() == [3] * len(gates)
+
+
+def test_widths_for_keep_counts_kept_channels_per_group():
+    gates = [torch.tensor([0.1, 0.9, 0.5]), torch.tensor([0.2, 0.2]), torch.tensor([0.3])]
+    order, group_of, forced = keep_order(gates, min_width=1)
+    assert forced == 3
+    assert widths_for_keep(order, group_of, forced, 3) == [1, 1, 1]
+    assert widths_for_keep(order, group_of, 4, 3) == [2, 1, 1]
+    assert widths_for_keep(order, group_of, 6, 3) == [3, 2, 1]
+    assert widths_for_keep(order, group_of, 0, 3) == [0, 0, 0]  # length is the group count even when empty
+
+
+# --- prune_to_macs ---------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("arch", "expansion", "ratio"), [
+    ("vgg16_bn", 80, 0.3),
+    ("vgg16_bn", 80, 0.5),
+    ("vgg16_bn", 80, 0.7),
+    ("vgg19_bn", 80, 0.5),
+    ("resnet56", 20, 0.3),
+    ("resnet56", 20, 0.7),
+    ("resnet110", 20, 0.5),
+])
+def test_prune_to_macs_hits_the_ratio_with_the_strongest_channels(arch, expansion, ratio):
+    cfg = PruneConfig()
+    gates = random_gates(arch, expansion)
+    result = prune_to_macs(gates, ratio, base_macs(arch), macs_of(arch, expansion), cfg)
+    check_result(result, gates, arch, expansion, ratio, cfg)
+    assert result.kept_channels < result.total_channels
+
+
+@pytest.mark.parametrize(("arch", "expansion", "ratio", "seed"), [
+    ("resnet20", 16, 0.5, 0),
+    ("resnet20", 20, 0.7, 0),
+    ("resnet56", 20, 0.5, 0),
+])
+def test_prune_to_macs_meets_tolerance_or_says_one_channel_is_too_coarse(arch, expansion, ratio, seed):
+    # one stage-1 channel of a CIFAR ResNet is 0.3-0.7% of its MACs, coarser than the 0.1% default tolerance,
+    # so whether the target is reachable depends on where the gate ranking puts the boundary
+    cfg = PruneConfig()
+    gates = random_gates(arch, expansion, seed)
+    order, _, forced = keep_order(gates, cfg.min_width)
+    lo, hi = forced, len(order)  # the largest k whose reduction is still >= ratio, by bisection
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        lo, hi = (mid, hi) if reduction_keeping(gates, arch, expansion, mid, 1) >= ratio else (lo, mid)
+    errors = [abs(reduction_keeping(gates, arch, expansion, k, 1) - ratio) / ratio for k in (lo, hi)]
+    try:
+        result = prune_to_macs(gates, ratio, base_macs(arch), macs_of(arch, expansion), cfg)
+    except PfsError as exc:
+        assert "prune.tolerance=0.001" in str(exc)
+        assert min(errors) > cfg.tolerance  # neither neighbour of the target was acceptable
+    else:
+        check_result(result, gates, arch, expansion, ratio, cfg)
+        if min(errors) <= cfg.tolerance:  # the global threshold alone was enough: no fill
+            assert result.out_of_order == 0
+            assert abs(result.achieved_ratio - ratio) / ratio == pytest.approx(min(errors))
+        else:
+            assert result.out_of_order > 0
+
+
+def test_boundary_fill_meets_the_paper_tolerance_where_the_threshold_alone_cannot():
+    # resnet56 at e=20, seed 0: the channel at the threshold is a first-stage one (~0.3% of the MACs each)
+    gates = random_gates("resnet56", 20, seed=0)
+    with pytest.raises(PfsError, match=r"prune\.max_fill=0"):
+        prune_to_macs(gates, 0.5, base_macs("resnet56"), macs_of("resnet56", 20), PruneConfig(max_fill=0))
+    cfg = PruneConfig()
+    result = prune_to_macs(gates, 0.5, base_macs("resnet56"), macs_of("resnet56", 20), cfg)
+    check_result(result, gates, "resnet56", 20, 0.5, cfg)
+    assert result.out_of_order >= 1
+
+
+def test_prune_to_macs_with_a_looser_tolerance_always_succeeds_on_resnet56():
+    cfg = PruneConfig(tolerance=0.01)
+    gates = random_gates("resnet56", 20, seed=0)
+    result = prune_to_macs(gates, 0.5, base_macs("resnet56"), macs_of("resnet56", 20), cfg)
+    check_result(result, gates, "resnet56", 20, 0.5, cfg)
+
+
+def test_prune_to_macs_is_deterministic():
+    gates = random_gates("vgg16_bn", 80, seed=5)
+    first = prune_to_macs(gates, 0.5, base_macs("vgg16_bn"), macs_of("vgg16_bn", 80), PruneConfig())
+    again = prune_to_macs([g.clone() for g in gates], 0.5, base_macs("vgg16_bn"), macs_of("vgg16_bn", 80),
+                          PruneConfig())
+    assert first == again
+
+
+@pytest.mark.parametrize("min_width", [4, 16])
+def test_prune_to_macs_honours_min_width(min_width):
+    # gates that would empty the first 5 groups if they were not protected
+    gates = random_gates("vgg16_bn", 80, seed=2)
+    for g in gates[:5]:
+        g.mul_(0.01)
+    cfg = PruneConfig(min_width=min_width)
+    result = prune_to_macs(gates, 0.7, base_macs("vgg16_bn"), macs_of("vgg16_bn", 80), cfg)
+    check_result(result, gates, "vgg16_bn", 80, 0.7, cfg)
+    assert result.widths[:5] == [min_width] * 5
+    unforced = prune_to_macs(gates, 0.7, base_macs("vgg16_bn"), macs_of("vgg16_bn", 80), PruneConfig())
+    assert min(unforced.widths[:5]) < min_width
+
+
+def test_prune_to_macs_keeps_zero_gated_groups_at_min_width_not_zero():
+    gates = random_gates("vgg11_bn", 80, seed=4)
+    gates[3].zero_()
+    cfg = PruneConfig(min_width=1)
+    result = prune_to_macs(gates, 0.5, base_macs("vgg11_bn"), macs_of("vgg11_bn", 80), cfg)
+    assert result.widths[3] == 1
+    assert min(result.widths) >= 1
+
+
+def test_unreachable_ratio_given_min_width_is_refused():
+    gates = random_gates("vgg16_bn", 80)
+    with pytest.raises(PfsError, match=r"ratio 0\.999 cannot be reached: keeping only prune\.min_width=8") as info:
+        prune_to_macs(gates, 0.999, base_macs("vgg16_bn"), macs_of("vgg16_bn", 80), PruneConfig(min_width=8))
+    assert "lower the ratio" in str(info.value)
+
+
+def test_ratio_below_what_a_narrow_expansion_already_saves_is_refused():
+    # resnet56 at e=8 is about (8/16)^2 = 1/4 of the standard network before any pruning
+    gates = random_gates("resnet56", 8)
+    with pytest.raises(PfsError, match=r"ratio 0\.3 cannot be reached: the unpruned gate network is already 0\.7") \
+            as info:
+        prune_to_macs(gates, 0.3, base_macs("resnet56"), macs_of("resnet56", 8), PruneConfig())
+    assert "raise the expansion" in str(info.value)
+
+
+def test_min_width_above_the_narrowest_group_is_refused():
+    gates = random_gates("resnet20", 4)  # narrowest group has 4 channels
+    with pytest.raises(PfsError, match=r"prune\.min_width=5 exceeds the narrowest group \(4 channels\)"):
+        prune_to_macs(gates, 0.5, base_macs("resnet20"), macs_of("resnet20", 4), PruneConfig(min_width=5))
+
+
+@pytest.mark.parametrize("ratio", [0.0, 1.0, -0.2, 1.5])
+def test_ratio_outside_the_open_unit_interval_is_refused(ratio):
+    with pytest.raises(PfsError, match=f"ratio must be in \\(0, 1\\), got {ratio}"):
+        prune_to_macs([torch.ones(4)], ratio, 100, lambda w: 10 * w[0], PruneConfig())
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"min_width": 0}, r"prune\.min_width must be >= 1, got 0"),
+    ({"tolerance": 0.0}, r"prune\.tolerance must be in \(0, 1\), got 0\.0"),
+    ({"tolerance": 1.0}, r"prune\.tolerance must be in \(0, 1\), got 1\.0"),
+])
+def test_prune_config_is_validated(kwargs, message):
+    with pytest.raises(PfsError, match=message):
+        PruneConfig(**kwargs)
+
+
+def test_prune_to_macs_on_a_toy_cost_model_keeps_the_exact_count():
+    # MACs proportional to the kept channels: ratio 0.5 of 10 channels keeps exactly the 5 strongest
+    gates = [torch.tensor([0.9, 0.1, 0.8, 0.2, 0.7]), torch.tensor([0.3, 0.6, 0.4, 0.5, 0.05])]
+    result = prune_to_macs(gates, 0.5, 100, lambda w: 10 * sum(w), PruneConfig(min_width=1))
+    assert result.widths == [3, 2]  # 0.9, 0.8, 0.7 and 0.6, 0.5
+    assert result.macs == 50 and result.achieved_ratio == 0.5
+    assert result.kept_channels == 5 and result.total_channels == 10
+    assert result.threshold == pytest.approx(0.5)

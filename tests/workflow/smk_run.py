@@ -1,0 +1,117 @@
+"""Helpers for the real Snakemake runs of tests/workflow: copy the workflow, write a tiny config, run snakemake,
+read the planned jobs of a dry run. (A module of its own, not conftest.py: tests import from it.)"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+SNAKEMAKE = BIN / "snakemake"
+WORKFLOW_FILES = ("Snakefile", "config.yaml", "rules", "workflow_scripts", "schemas", "envs")
+
+# One gate-learning network, one pruned network trained twice (Scratch-E, Scratch-B), one full baseline.
+TINY_CONFIG = {
+    "dataset": {"name": "digits"},
+    "grid": {
+        "archs": ["resnet20"],
+        "expansions": {"resnet20": [20]},
+        "sparsities": [0.5],
+        "ratios": [0.5],
+        "seeds": [0],
+        "schedules": ["scratch_e", "scratch_b"],
+        "full_baseline": True,
+    },
+    "gates": {"epochs": 1, "batch_size": 128},
+    "train": {"epochs": 1, "batch_size": 128},
+    "prune": {"tolerance": 0.01},
+    "resources": {"threads": 1},
+    "checkpoint_dir": "checkpoints",  # relative: inside the (temporary) working directory
+}
+EXP = "results/digits/resnet20/e20_m1/s0.5/seed0"
+PRUNED = f"{EXP}/p0.5"
+FULL = "results/digits/resnet20/full/seed0/scratch_e"
+RUN_DIRS = {"scratch_e": f"{PRUNED}/scratch_e", "scratch_b": f"{PRUNED}/scratch_b", "full": FULL}
+ALL_JOBS = {"learn_gates": 1, "prune": 1, "train_pruned": 2, "train_full": 1, "summarize": 1, "all": 1}
+
+
+def deep_merge(base: dict, override: dict) -> dict:
+    """Snakemake's --configfile semantics: dicts merge key by key, anything else (lists too) replaces."""
+    out = copy.deepcopy(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def write_yaml(path: Path, doc: dict) -> Path:
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return path
+
+
+def copy_workflow(dest: Path, config: dict | None = None) -> Path:
+    """Copy the workflow (no results) into ``dest`` and write ``tiny.yaml`` (the tiny config, deep-merged with
+    ``config``) there."""
+    dest.mkdir(parents=True, exist_ok=True)
+    for name in WORKFLOW_FILES:
+        src = REPO / name
+        if src.is_dir():
+            shutil.copytree(src, dest / name, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy2(src, dest / name)
+    write_yaml(dest / "tiny.yaml", deep_merge(TINY_CONFIG, config or {}))
+    return dest
+
+
+def snakemake(workdir: Path, *args: str, timeout: float = 900) -> subprocess.CompletedProcess:
+    """Run the snakemake next to this interpreter in ``workdir``; stdout and stderr come back merged."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SNAKEMAKE")}  # no user profile
+    return subprocess.run([str(SNAKEMAKE), *args], cwd=workdir, env=env, stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True, timeout=timeout)
+
+
+def tail(text: str, lines: int = 60) -> str:
+    return "\n".join(text.splitlines()[-lines:])
+
+
+def job_counts(output: str) -> dict[str, int]:
+    """Rule -> job count from the first 'Job stats:' table of a (dry) run; {} when there is nothing to do."""
+    lines = output.splitlines()
+    if "Job stats:" not in lines:
+        return {}
+    counts = {}
+    for line in lines[lines.index("Job stats:") + 1:]:
+        match = re.fullmatch(r"(\w+)\s+(\d+)", line.strip())
+        if line.strip().startswith("total"):
+            break
+        if match:
+            counts[match[1]] = int(match[2])
+    return counts
+
+
+def planned_jobs(workdir: Path, change: dict) -> tuple[dict[str, int], str]:
+    """Dry-run the tiny config with ``change`` layered on top (a second --configfile); return the planned jobs."""
+    write_yaml(workdir / "change.yaml", change)
+    result = snakemake(workdir, "-n", "--configfile", "tiny.yaml", "change.yaml")
+    assert result.returncode == 0, tail(result.stdout)
+    return job_counts(result.stdout), result.stdout
+
+
+@dataclasses.dataclass(frozen=True)
+class FinishedRun:
+    """A workflow copy where the tiny grid ran to completion; ``output`` is what snakemake printed."""
+
+    workdir: Path
+    output: str
+    seconds: float
