@@ -202,3 +202,26 @@ def test_resolve_device_refuses_cuda_when_it_is_unavailable(monkeypatch, name):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     with pytest.raises(PfsError, match=f"device '{name}' requested but CUDA is not available"):
         data.resolve_device(name)
+
+
+def test_tiny_cifar100_folder_is_read_with_its_fine_labels(tmp_path):
+    # CIFAR-100's on-disk layout: cifar-100-python/{train,test,meta}, labels under "fine_labels"
+    folder = tmp_path / "cifar-100-python"
+    folder.mkdir()
+    rng = np.random.default_rng(1)
+    written = {}
+    for name, n in (("train", 12), ("test", 5)):
+        labels = rng.integers(0, 100, n).tolist()
+        written[name] = labels
+        entry = {"data": rng.integers(0, 256, (n, 3072)).astype(np.uint8), "fine_labels": labels,
+                 "coarse_labels": [0] * n}
+        with open(folder / name, "wb") as fh:
+            pickle.dump(entry, fh)
+    with open(folder / "meta", "wb") as fh:
+        pickle.dump({"fine_label_names": [f"c{i}" for i in range(100)]}, fh)
+    settings = DataSettings("cifar100", root=str(tmp_path), check_md5=False)
+    for train, name in ((True, "train"), (False, "test")):
+        images, labels = load_images(settings, train=train)
+        assert images.shape == (len(written[name]), 3, 32, 32)
+        assert labels.tolist() == written[name]
+    assert DATASETS["cifar100"].num_classes == 100
