@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import os
+import signal
 
 import pandas as pd
 import pytest
@@ -15,7 +17,7 @@ from pfs.data import DATASETS, TensorImageDataset, make_loader, make_transform
 from pfs.errors import PfsError
 from pfs.io import load_artifact
 from pfs.models import build_model
-from pfs.train import TrainConfig, budget_epochs, evaluate, train_from_scratch
+from pfs.train import Preempted, TrainConfig, budget_epochs, evaluate, train_from_scratch
 
 CPU = torch.device("cpu")
 
@@ -277,3 +279,33 @@ def test_remove_checkpoint_deletes_the_file_and_tolerates_a_missing_one(tmp_path
     assert not path.exists()
     pfs.train.remove_checkpoint(path)  # no error the second time
     assert not path.exists()
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGUSR1])
+def test_signal_mid_epoch_saves_a_checkpoint_that_resumes_bitwise(tmp_path, monkeypatch, signum):
+    """SLURM preemption (SIGTERM) or a time-limit warning (SIGUSR1) in the middle of epoch 2: the job saves
+    where it stands and stops; the rerun continues from that batch and ends exactly like an uninterrupted run."""
+    cfg = TrainConfig(epochs=3, batch_size=4, lr=0.05)
+    train_loader, test_loader = _loaders(batch_size=4)  # 16 images: 4 batches per epoch
+    run_a = _resnet(0)
+    a = train_from_scratch(run_a, train_loader, test_loader, cfg, 3, 7, CPU, tmp_path / "a.pt", "job")
+
+    real_progress = pfs.train.progress
+
+    def signal_at_second_batch_of_epoch_2(iterable, desc, **kwargs):
+        for i, item in enumerate(real_progress(iterable, desc, **kwargs)):
+            if desc.startswith("train 2/") and i == 1:
+                os.kill(os.getpid(), signum)
+            yield item
+
+    with monkeypatch.context() as patch:
+        patch.setattr(pfs.train, "progress", signal_at_second_batch_of_epoch_2)
+        with pytest.raises(Preempted, match=f"signal {int(signum)} in epoch 2 after batch 2"):
+            train_from_scratch(_resnet(0), train_loader, test_loader, cfg, 3, 7, CPU, tmp_path / "b.pt", "job")
+    ckpt = load_artifact(tmp_path / "b.pt", "pfs.checkpoint")
+    assert ckpt["epoch"] == 1 and ckpt["partial"]["batch"] == 2 and ckpt["partial"]["n"] == 8
+    assert signal.getsignal(signum) == signal.SIG_DFL  # the handlers are removed again
+
+    run_b = _resnet(99)  # everything must come from the checkpoint
+    b = train_from_scratch(run_b, train_loader, test_loader, cfg, 3, 7, CPU, tmp_path / "b.pt", "job")
+    _assert_same_run(run_a, a, run_b, b)

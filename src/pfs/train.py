@@ -5,9 +5,11 @@ from __future__ import annotations
 import logging
 import math
 import os
+import signal
+import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TextIO
 
@@ -101,20 +103,67 @@ def evaluate(model: nn.Module, loader: DataLoader, device: torch.device) -> dict
     return {"loss": loss / n, "top1": top1 / n, "top5": top5 / n}
 
 
-def _train_epoch(model, loader, optimizer, criterion, device, desc, stream) -> dict[str, float]:
+class Preempted(PfsError):
+    """Training stopped by SIGTERM/SIGUSR1 after saving a resumable checkpoint (rerun the job to resume)."""
+
+
+class _StopOnSignals:
+    """Turn SIGTERM/SIGUSR1 (SLURM preemption, time limit warnings) into a flag the training loop checks."""
+
+    SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self._previous: dict[int, object] = {}
+
+    def __enter__(self) -> _StopOnSignals:
+        if threading.current_thread() is threading.main_thread():  # handlers can only be set there
+            for sig in self.SIGNALS:
+                self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum, _frame) -> None:
+        self.signum = signum
+
+    def __exit__(self, *exc) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+
+@dataclass
+class _EpochProgress:
+    """Where the current epoch stands: batches done and running sums (saved in a mid-epoch checkpoint)."""
+
+    batch: int = 0
+    loss_sum: float = 0.0
+    correct: int = 0
+    n: int = 0
+
+
+def _train_epoch(model, loader, optimizer, criterion, device, desc, stream, state: _EpochProgress,
+                 stop: _StopOnSignals) -> bool:
+    """Train one epoch from batch ``state.batch`` on; False if a signal stopped it (``state`` says where).
+
+    Batches before ``state.batch`` (done before a preemption) are loaded but not trained on: loading them
+    replays the epoch's random draws, so the rest of the epoch sees exactly the data it would have seen.
+    """
     model.train()
-    loss_sum = correct = n = 0.0
-    for x, y in progress(loader, desc, stream=stream):
+    for i, (x, y) in enumerate(progress(loader, desc, stream=stream)):
+        if i < state.batch:
+            continue
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
         logits = model(x)
         loss = criterion(logits, y)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        loss_sum += float(loss.detach()) * len(y)
-        correct += int((logits.argmax(1) == y).sum())
-        n += len(y)
-    return {"train_loss": loss_sum / n, "train_top1": correct / n}
+        state.batch = i + 1
+        state.loss_sum += float(loss.detach()) * len(y)
+        state.correct += int((logits.argmax(1) == y).sum())
+        state.n += len(y)
+        if stop.signum is not None:
+            return False
+    return True
 
 
 def _load_checkpoint(path: Path, key: str) -> dict | None:
@@ -132,37 +181,55 @@ def train_from_scratch(model: nn.Module, train_loader: DataLoader, test_loader: 
     """Train ``model`` for ``epochs``, checkpointing every epoch to ``checkpoint`` and resuming from it.
 
     Each epoch's randomness (shuffling, augmentation) is seeded from (seed, epoch), so a resumed run is
-    bitwise identical to an uninterrupted one on CPU.
+    bitwise identical to an uninterrupted one on CPU. SIGTERM/SIGUSR1 save a mid-epoch checkpoint and raise
+    Preempted; the next run continues from that batch.
     """
     model.to(device)
     optimizer = OPTIMIZERS[cfg.optimizer](model.parameters(), cfg)
     scheduler = SCHEDULERS[cfg.scheduler](optimizer, cfg, epochs)
     criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
     rows: list[dict] = []
-    start, elapsed = 1, 0.0
+    start, elapsed, state = 1, 0.0, _EpochProgress()
     if (ckpt := _load_checkpoint(checkpoint, key)) is not None:
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
         scheduler.load_state_dict(ckpt["scheduler"])
         rows, start, elapsed = ckpt["history"], ckpt["epoch"] + 1, ckpt["elapsed"]
-        log.info("resuming from %s after epoch %d", checkpoint, ckpt["epoch"])
-    for epoch in range(start, epochs + 1):
-        t0 = time.perf_counter()
-        torch.manual_seed(seed * 100_003 + epoch)  # shuffling and augmentation of this epoch
-        lr = optimizer.param_groups[0]["lr"]
-        row = {"epoch": epoch, "lr": lr}
-        row |= _train_epoch(model, train_loader, optimizer, criterion, device, f"train {epoch}/{epochs}", stream)
-        scheduler.step()
-        row |= {f"test_{k}": v for k, v in evaluate(model, test_loader, device).items()}
-        elapsed += time.perf_counter() - t0
-        row["elapsed_s"] = elapsed
-        rows.append(row)
-        log.info("epoch %d/%d lr %.4g train_loss %.4f test_top1 %.4f test_top5 %.4f", epoch, epochs, lr,
-                 row["train_loss"], row["test_top1"], row["test_top5"])
+        state = _EpochProgress(**ckpt.get("partial", {}))
+        log.info("resuming from %s after epoch %d, batch %d", checkpoint, ckpt["epoch"], state.batch)
+
+    def save(done_epochs: int) -> None:
         save_artifact(checkpoint, "pfs.checkpoint", {
-            "key": key, "epoch": epoch, "elapsed": elapsed, "history": rows, "model": model.state_dict(),
-            "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+            "key": key, "epoch": done_epochs, "elapsed": elapsed, "history": rows, "partial": asdict(state),
+            "model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
         })
+
+    with _StopOnSignals() as stop:
+        for epoch in range(start, epochs + 1):
+            t0 = time.perf_counter()
+            torch.manual_seed(seed * 100_003 + epoch)  # shuffling and augmentation of this epoch
+            lr = optimizer.param_groups[0]["lr"]
+            finished = _train_epoch(model, train_loader, optimizer, criterion, device, f"train {epoch}/{epochs}",
+                                    stream, state, stop)
+            if not finished:
+                elapsed += time.perf_counter() - t0
+                save(epoch - 1)
+                raise Preempted(f"training stopped by signal {stop.signum} in epoch {epoch} after batch "
+                                f"{state.batch}; saved {checkpoint}, rerun the job to resume from there")
+            row = {"epoch": epoch, "lr": lr, "train_loss": state.loss_sum / state.n,
+                   "train_top1": state.correct / state.n}
+            state = _EpochProgress()
+            scheduler.step()
+            row |= {f"test_{k}": v for k, v in evaluate(model, test_loader, device).items()}
+            elapsed += time.perf_counter() - t0
+            row["elapsed_s"] = elapsed
+            rows.append(row)
+            log.info("epoch %d/%d lr %.4g train_loss %.4f test_top1 %.4f test_top5 %.4f", epoch, epochs, lr,
+                     row["train_loss"], row["test_top1"], row["test_top5"])
+            save(epoch)
+            if stop.signum is not None and epoch < epochs:
+                raise Preempted(f"training stopped by signal {stop.signum} after epoch {epoch}; saved {checkpoint}, "
+                                "rerun the job to resume from there")
     history = pd.DataFrame(rows)
     best = history.loc[history["test_top1"].idxmax()]
     metrics = {
