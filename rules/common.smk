@@ -33,8 +33,9 @@ def run_outputs(run_dir):
 
 
 def gpu_resources():
+    """Resources of the GPU jobs; each retry (resources.retries) gets a longer wall-time limit."""
     res = config["resources"]
-    return {"gpu": res["gpu"], "mem_mb": res["mem_mb"], "runtime": res["runtime"]}
+    return {"gpu": res["gpu"], "mem_mb": res["mem_mb"], "runtime": lambda wildcards, attempt: res["runtime"] * attempt}
 
 
 def section_params(name):

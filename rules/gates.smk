@@ -9,6 +9,7 @@ rule learn_gates:
     conda:
         "../envs/pfs.yaml"
     threads: config["resources"]["threads"]
+    retries: config["resources"]["retries"]
     resources:
         **gpu_resources(),
     params:

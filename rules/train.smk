@@ -10,6 +10,7 @@ rule train_pruned:
     conda:
         "../envs/pfs.yaml"
     threads: config["resources"]["threads"]
+    retries: config["resources"]["retries"]
     resources:
         **gpu_resources(),
     params:
@@ -28,6 +29,7 @@ rule train_full:
     conda:
         "../envs/pfs.yaml"
     threads: config["resources"]["threads"]
+    retries: config["resources"]["retries"]
     resources:
         **gpu_resources(),
     params:
