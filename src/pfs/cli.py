@@ -2,6 +2,7 @@
 
     python -m pfs summary --arch resnet56 --dataset cifar10 [--expansion 20] [--channels channels.yaml]
     python -m pfs list-models
+    torchrun --standalone --nproc_per_node=N -m pfs train --job JOB.json   (multi-process training)
 """
 
 from __future__ import annotations
@@ -35,6 +36,35 @@ def _summary(args: argparse.Namespace) -> dict:
             "widths": widths or full_widths, **cost}
 
 
+def _train(args: argparse.Namespace) -> dict:
+    """One training job (a JSON spec, inline or a file), on every torchrun rank; rank 0 logs and writes."""
+    import logging
+
+    from pfs import distributed
+    from pfs.data import DataSettings
+    from pfs.progress import setup_logging
+    from pfs.stages import Experiment, load_channels, stage_train
+
+    text = args.job if args.job.lstrip().startswith("{") else open(args.job).read()
+    job = json.loads(text)
+    dist, device = distributed.setup(job.get("device", "auto"), job.get("gpus"))
+    stream = setup_logging(job.get("log") if dist.is_main else None, logging.INFO if dist.is_main else logging.WARNING)
+    try:
+        exp = Experiment(job["dataset"], job["arch"], int(job["seed"]), job.get("expansion"),
+                         float(job.get("multiplier", 1.0)))
+        widths, extra = None, {"achieved_ratio": 0.0}
+        if job.get("channels"):
+            doc = load_channels(job["channels"], exp)
+            widths, extra = doc["widths"], {"achieved_ratio": doc["achieved_ratio"]}
+        metrics = stage_train(exp, job.get("method", "pfs" if widths else "full"), widths, float(job.get("ratio", 0)),
+                              job.get("schedule", "scratch_e"), job.get("train", {}),
+                              DataSettings(job["dataset"], **job.get("data", {})), device,
+                              job.get("checkpoint_dir", "checkpoints"), job["outputs"], extra, stream, dist)
+    finally:
+        distributed.cleanup()
+    return {k: metrics[k] for k in ("top1", "top5", "epochs", "world_size")} if dist.is_main else {}
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m pfs", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -44,6 +74,9 @@ def build_parser() -> argparse.ArgumentParser:
     summary.add_argument("--expansion", type=int, default=None, help="width setting (default: the standard width)")
     summary.add_argument("--channels", default=None, help="a channels.yaml written by the prune stage")
     sub.add_parser("list-models", help="print the known architectures as JSON")
+    train = sub.add_parser("train", help="train one network (run under torchrun for several processes)")
+    train.add_argument("--job", required=True, help="the job as JSON, or a JSON file: dataset, arch, seed, outputs, "
+                       "[expansion, channels, ratio, schedule, train, data, device, gpus, checkpoint_dir, log]")
     return parser
 
 
@@ -52,11 +85,15 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "summary":
             answer = _summary(args)
+        elif args.command == "train":
+            answer = _train(args)
+            if not answer:  # not rank 0: rank 0 answers
+                return 0
         else:
             from pfs.models import list_models
 
             answer = list_models()
-    except (PfsError, ValueError, OSError) as exc:
+    except (PfsError, ValueError, OSError, KeyError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(json.dumps(answer))

@@ -1,4 +1,5 @@
-"""Datasets (embedded digits, CIFAR-10/100 folders), the gate-learning split, transforms and loaders."""
+"""Datasets (embedded digits, CIFAR-10/100 folders, ImageNet index tables), the gate-learning split, transforms
+and loaders."""
 
 from __future__ import annotations
 
@@ -7,12 +8,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from pfs.errors import PfsError
 
 if TYPE_CHECKING:  # torchvision is imported where it is used: prune and summarize jobs start ~3 s faster
+    import pandas as pd
     from torchvision.transforms import v2
 
 log = logging.getLogger(__name__)
@@ -38,6 +41,9 @@ DATASETS = {
     "cifar10": DatasetInfo("cifar10", 10, 32, _CIFAR_MEAN, _CIFAR_STD, 4, True, "cifar-10-batches-py"),
     "cifar100": DatasetInfo("cifar100", 100, 32, (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762), 4, True,
                             "cifar-100-python"),
+    # read through its index tables (pfs.imagenet.prepare_lists), not a folder of its own; the number of classes
+    # of a run comes from the index (pfs.imagenet.num_classes), 1000 for ILSVRC2012
+    "imagenet": DatasetInfo("imagenet", 1000, 224, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225), 0, True, None),
 }
 DIGITS_TEST_SIZE = 360  # fixed held-out test split of the 1797 digits (seeded, never changes)
 
@@ -89,6 +95,8 @@ def check_dataset_available(settings: DataSettings) -> None:
 def load_images(settings: DataSettings, train: bool) -> tuple[torch.Tensor, torch.Tensor]:
     """The whole split as ``(uint8 images N x 3 x H x W, int64 labels N)``."""
     check_dataset_available(settings)
+    if settings.name == "imagenet":
+        raise PfsError("imagenet is not held in memory: read it with IndexedImageDataset from its index tables")
     if settings.name == "digits":
         return _load_digits(train)
     try:
@@ -152,11 +160,91 @@ class TensorImageDataset(Dataset):
         return self.transform(self.images[i]), self.labels[i]
 
 
-def make_loader(dataset: Dataset, batch_size: int, train: bool, num_workers: int, device: torch.device) -> DataLoader:
+class IndexedImageDataset(Dataset):
+    """Image files listed in an index table (columns path, label; paths relative to ``root``), decoded on access."""
+
+    def __init__(self, root: str | Path, frame: pd.DataFrame, transform: v2.Transform) -> None:
+        missing = {"path", "label"} - set(frame.columns)
+        if missing:
+            raise PfsError(f"an image index needs the columns path and label; it lacks {', '.join(sorted(missing))}")
+        self.root, self.transform = Path(root), transform
+        # numpy arrays, not lists of str: DataLoader workers then share the pages instead of copying them on access
+        self.paths = np.asarray(frame["path"], dtype=str)
+        self.labels = np.asarray(frame["label"], dtype=np.int64)
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, i: int):
+        from PIL import Image
+
+        path = self.root / str(self.paths[i])
+        try:
+            with Image.open(path) as image:
+                rgb = image.convert("RGB")  # greyscale and CMYK JPEGs exist in ImageNet
+        except OSError as exc:  # missing, truncated or not an image
+            raise PfsError(f"cannot read image {path} ({exc}); check dataset.root, or rerun prepare_imagenet_list "
+                           "if the folder tree changed") from exc
+        return self.transform(rgb), int(self.labels[i])
+
+
+def make_imagenet_transform(train: bool, min_scale: float = 0.08, info: DatasetInfo = DATASETS["imagenet"],
+                            resize: int = 256) -> v2.Transform:
+    """ImageNet augmentation (official code, without its colour jitter and lighting noise): train
+    RandomResizedCrop(image_size, scale=(min_scale, 1)) + flip; eval Resize(resize) + CenterCrop(image_size).
+
+    Args:
+        min_scale: smallest crop area as a fraction of the image: 0.25 for MobileNets, 0.08 for ResNet-50.
+    """
+    from torchvision.transforms import v2
+
+    if not 0 < min_scale <= 1:
+        raise PfsError(f"min_scale (smallest random-crop area fraction) must be in (0, 1], got {min_scale}")
+    steps: list[v2.Transform] = [v2.ToImage()]  # PIL -> uint8 tensor: the rest runs on tensors
+    if train:
+        steps += [v2.RandomResizedCrop(info.image_size, scale=(min_scale, 1.0), antialias=True),
+                  v2.RandomHorizontalFlip()]
+    else:
+        steps += [v2.Resize(resize, antialias=True), v2.CenterCrop(info.image_size)]
+    steps += [v2.ToDtype(torch.float32, scale=True), v2.Normalize(info.mean, info.std)]
+    return v2.Compose(steps)
+
+
+def imagenet_gate_split(frame: pd.DataFrame, per_class: int = 50, seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Hold out ``per_class`` images of every class of a training index for gate selection: (train, val).
+
+    The official code holds out the last 50 of each class in os.listdir order (machine-dependent). Here the rows
+    are sorted by (label, path) and each class draws its own seeded choice, so the split depends only on the
+    seed and that class's file names. Both frames come back sorted by (label, path).
+    """
+    if per_class < 1 or seed < 0:
+        raise PfsError(f"the gate split needs per_class >= 1 and seed >= 0, got per_class={per_class}, seed={seed}")
+    frame = frame.sort_values(["label", "path"], kind="stable", ignore_index=True)
+    counts = frame.groupby("label", sort=True).size()
+    small = counts[counts <= per_class]
+    if len(small):
+        shown = ", ".join(f"label {label} ({n} images)" for label, n in small.head(5).items())
+        raise PfsError(f"{len(small)} classes have {per_class} images or fewer, so holding out {per_class} per class "
+                       f"leaves nothing to learn gates on: {shown}; lower the per-class hold-out")
+    held = np.zeros(len(frame), dtype=bool)
+    start = 0
+    for label, n in counts.items():  # rows of a class are contiguous after the sort
+        held[start + np.random.default_rng([seed, int(label)]).choice(n, per_class, replace=False)] = True
+        start += n
+    return frame[~held].reset_index(drop=True), frame[held].reset_index(drop=True)
+
+
+def make_loader(dataset: Dataset, batch_size: int, train: bool, num_workers: int, device: torch.device,
+                rank: int = 0, world_size: int = 1) -> DataLoader:
+    """A loader of ``batch_size`` per process; with ``world_size`` > 1 each rank reads its own shard."""
+    sampler = None
+    if world_size > 1:  # shuffled per epoch through sampler.set_epoch (the training loop calls it)
+        sampler = DistributedSampler(dataset, num_replicas=world_size, rank=rank, shuffle=train, seed=0)
     return DataLoader(
         dataset,
         batch_size=batch_size,
-        shuffle=train,
+        shuffle=train and sampler is None,
+        sampler=sampler,
         num_workers=num_workers,
         pin_memory=device.type == "cuda",
         persistent_workers=num_workers > 0,
@@ -179,6 +267,21 @@ def training_sets(settings: DataSettings):
     train = TensorImageDataset(*load_images(settings, train=True), make_transform(info, train=True))
     test = TensorImageDataset(*load_images(settings, train=False), make_transform(info, train=False))
     return train, test
+
+
+def imagenet_gate_learning_sets(root: str | Path, train_frame: pd.DataFrame, min_scale: float, per_class: int = 50,
+                                seed: int = 0):
+    """(train part, held-out part, held-out frame) of the ImageNet training index, for gate learning and selection
+    (the held-out part is read like the validation set: resize and centre crop)."""
+    train, val = imagenet_gate_split(train_frame, per_class, seed)
+    return (IndexedImageDataset(root, train, make_imagenet_transform(True, min_scale)),
+            IndexedImageDataset(root, val, make_imagenet_transform(False)), val)
+
+
+def imagenet_training_sets(root: str | Path, train_frame: pd.DataFrame, val_frame: pd.DataFrame, min_scale: float):
+    """(whole training index, validation index) as datasets, for training from scratch."""
+    return (IndexedImageDataset(root, train_frame, make_imagenet_transform(True, min_scale)),
+            IndexedImageDataset(root, val_frame, make_imagenet_transform(False)))
 
 
 def resolve_device(name: str = "auto") -> torch.device:

@@ -17,6 +17,7 @@ import torch
 import pfs
 from pfs import io
 from pfs.data import DataSettings, dataset_info, gate_learning_sets, make_loader, training_sets
+from pfs.distributed import Dist
 from pfs.errors import PfsError
 from pfs.gates import GateConfig, learn_gates
 from pfs.macs import count_macs, count_params, network_cost
@@ -169,9 +170,17 @@ def load_channels(path: str, exp: Experiment) -> dict:
 
 def stage_train(exp: Experiment, method: str, widths: list[int] | None, ratio: float, schedule: str, hp: dict,
                 data: DataSettings, device: torch.device, checkpoint_dir: str, outputs: dict[str, str],
-                extra: dict | None = None, stream: TextIO | None = None) -> dict:
-    """Train ``exp.arch`` at ``widths`` from a fresh random init; write model.pt, metrics.json and history.csv."""
+                extra: dict | None = None, stream: TextIO | None = None, dist: Dist | None = None) -> dict:
+    """Train ``exp.arch`` at ``widths`` from a fresh random init; write model.pt, metrics.json and history.csv.
+
+    Under torchrun (``dist``) every rank trains its shard with batch_size / world_size images per step (the
+    config's batch size and lr are global) and only rank 0 writes files.
+    """
+    dist = dist or Dist()
     cfg = settings_from(TrainConfig, hp, "train")
+    if cfg.batch_size % dist.world_size:
+        raise PfsError(f"train.batch_size={cfg.batch_size} is the global batch: it must divide evenly over "
+                       f"{dist.world_size} processes")
     epochs = budget_epochs(cfg.epochs, schedule, ratio)
     info = dataset_info(exp.dataset)
     train_set, test_set = training_sets(data)
@@ -181,22 +190,24 @@ def stage_train(exp: Experiment, method: str, widths: list[int] | None, ratio: f
     identity = {"dataset": exp.dataset, "arch": exp.arch, "method": method, "expansion": exp.width,
                 "multiplier": exp.multiplier, "ratio": ratio, "schedule": schedule, "seed": exp.seed}
     key = io.stable_hash({**identity, "widths": model.widths, "train": dataclasses.asdict(cfg),
-                          "epochs": epochs, "out": outputs["model"]})
+                          "epochs": epochs, "out": outputs["model"], "world_size": dist.world_size})
     checkpoint = Path(checkpoint_dir) / f"{key}.pt"
+    shard = {"rank": dist.rank, "world_size": dist.world_size}
     result = train_from_scratch(
         model,
-        make_loader(train_set, cfg.batch_size, True, data.num_workers, device),
-        make_loader(test_set, cfg.eval_batch_size, False, data.num_workers, device),
-        cfg, epochs, exp.seed, device, checkpoint, key, stream,
+        make_loader(train_set, cfg.batch_size // dist.world_size, True, data.num_workers, device, **shard),
+        make_loader(test_set, cfg.eval_batch_size, False, data.num_workers, device, **shard),
+        cfg, epochs, exp.seed, device, checkpoint, key, stream, dist,
     )
     metrics = {**identity, **(extra or {}), "widths": model.widths, "macs": macs, "params": params,
-               **result.metrics, "device": str(device), "settings": dataclasses.asdict(cfg),
-               "versions": provenance()}
-    io.write_csv(outputs["history"], result.history)
-    io.save_artifact(outputs["model"], "pfs.model", {
-        **identity, "widths": model.widths, "num_classes": info.num_classes,
-        "state_dict": {k: v.cpu() for k, v in model.state_dict().items()}, "metrics": result.metrics,
-    })
-    io.write_json(outputs["metrics"], metrics)
-    remove_checkpoint(checkpoint)
+               **result.metrics, "device": str(device), "world_size": dist.world_size,
+               "settings": dataclasses.asdict(cfg), "versions": provenance()}
+    if dist.is_main:
+        io.write_csv(outputs["history"], result.history)
+        io.save_artifact(outputs["model"], "pfs.model", {
+            **identity, "widths": model.widths, "num_classes": info.num_classes,
+            "state_dict": {k: v.cpu() for k, v in model.state_dict().items()}, "metrics": result.metrics,
+        })
+        io.write_json(outputs["metrics"], metrics)
+        remove_checkpoint(checkpoint)
     return metrics

@@ -16,8 +16,9 @@ from typing import TextIO
 import pandas as pd
 import torch
 from torch import nn
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, DistributedSampler
 
+from pfs.distributed import Dist, all_reduce_sum
 from pfs.errors import PfsError
 from pfs.io import load_artifact, save_artifact
 from pfs.progress import progress
@@ -41,6 +42,7 @@ class TrainConfig:
     milestones: tuple[float, ...] = (0.5, 0.75)  # fractions of the epochs where lr is multiplied by gamma
     gamma: float = 0.1
     label_smoothing: float = 0.0
+    amp: bool = True  # bf16 autocast on CUDA (no effect on CPU)
 
     def __post_init__(self) -> None:
         if self.optimizer not in OPTIMIZERS:
@@ -88,19 +90,27 @@ class TrainResult:
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, loader: DataLoader, device: torch.device) -> dict[str, float]:
-    """Loss, top-1 and top-5 accuracy (fractions) over ``loader``."""
+def evaluate(model: nn.Module, loader: DataLoader, device: torch.device, amp: bool = False) -> dict[str, float]:
+    """Loss, top-1 and top-5 accuracy (fractions) over ``loader`` (summed over all ranks under torchrun)."""
     model.eval()
     loss = top1 = top5 = n = 0.0
     for x, y in loader:
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-        logits = model(x)
+        with _autocast(device, amp):
+            logits = model(x)
+        logits = logits.float()
         loss += float(nn.functional.cross_entropy(logits, y, reduction="sum"))
         top = logits.topk(min(5, logits.shape[1]), dim=1).indices
         top1 += int((top[:, 0] == y).sum())
         top5 += int((top == y[:, None]).any(1).sum())
         n += len(y)
+    loss, top1, top5, n = all_reduce_sum([loss, top1, top5, n], device)
     return {"loss": loss / n, "top1": top1 / n, "top5": top5 / n}
+
+
+def _autocast(device: torch.device, amp: bool):
+    """bf16 autocast on CUDA when ``amp``; a no-op context on CPU."""
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp and device.type == "cuda")
 
 
 class Preempted(PfsError):
@@ -125,6 +135,10 @@ class _StopOnSignals:
     def _handle(self, signum, _frame) -> None:
         self.signum = signum
 
+    def requested(self, device: torch.device) -> bool:
+        """Whether any rank got a signal (all ranks must stop at the same batch, or collectives would hang)."""
+        return all_reduce_sum([float(self.signum is not None)], device)[0] > 0
+
     def __exit__(self, *exc) -> None:
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)
@@ -141,7 +155,7 @@ class _EpochProgress:
 
 
 def _train_epoch(model, loader, optimizer, criterion, device, desc, stream, state: _EpochProgress,
-                 stop: _StopOnSignals) -> bool:
+                 stop: _StopOnSignals, amp: bool = False) -> bool:
     """Train one epoch from batch ``state.batch`` on; False if a signal stopped it (``state`` says where).
 
     Batches before ``state.batch`` (done before a preemption) are loaded but not trained on: loading them
@@ -152,8 +166,9 @@ def _train_epoch(model, loader, optimizer, criterion, device, desc, stream, stat
         if i < state.batch:
             continue
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-        logits = model(x)
-        loss = criterion(logits, y)
+        with _autocast(device, amp):
+            logits = model(x)
+            loss = criterion(logits, y)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -161,7 +176,9 @@ def _train_epoch(model, loader, optimizer, criterion, device, desc, stream, stat
         state.loss_sum += float(loss.detach()) * len(y)
         state.correct += int((logits.argmax(1) == y).sum())
         state.n += len(y)
-        if stop.signum is not None:
+        if stop.requested(device):
+            if stop.signum is None:  # another rank was signalled
+                stop.signum = -1
             return False
     return True
 
@@ -177,14 +194,19 @@ def _load_checkpoint(path: Path, key: str) -> dict | None:
 
 def train_from_scratch(model: nn.Module, train_loader: DataLoader, test_loader: DataLoader, cfg: TrainConfig,
                        epochs: int, seed: int, device: torch.device, checkpoint: Path, key: str,
-                       stream: TextIO | None = None) -> TrainResult:
+                       stream: TextIO | None = None, dist: Dist | None = None) -> TrainResult:
     """Train ``model`` for ``epochs``, checkpointing every epoch to ``checkpoint`` and resuming from it.
 
     Each epoch's randomness (shuffling, augmentation) is seeded from (seed, epoch), so a resumed run is
     bitwise identical to an uninterrupted one on CPU. SIGTERM/SIGUSR1 save a mid-epoch checkpoint and raise
-    Preempted; the next run continues from that batch.
+    Preempted; the next run continues from that batch. Under torchrun (``dist``) the model is wrapped in
+    DistributedDataParallel, statistics are summed over ranks and only rank 0 writes the checkpoint.
     """
+    dist = dist or Dist()
     model.to(device)
+    net = model
+    if dist.enabled:
+        net = nn.parallel.DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
     optimizer = OPTIMIZERS[cfg.optimizer](model.parameters(), cfg)
     scheduler = SCHEDULERS[cfg.scheduler](optimizer, cfg, epochs)
     criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
@@ -199,6 +221,8 @@ def train_from_scratch(model: nn.Module, train_loader: DataLoader, test_loader: 
         log.info("resuming from %s after epoch %d, batch %d", checkpoint, ckpt["epoch"], state.batch)
 
     def save(done_epochs: int) -> None:
+        if not dist.is_main:
+            return
         save_artifact(checkpoint, "pfs.checkpoint", {
             "key": key, "epoch": done_epochs, "elapsed": elapsed, "history": rows, "partial": asdict(state),
             "model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
@@ -208,26 +232,28 @@ def train_from_scratch(model: nn.Module, train_loader: DataLoader, test_loader: 
         for epoch in range(start, epochs + 1):
             t0 = time.perf_counter()
             torch.manual_seed(seed * 100_003 + epoch)  # shuffling and augmentation of this epoch
+            if isinstance(train_loader.sampler, DistributedSampler):
+                train_loader.sampler.set_epoch(epoch)
             lr = optimizer.param_groups[0]["lr"]
-            finished = _train_epoch(model, train_loader, optimizer, criterion, device, f"train {epoch}/{epochs}",
-                                    stream, state, stop)
+            finished = _train_epoch(net, train_loader, optimizer, criterion, device, f"train {epoch}/{epochs}",
+                                    stream, state, stop, cfg.amp)
             if not finished:
                 elapsed += time.perf_counter() - t0
                 save(epoch - 1)
                 raise Preempted(f"training stopped by signal {stop.signum} in epoch {epoch} after batch "
                                 f"{state.batch}; saved {checkpoint}, rerun the job to resume from there")
-            row = {"epoch": epoch, "lr": lr, "train_loss": state.loss_sum / state.n,
-                   "train_top1": state.correct / state.n}
+            loss_sum, correct, n = all_reduce_sum([state.loss_sum, state.correct, state.n], device)
+            row = {"epoch": epoch, "lr": lr, "train_loss": loss_sum / n, "train_top1": correct / n}
             state = _EpochProgress()
             scheduler.step()
-            row |= {f"test_{k}": v for k, v in evaluate(model, test_loader, device).items()}
+            row |= {f"test_{k}": v for k, v in evaluate(net, test_loader, device, cfg.amp).items()}
             elapsed += time.perf_counter() - t0
             row["elapsed_s"] = elapsed
             rows.append(row)
             log.info("epoch %d/%d lr %.4g train_loss %.4f test_top1 %.4f test_top5 %.4f", epoch, epochs, lr,
                      row["train_loss"], row["test_top1"], row["test_top5"])
             save(epoch)
-            if stop.signum is not None and epoch < epochs:
+            if epoch < epochs and stop.requested(device):
                 raise Preempted(f"training stopped by signal {stop.signum} after epoch {epoch}; saved {checkpoint}, "
                                 "rerun the job to resume from there")
     history = pd.DataFrame(rows)
