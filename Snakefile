@@ -5,6 +5,7 @@
 #       .../p{ratio}/channels.yaml
 #       .../p{ratio}/{schedule}/model.pt, metrics.json, history.csv      schedule: scratch_e | scratch_b
 #   results/{dataset}/{arch}/full/seed{seed}/{schedule}/...               unpruned standard-width baseline
+#   results/imagenet/lists/{train,val}.csv                                ImageNet index (prepare_imagenet_list)
 #   results/summary.csv                                                   one row per trained network
 # Logs mirror results under logs/, job timings under benchmarks/.
 #
@@ -25,6 +26,7 @@ include: "rules/gates.smk"
 include: "rules/prune.smk"
 include: "rules/train.smk"
 include: "rules/summarize.smk"
+include: "rules/imagenet.smk"
 
 
 rule all:

@@ -24,6 +24,7 @@ EXP = "{dataset}/{arch}/e{expansion}_m{multiplier}/s{sparsity}/seed{seed}"
 PRUNED = f"{EXP}/p{{ratio}}"
 FULL = "{dataset}/{arch}/full/seed{seed}/{schedule}"
 SUMMARY = "results/summary.csv"
+IMAGENET_LISTS = {split: f"results/imagenet/lists/{split}.csv" for split in ("train", "val")}
 RUN_FILES = ("model.pt", "metrics.json", "history.csv")
 
 

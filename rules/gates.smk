@@ -6,10 +6,10 @@ rule learn_gates:
         f"logs/{EXP}/learn_gates.log",
     benchmark:
         f"benchmarks/{EXP}/learn_gates.tsv"
+    retries: config["resources"]["retries"]
     conda:
         "../envs/pfs.yaml"
     threads: config["resources"]["threads"]
-    retries: config["resources"]["retries"]
     resources:
         **gpu_resources(),
     params:

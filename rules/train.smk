@@ -7,10 +7,10 @@ rule train_pruned:
         f"logs/{PRUNED}/{{schedule}}/train_pruned.log",
     benchmark:
         f"benchmarks/{PRUNED}/{{schedule}}/train_pruned.tsv"
+    retries: config["resources"]["retries"]
     conda:
         "../envs/pfs.yaml"
     threads: config["resources"]["threads"]
-    retries: config["resources"]["retries"]
     resources:
         **gpu_resources(),
     params:
@@ -26,10 +26,10 @@ rule train_full:
         f"logs/{FULL}/train_full.log",
     benchmark:
         f"benchmarks/{FULL}/train_full.tsv"
+    retries: config["resources"]["retries"]
     conda:
         "../envs/pfs.yaml"
     threads: config["resources"]["threads"]
-    retries: config["resources"]["retries"]
     resources:
         **gpu_resources(),
     params:
