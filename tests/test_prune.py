@@ -9,13 +9,17 @@ import torch
 
 from pfs.errors import PfsError
 from pfs.macs import network_cost
-from pfs.models import default_widths
+from pfs.models import default_widths, get_spec
 from pfs.prune import PruneConfig, gate_scores, keep_order, prune_to_macs, widths_for_keep
+
+IMAGE_AND_CLASSES = {"cifar": (32, 10), "imagenet": (224, 1000)}  # the resolution MACs are counted at, per domain
 
 
 @functools.cache
 def _macs(arch: str, expansion: int | None, widths: tuple[int, ...] | None) -> int:
-    return network_cost(arch, 32, 10, widths=None if widths is None else list(widths), expansion=expansion)["macs"]
+    size, classes = IMAGE_AND_CLASSES[get_spec(arch).domain]
+    return network_cost(arch, size, classes, widths=None if widths is None else list(widths),
+                        expansion=expansion)["macs"]
 
 
 def base_macs(arch: str) -> int:
@@ -163,6 +167,23 @@ def test_prune_to_macs_hits_the_ratio_with_the_strongest_channels(arch, expansio
     result = prune_to_macs(gates, ratio, base_macs(arch), macs_of(arch, expansion), cfg)
     check_result(result, gates, arch, expansion, ratio, cfg)
     assert result.kept_channels < result.total_channels
+
+
+@pytest.mark.parametrize(("arch", "expansion", "ratio", "base"), [
+    # the paper's ImageNet settings: expansion 40 for the MobileNets (1.25x), 80 for ResNet-50 (1.25x)
+    ("mobilenet_v1", 40, 0.5, 568_740_352),
+    ("mobilenet_v2", 40, 0.3, 300_774_272),
+    ("resnet50", 80, 0.5, 4_089_184_256),
+])
+def test_prune_to_macs_hits_the_ratio_on_imagenet_networks(arch, expansion, ratio, base):
+    cfg = PruneConfig()
+    assert base_macs(arch) == base  # measured against the standard network at 224x224
+    gates = random_gates(arch, expansion)
+    result = prune_to_macs(gates, ratio, base, macs_of(arch, expansion), cfg)
+    check_result(result, gates, arch, expansion, ratio, cfg)
+    assert abs(result.achieved_ratio - ratio) / ratio <= 1e-3
+    assert result.macs == pytest.approx(base * (1 - ratio), rel=1e-3 * ratio / (1 - ratio))
+    assert len(result.widths) == {"mobilenet_v1": 14, "mobilenet_v2": 18, "resnet50": 32}[arch]
 
 
 @pytest.mark.parametrize(("arch", "expansion", "ratio", "seed"), [

@@ -50,8 +50,9 @@ def count_params(model: nn.Module) -> int:
     return int(sum(p.numel() for p in model.parameters() if id(p) not in gate_ids))
 
 
-def network_cost(arch: str, image_size: int, num_classes: int, widths=None, expansion=None) -> dict[str, int]:
+def network_cost(arch: str, image_size: int, num_classes: int, widths: list[int] | None = None,
+                 expansion: int | None = None, multiplier: float = 1.0) -> dict[str, int]:
     """``{"macs", "params"}`` of ``arch`` built on the meta device (no memory, no init cost)."""
     with torch.device("meta"):
-        model = build_model(arch, widths=widths, expansion=expansion, num_classes=num_classes)
+        model = build_model(arch, widths=widths, expansion=expansion, num_classes=num_classes, multiplier=multiplier)
     return {"macs": count_macs(model, image_size), "params": count_params(model)}

@@ -1,6 +1,6 @@
 """Architectures with channel gates, each built from a list of inner widths."""
 
-from pfs.models import resnet_cifar, vgg  # noqa: F401  (registers the CIFAR families)
+from pfs.models import mobilenet, resnet_cifar, resnet_imagenet, vgg  # noqa: F401  (registers the families)
 from pfs.models.gate import Gate, GatedNet
 from pfs.models.registry import ModelSpec, build_model, default_widths, get_spec, list_models, register_model
 

@@ -42,6 +42,7 @@ class GatedNet(nn.Module):
     arch: str = ""
     widths: list[int]
     expansion: int
+    multiplier: float = 1.0  # scale of the unpruned backbone widths (only ResNet-50 and MobileNetV2 take one)
 
     def gates(self) -> list[Gate]:
         """The gates in prunable-group order (the order of ``widths``)."""
