@@ -88,7 +88,7 @@ def stage_learn_gates(exp: Experiment, sparsity: float, hp: dict, data: DataSett
     info = dataset_info(exp.dataset)
     train_set, val_set, val_idx = gate_learning_sets(data, split["val_size"], split["split_seed"])
     torch.manual_seed(exp.seed)
-    model = build_model(exp.arch, expansion=exp.width, num_classes=info.num_classes)
+    model = build_model(exp.arch, expansion=exp.width, num_classes=info.num_classes, multiplier=exp.multiplier)
     result = learn_gates(
         model,
         make_loader(train_set, cfg.batch_size, True, data.num_workers, device),
@@ -120,13 +120,14 @@ def stage_prune(exp: Experiment, gates_path: str, ratio: float, hp: dict, out_ch
     gates = _load_gates(gates_path, exp)
     info = dataset_info(exp.dataset)
     base = network_cost(exp.arch, info.image_size, info.num_classes)  # the unexpanded standard network
-    full = network_cost(exp.arch, info.image_size, info.num_classes, expansion=exp.width)
+    m = exp.multiplier
+    full = network_cost(exp.arch, info.image_size, info.num_classes, expansion=exp.width, multiplier=m)
     result = prune_to_macs(
         gates, ratio, base["macs"],
-        lambda w: network_cost(exp.arch, info.image_size, info.num_classes, widths=w, expansion=exp.width)["macs"],
+        lambda w: network_cost(exp.arch, info.image_size, info.num_classes, w, exp.width, m)["macs"],
         cfg,
     )
-    pruned = network_cost(exp.arch, info.image_size, info.num_classes, widths=result.widths, expansion=exp.width)
+    pruned = network_cost(exp.arch, info.image_size, info.num_classes, result.widths, exp.width, m)
     doc = {
         "kind": "pfs.channels", "format_version": io.FORMAT_VERSION,
         "arch": exp.arch, "dataset": exp.dataset, "expansion": exp.width, "multiplier": exp.multiplier,
@@ -161,7 +162,7 @@ def load_channels(path: str, exp: Experiment) -> dict:
         raise PfsError(f"{path}: width {w} of group {i} is outside 1..{f} (the expanded network's width); "
                        "rerun prune instead of editing the file")
     info = dataset_info(exp.dataset)
-    macs = network_cost(exp.arch, info.image_size, info.num_classes, widths=widths, expansion=exp.width)["macs"]
+    macs = network_cost(exp.arch, info.image_size, info.num_classes, widths, exp.width, exp.multiplier)["macs"]
     if macs != doc.get("macs"):
         raise PfsError(f"{path} claims {doc.get('macs')} MACs but its widths give {macs}; the file was edited or "
                        "is stale: rerun prune (delete the file) instead of editing it")
@@ -185,7 +186,8 @@ def stage_train(exp: Experiment, method: str, widths: list[int] | None, ratio: f
     info = dataset_info(exp.dataset)
     train_set, test_set = training_sets(data)
     torch.manual_seed(exp.seed)
-    model = build_model(exp.arch, widths=widths, expansion=exp.width, num_classes=info.num_classes)
+    model = build_model(exp.arch, widths=widths, expansion=exp.width, num_classes=info.num_classes,
+                        multiplier=exp.multiplier)
     macs, params = count_macs(model, info.image_size), count_params(model)
     identity = {"dataset": exp.dataset, "arch": exp.arch, "method": method, "expansion": exp.width,
                 "multiplier": exp.multiplier, "ratio": ratio, "schedule": schedule, "seed": exp.seed}
