@@ -58,3 +58,17 @@ class GatedNet(nn.Module):
         """Every parameter that is not a gate (the random weights that gate learning keeps frozen)."""
         gate_ids = {id(p) for p in self.gate_parameters()}
         return [p for p in self.parameters() if id(p) not in gate_ids]
+
+
+def init_weights(model: nn.Module, bn_weight: float = 1.0, linear_std: float | None = None) -> None:
+    """The official random init: conv N(0, sqrt(2 / (k*k*C_out))) (Kaiming fan-out), BN weight ``bn_weight`` and
+    bias 0, Linear N(0, ``linear_std``) with zero bias (None: PyTorch's default Linear init)."""
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.constant_(m.weight, bn_weight)
+            nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.Linear) and linear_std is not None:
+            nn.init.normal_(m.weight, 0, linear_std)
+            nn.init.zeros_(m.bias)

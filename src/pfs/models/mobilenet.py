@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from pfs.models.gate import ConvBNGateReLU, Gate, GatedNet
+from pfs.models.gate import ConvBNGateReLU, Gate, GatedNet, init_weights
 from pfs.models.registry import register_model
 
 BASE = 32  # standard stem width of both MobileNets; the expansion e scales the prunable widths by e/32
@@ -39,15 +39,7 @@ def mobilenet_v2_widths(expansion: int) -> list[int]:
 
 def _init_mobilenet(model: nn.Module) -> None:
     # official MobileNet init: conv N(0, sqrt(2/(k*k*C_out))), BN 1/0, Linear N(0, 0.01) with zero bias
-    for m in model.modules():
-        if isinstance(m, nn.Conv2d):
-            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-        elif isinstance(m, nn.BatchNorm2d):
-            nn.init.ones_(m.weight)
-            nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.Linear):
-            nn.init.normal_(m.weight, 0, 0.01)
-            nn.init.zeros_(m.bias)
+    init_weights(model, linear_std=0.01)
 
 
 class DepthwiseSeparable(nn.Module):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from pfs.models.gate import Gate, GatedNet
+from pfs.models.gate import Gate, GatedNet, init_weights
 from pfs.models.registry import register_model
 
 BASE = 64  # standard inner width of the first stage; expansion c gives inner widths c, 2c, 4c, 8c per stage
@@ -66,12 +66,7 @@ class ResNet50(GatedNet):
         self.blocks = nn.Sequential(*blocks)
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Linear(cin, num_classes)  # PyTorch's default init, as in the official code
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
+        init_weights(self)
 
     def forward(self, x):
         return self.fc(self.pool(self.blocks(self.stem(x))).flatten(1))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from pfs.models.gate import ConvBNGateReLU, GatedNet
+from pfs.models.gate import ConvBNGateReLU, GatedNet, init_weights
 from pfs.models.registry import register_model
 
 _CFGS = {
@@ -43,15 +43,7 @@ class VGG(GatedNet):
 
     def _init(self) -> None:
         # official CIFAR VGG init: conv N(0, sqrt(2/(k*k*C_out))), BN gamma 0.5, Linear N(0, 0.01)
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.constant_(m.weight, 0.5)
-                nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.Linear):
-                nn.init.normal_(m.weight, 0, 0.01)
-                nn.init.zeros_(m.bias)
+        init_weights(self, bn_weight=0.5, linear_std=0.01)
 
     def forward(self, x):
         return self.classifier(self.pool(self.features(x)).flatten(1))
