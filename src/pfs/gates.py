@@ -14,6 +14,7 @@ from torch.utils.data import DataLoader
 from pfs.errors import PfsError
 from pfs.models import GatedNet
 from pfs.progress import progress
+from pfs.train import evaluate
 
 log = logging.getLogger(__name__)
 
@@ -58,17 +59,6 @@ def freeze_weights(model: GatedNet) -> None:
     """Only gates learn: weights keep their random init and get no gradient (none computed, none stored)."""
     for p in model.weight_parameters():
         p.requires_grad_(False)
-
-
-@torch.no_grad()
-def evaluate_top1(model: nn.Module, loader: DataLoader, device: torch.device) -> float:
-    model.eval()
-    correct = total = 0
-    for x, y in loader:
-        pred = model(x.to(device, non_blocking=True)).argmax(1)
-        correct += int((pred.cpu() == y).sum())
-        total += len(y)
-    return correct / max(total, 1)
 
 
 def select_epoch(history: pd.DataFrame, sparsity: float) -> int:
@@ -116,7 +106,7 @@ def learn_gates(model: GatedNet, train_loader: DataLoader, val_loader: DataLoade
             "ce": sums["ce"] / sums["n"],
             "reg": sums["reg"] / sums["n"],
             "train_top1": sums["correct"] / sums["n"],
-            "val_top1": evaluate_top1(model, val_loader, device),
+            "val_top1": evaluate(model, val_loader, device)["top1"],
             "mean_gate": float(flat.mean()),
             "nonzero_fraction": nonzero_fraction(gates),
         }
