@@ -74,9 +74,14 @@ def keep_order(gates: list[torch.Tensor], min_width: int) -> tuple[torch.Tensor,
     return order, group_of, int(forced.sum())
 
 
+def widths_of(kept, group_of: torch.Tensor, num_groups: int) -> list[int]:
+    """Per-group widths when the channels ``kept`` (global indices) are kept."""
+    return torch.bincount(group_of[kept], minlength=num_groups).tolist()
+
+
 def widths_for_keep(order: torch.Tensor, group_of: torch.Tensor, k: int, num_groups: int) -> list[int]:
     """Per-group widths when the first ``k`` channels of ``order`` are kept."""
-    return torch.bincount(group_of[order[:k]], minlength=num_groups).tolist()
+    return widths_of(order[:k], group_of, num_groups)
 
 
 def _fill_to_tolerance(order, group_of, hi: int, forced: int, reduction_of, ratio: float, tol: float,
@@ -126,7 +131,7 @@ def prune_to_macs(
     num_groups = len(gates)
 
     def reduction_of(kept) -> float:
-        return 1.0 - macs_of(torch.bincount(group_of[kept], minlength=num_groups).tolist()) / base_macs
+        return 1.0 - macs_of(widths_of(kept, group_of, num_groups)) / base_macs
 
     cache: dict[int, float] = {}
 
@@ -169,7 +174,7 @@ def prune_to_macs(
             f"prune.max_fill={cfg.max_fill} more channels near the threshold did not close the gap; one channel of "
             "this network changes MACs by more than the tolerance allows. Raise prune.tolerance or prune.max_fill"
         )
-    widths = torch.bincount(group_of[kept], minlength=num_groups).tolist()
+    widths = widths_of(kept, group_of, num_groups)
     scores = gate_scores(gates)
     ranked_kept = kept[forced:] if out_of_order == 0 else order[forced:hi]
     threshold = float(scores[ranked_kept].min()) if len(ranked_kept) else float("nan")
