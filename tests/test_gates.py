@@ -10,11 +10,11 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 from pfs.errors import PfsError
-from pfs.gates import GateConfig, learn_gates, nonzero_fraction, select_epoch, sparsity_loss
+from pfs.gates import GateConfig, learn_gates, nonzero_fraction, select_evaluation, sparsity_loss
 from pfs.models import build_model
 
-HISTORY_COLUMNS = ["epoch", "loss", "ce", "reg", "train_top1", "val_top1", "mean_gate", "nonzero_fraction",
-                   "selected"]
+HISTORY_COLUMNS = ["eval", "epoch", "step", "loss", "ce", "reg", "train_top1", "val_top1", "mean_gate",
+                   "nonzero_fraction", "selected"]
 
 
 # --- the loss and the statistics --------------------------------------------------------------------------------
@@ -59,15 +59,15 @@ def history() -> pd.DataFrame:
     })
 
 
-def test_select_epoch_takes_the_most_accurate_sparse_enough_epoch(history):
-    assert select_epoch(history, 0.3) == 2  # epochs 2-4 qualify; 2 and 4 tie at 0.7, the earlier wins
-    assert select_epoch(history, 0.2) == 4  # "at most r" includes r itself: epochs 3 and 4
-    assert select_epoch(history, 0.5) == 5
+def test_select_evaluation_takes_the_most_accurate_sparse_enough_epoch(history):
+    assert select_evaluation(history, 0.3, "epoch") == 2  # epochs 2-4 qualify; 2 and 4 tie at 0.7, the earlier wins
+    assert select_evaluation(history, 0.2, "epoch") == 4  # "at most r" includes r itself: epochs 3 and 4
+    assert select_evaluation(history, 0.5, "epoch") == 5
 
 
-def test_select_epoch_falls_back_to_the_last_epoch(history):
-    assert select_epoch(history, 0.1) == 5
-    assert select_epoch(history.iloc[:3], 0.1) == 3
+def test_select_evaluation_falls_back_to_the_last_epoch(history):
+    assert select_evaluation(history, 0.1, "epoch") == 5
+    assert select_evaluation(history.iloc[:3], 0.1, "epoch") == 3
 
 
 # --- learn_gates ------------------------------------------------------------------------------------------------
@@ -125,8 +125,9 @@ def test_learn_gates_history_has_one_row_per_epoch_and_marks_the_selection(learn
     h = result.history
     assert list(h.columns) == HISTORY_COLUMNS
     assert h["epoch"].tolist() == [1, 2]
-    assert h["selected"].tolist() == [e == result.selected_epoch for e in (1, 2)]
-    assert result.selected_epoch == select_epoch(h, 0.5)
+    assert h["eval"].tolist() == [1, 2]
+    assert h["selected"].tolist() == [e == result.selected for e in (1, 2)]
+    assert result.selected == select_evaluation(h, 0.5) and result.selected_epoch == result.selected
     assert h["loss"].tolist() == pytest.approx((h["ce"] + 0.5 * h["reg"]).tolist(), rel=1e-5)
     for col in ("train_top1", "val_top1", "mean_gate", "nonzero_fraction"):
         assert h[col].between(0, 1).all(), col
@@ -134,6 +135,28 @@ def test_learn_gates_history_has_one_row_per_epoch_and_marks_the_selection(learn
     flat = torch.cat(result.gates)
     assert row["mean_gate"] == pytest.approx(float(flat.mean()), abs=1e-6)
     assert row["nonzero_fraction"] == pytest.approx(nonzero_fraction(result.gates))
+
+
+def test_eval_interval_evaluates_every_n_steps_and_at_the_end_of_each_epoch():
+    # 64 images in batches of 16: 4 steps an epoch, 8 in all; every 3 steps -> steps 3, 6, plus epoch ends 4 and 8
+    _, _, result = run_learn_gates(eval_interval=3)
+    h = result.history
+    assert h["step"].tolist() == [3, 4, 6, 8]
+    assert h["epoch"].tolist() == [1, 1, 2, 2]
+    assert h["eval"].tolist() == [1, 2, 3, 4]
+    assert h["selected"].sum() == 1 and result.selected == select_evaluation(h, 0.5)
+    chosen = h[h["selected"]].iloc[0]
+    assert chosen["nonzero_fraction"] == pytest.approx(nonzero_fraction(result.gates))
+
+
+def test_an_interval_that_ends_an_epoch_is_not_evaluated_twice():
+    _, _, result = run_learn_gates(eval_interval=4)  # steps 4 and 8 are also the epoch ends
+    assert result.history["step"].tolist() == [4, 8]
+
+
+def test_eval_interval_must_not_be_negative():
+    with pytest.raises(PfsError, match="eval_interval"):
+        GateConfig(sparsity=0.5, eval_interval=-1)
 
 
 def test_learn_gates_returns_a_snapshot_not_the_live_parameters(learned):

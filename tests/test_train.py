@@ -17,7 +17,7 @@ from pfs.data import DATASETS, TensorImageDataset, make_loader, make_transform
 from pfs.errors import PfsError
 from pfs.io import load_artifact
 from pfs.models import build_model
-from pfs.train import Preempted, TrainConfig, budget_epochs, evaluate, train_from_scratch
+from pfs.train import Preempted, TrainConfig, budget_epochs, decay_groups, evaluate, train_from_scratch
 
 CPU = torch.device("cpu")
 
@@ -33,6 +33,13 @@ def test_scratch_e_keeps_the_epochs(ratio):
 @pytest.mark.parametrize(("ratio", "expected"), [(0.0, 160), (0.5, 320), (0.6, 400), (0.7, 533), (0.9, 1600)])
 def test_scratch_b_stretches_epochs_to_the_full_models_compute(ratio, expected):
     assert budget_epochs(160, "scratch_b", ratio) == expected
+
+
+@pytest.mark.parametrize("ratio", [0.3, 0.5, 0.7])
+def test_scratch_b_with_a_fixed_length_ignores_the_ratio(ratio):
+    # the official ImageNet budget training: 300 epochs for MobileNets, 200 for ResNet-50, at any ratio
+    assert budget_epochs(150, "scratch_b", ratio, scratch_b_epochs=300) == 300
+    assert budget_epochs(150, "scratch_e", ratio, scratch_b_epochs=300) == 150
 
 
 def test_budget_refuses_an_unknown_schedule_naming_the_known_ones():
@@ -70,6 +77,44 @@ def test_train_config_refuses_non_positive_sizes(bad):
 def test_train_config_refuses_milestones_outside_0_1(milestones):
     with pytest.raises(PfsError, match="train.milestones are fractions"):
         TrainConfig(milestones=milestones)
+
+
+def test_train_config_refuses_an_unknown_weight_decay_rule_and_a_negative_budget():
+    with pytest.raises(PfsError, match="weight_decay_on 'bn'.*all, conv_linear"):
+        TrainConfig(weight_decay_on="bn")
+    with pytest.raises(PfsError, match="scratch_b_epochs"):
+        TrainConfig(scratch_b_epochs=-1)
+
+
+# ---------------------------------------------------------------- weight decay
+
+
+def _shapes(params) -> list[tuple[int, ...]]:
+    return sorted(tuple(p.shape) for p in params)
+
+
+def test_conv_linear_decay_skips_depthwise_bn_bias_and_gates():
+    model = build_model("mobilenet_v2", expansion=8, num_classes=5, multiplier=0.25)
+    for g in model.gate_parameters():
+        g.requires_grad_(False)  # as train_from_scratch does
+    decay, rest = decay_groups(model, TrainConfig(weight_decay=4e-5, weight_decay_on="conv_linear"))
+    assert decay["weight_decay"] == 4e-5 and rest["weight_decay"] == 0.0
+    convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
+    regular = [m.weight for m in convs if m.groups == 1]
+    depthwise = [m.weight for m in convs if m.groups > 1]
+    linear = [m.weight for m in model.modules() if isinstance(m, nn.Linear)]
+    assert depthwise and regular and linear
+    assert _shapes(decay["params"]) == _shapes(regular + linear)
+    assert {id(p) for p in depthwise} <= {id(p) for p in rest["params"]}
+    gate_ids = {id(g) for g in model.gate_parameters()}
+    assert not gate_ids & {id(p) for group in (decay, rest) for p in group["params"]}  # frozen: not optimised
+    assert len(decay["params"]) + len(rest["params"]) == sum(p.requires_grad for p in model.parameters())
+
+
+def test_all_decay_puts_every_trained_parameter_in_one_group():
+    model = build_model("resnet20", expansion=8)
+    (group,) = decay_groups(model, TrainConfig(weight_decay=1e-4))
+    assert group["weight_decay"] == 1e-4 and len(group["params"]) == len(list(model.parameters()))
 
 
 # ---------------------------------------------------------------- tiny data
@@ -137,6 +182,15 @@ def test_history_and_metrics_report_the_last_epoch_and_the_best(tmp_path):
     assert h.loc[h["epoch"] == m["best_epoch"], "test_top1"].item() == m["best_top1"]
     assert m["train_time_s"] == h["elapsed_s"].iloc[-1] > 0
     assert h["elapsed_s"].is_monotonic_increasing
+
+
+def test_training_keeps_the_gates_at_one_so_the_net_is_the_plain_pruned_network(tmp_path):
+    torch.manual_seed(0)
+    model = build_model("resnet20", widths=[3] * 9, expansion=8)
+    train_loader, test_loader = _loaders()
+    train_from_scratch(model, train_loader, test_loader, TrainConfig(epochs=1, weight_decay=0.1), 1, 0, CPU,
+                       tmp_path / "c.pt", "k")
+    assert all(torch.equal(g.detach(), torch.ones_like(g)) for g in model.gate_parameters())
 
 
 # ---------------------------------------------------------------- evaluate

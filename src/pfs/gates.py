@@ -27,10 +27,13 @@ class GateConfig:
     lambda_: float = 0.5  # weight of the sparsity regulariser
     batch_size: int = 128
     eval_batch_size: int = 256
+    eval_interval: int = 0  # 0: evaluate after every epoch; N: also every N steps (official ImageNet: 500)
 
     def __post_init__(self) -> None:
         if not 0 < self.sparsity < 1:
             raise PfsError(f"sparsity must be in (0, 1), got {self.sparsity}")
+        if self.eval_interval < 0:
+            raise PfsError(f"gates.eval_interval must be >= 0 (0: after each epoch), got {self.eval_interval}")
         for key in ("epochs", "batch_size", "eval_batch_size"):
             if getattr(self, key) < 1:
                 raise PfsError(f"gates.{key} must be >= 1, got {getattr(self, key)}")
@@ -41,8 +44,12 @@ class GateConfig:
 @dataclass
 class GateResult:
     gates: list[torch.Tensor]  # selected gates, one CPU tensor per prunable group
-    selected_epoch: int  # 1-based
-    history: pd.DataFrame  # one row per epoch
+    selected: int  # 1-based number of the selected evaluation
+    history: pd.DataFrame  # one row per evaluation (the end of every epoch, and every eval_interval steps)
+
+    @property
+    def selected_epoch(self) -> int:
+        return int(self.history.loc[self.history["eval"] == self.selected, "epoch"].iloc[0])
 
 
 def sparsity_loss(gates: list[torch.Tensor], sparsity: float) -> torch.Tensor:
@@ -61,25 +68,63 @@ def freeze_weights(model: GatedNet) -> None:
         p.requires_grad_(False)
 
 
-def select_epoch(history: pd.DataFrame, sparsity: float) -> int:
-    """Most accurate epoch among those whose non-zero fraction is <= r; the last epoch if none qualifies."""
+def select_evaluation(history: pd.DataFrame, sparsity: float, key: str = "eval") -> int:
+    """The ``key`` of the most accurate evaluation among those whose non-zero fraction is <= r (the earliest of
+    equally accurate ones); the last evaluation's if none qualifies."""
     ok = history[history["nonzero_fraction"] <= sparsity]
     if ok.empty:
-        return int(history["epoch"].iloc[-1])
-    return int(ok.loc[ok["val_top1"].idxmax(), "epoch"])  # idxmax: the earliest of equally accurate epochs
+        return int(history[key].iloc[-1])
+    return int(ok.loc[ok["val_top1"].idxmax(), key])  # idxmax: the earliest of equally accurate evaluations
+
+
+class _Running:
+    """Training statistics since the last evaluation."""
+
+    def __init__(self) -> None:
+        self.loss = self.ce = self.reg = 0.0
+        self.correct = self.n = 0
+
+    def add(self, loss, ce, reg, logits, y) -> None:
+        n = len(y)
+        self.loss += float(loss.detach()) * n
+        self.ce += float(ce.detach()) * n
+        self.reg += float(reg.detach()) * n
+        self.correct += int((logits.argmax(1) == y).sum())
+        self.n += n
+
+    def means(self) -> dict[str, float]:
+        n = max(self.n, 1)
+        return {"loss": self.loss / n, "ce": self.ce / n, "reg": self.reg / n, "train_top1": self.correct / n}
 
 
 def learn_gates(model: GatedNet, train_loader: DataLoader, val_loader: DataLoader, cfg: GateConfig,
                 device: torch.device, stream: TextIO | None = None) -> GateResult:
+    """Learn the gates of ``model`` for ``cfg.epochs`` passes over ``train_loader``, evaluating on ``val_loader``
+    after every epoch (and every ``cfg.eval_interval`` steps), and return the gates of the selected evaluation."""
     model.to(device)
     freeze_weights(model)
     gates = model.gate_parameters()
     optimizer = torch.optim.Adam(gates, lr=cfg.lr)
     criterion = nn.CrossEntropyLoss()
-    rows, snapshots = [], []
-    for epoch in range(1, cfg.epochs + 1):
+    rows: list[dict] = []
+    snapshots: list[list[torch.Tensor]] = []
+    step = 0
+
+    def evaluation(epoch: int, running: _Running) -> None:
+        flat = torch.cat([g.detach().flatten() for g in gates])
+        row = {"eval": len(rows) + 1, "epoch": epoch, "step": step, **running.means(),
+               "val_top1": evaluate(model, val_loader, device)["top1"], "mean_gate": float(flat.mean()),
+               "nonzero_fraction": nonzero_fraction(gates)}
         model.train()  # BN normalises with batch statistics, as in the paper
-        sums = {"loss": 0.0, "ce": 0.0, "reg": 0.0, "correct": 0, "n": 0}
+        rows.append(row)
+        snapshots.append([g.detach().cpu().clone() for g in gates])
+        log.info("gates eval %d (epoch %d, step %d): loss %.4f ce %.4f val_top1 %.4f mean_gate %.4f nonzero %.4f",
+                 row["eval"], epoch, step, row["loss"], row["ce"], row["val_top1"], row["mean_gate"],
+                 row["nonzero_fraction"])
+
+    for epoch in range(1, cfg.epochs + 1):
+        model.train()
+        running = _Running()
         for x, y in progress(train_loader, f"gates epoch {epoch}/{cfg.epochs}", stream=stream):
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
             logits = model(x)
@@ -92,29 +137,16 @@ def learn_gates(model: GatedNet, train_loader: DataLoader, val_loader: DataLoade
             with torch.no_grad():
                 for g in gates:
                     g.clamp_(0.0, 1.0)
-            n = len(y)
-            sums["loss"] += float(loss.detach()) * n
-            sums["ce"] += float(ce.detach()) * n
-            sums["reg"] += float(reg.detach()) * n
-            sums["correct"] += int((logits.argmax(1) == y).sum())
-            sums["n"] += n
-        snapshots.append([g.detach().cpu().clone() for g in gates])
-        flat = torch.cat([g.detach().flatten() for g in gates])
-        row = {
-            "epoch": epoch,
-            "loss": sums["loss"] / sums["n"],
-            "ce": sums["ce"] / sums["n"],
-            "reg": sums["reg"] / sums["n"],
-            "train_top1": sums["correct"] / sums["n"],
-            "val_top1": evaluate(model, val_loader, device)["top1"],
-            "mean_gate": float(flat.mean()),
-            "nonzero_fraction": nonzero_fraction(gates),
-        }
-        rows.append(row)
-        log.info("gates epoch %d: loss %.4f ce %.4f val_top1 %.4f mean_gate %.4f nonzero %.4f", epoch, row["loss"],
-                 row["ce"], row["val_top1"], row["mean_gate"], row["nonzero_fraction"])
+            step += 1
+            running.add(loss, ce, reg, logits, y)
+            if cfg.eval_interval and step % cfg.eval_interval == 0:
+                evaluation(epoch, running)
+                running = _Running()
+        if running.n:  # the epoch's end, unless an interval evaluation just happened there
+            evaluation(epoch, running)
     history = pd.DataFrame(rows)
-    chosen = select_epoch(history, cfg.sparsity)
-    history["selected"] = history["epoch"] == chosen
-    log.info("selected epoch %d of %d", chosen, cfg.epochs)
+    chosen = select_evaluation(history, cfg.sparsity)
+    history["selected"] = history["eval"] == chosen
+    log.info("selected evaluation %d of %d (epoch %d)", chosen, len(rows),
+             int(history.loc[history["selected"], "epoch"].iloc[0]))
     return GateResult(snapshots[chosen - 1], chosen, history)

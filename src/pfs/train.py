@@ -26,6 +26,7 @@ from pfs.progress import progress
 log = logging.getLogger(__name__)
 
 SCHEDULES = ("scratch_e", "scratch_b")
+DECAY_GROUPS = ("all", "conv_linear")
 
 
 @dataclass(frozen=True)
@@ -37,12 +38,14 @@ class TrainConfig:
     lr: float = 0.1
     momentum: float = 0.9
     nesterov: bool = False
-    weight_decay: float = 1e-4  # on all parameters, as the official CIFAR code
+    weight_decay: float = 1e-4
+    weight_decay_on: str = "all"  # "all" (official CIFAR) or "conv_linear" (official ImageNet: no depthwise/BN/bias)
     scheduler: str = "multistep"
     milestones: tuple[float, ...] = (0.5, 0.75)  # fractions of the epochs where lr is multiplied by gamma
     gamma: float = 0.1
     label_smoothing: float = 0.0
     amp: bool = True  # bf16 autocast on CUDA (no effect on CPU)
+    scratch_b_epochs: int = 0  # 0: Scratch-B trains int(epochs / (1 - ratio)); N > 0: exactly N (official ImageNet)
 
     def __post_init__(self) -> None:
         if self.optimizer not in OPTIMIZERS:
@@ -51,22 +54,44 @@ class TrainConfig:
             raise PfsError(f"train.scheduler {self.scheduler!r} unknown; known: {', '.join(SCHEDULERS)}")
         if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0:
             raise PfsError(f"train.epochs, train.batch_size and train.lr must be positive, got {self}")
+        if self.weight_decay_on not in DECAY_GROUPS:
+            raise PfsError(f"train.weight_decay_on {self.weight_decay_on!r} unknown; known: {', '.join(DECAY_GROUPS)}")
+        if self.scratch_b_epochs < 0:
+            raise PfsError(f"train.scratch_b_epochs must be >= 0 (0: epochs / (1 - ratio)), "
+                           f"got {self.scratch_b_epochs}")
         if any(not 0 < m < 1 for m in self.milestones):
             raise PfsError(f"train.milestones are fractions of the epochs in (0, 1), got {list(self.milestones)}")
 
 
-def budget_epochs(epochs: int, schedule: str, ratio: float) -> int:
-    """Scratch-E keeps ``epochs``; Scratch-B trains int(epochs / (1 - ratio)) epochs (the full model's compute)."""
+def budget_epochs(epochs: int, schedule: str, ratio: float, scratch_b_epochs: int = 0) -> int:
+    """Scratch-E keeps ``epochs``. Scratch-B trains int(epochs / (1 - ratio)) epochs (the full model's compute,
+    the paper's CIFAR rule), or exactly ``scratch_b_epochs`` when that is > 0 (the official ImageNet code: 300 for
+    MobileNets, 200 for ResNet-50, whatever the ratio)."""
     if schedule not in SCHEDULES:
         raise PfsError(f"unknown schedule {schedule!r}; known: {', '.join(SCHEDULES)}")
     if not 0 <= ratio < 1:
         raise PfsError(f"ratio must be in [0, 1), got {ratio}")
-    return epochs if schedule == "scratch_e" else int(epochs / (1 - ratio))
+    if schedule == "scratch_e":
+        return epochs
+    return scratch_b_epochs if scratch_b_epochs > 0 else int(epochs / (1 - ratio))
+
+
+def decay_groups(model: nn.Module, cfg: TrainConfig) -> list[dict]:
+    """Parameter groups of the optimiser: weight decay on every parameter ("all"), or only on the weights of
+    regular convolutions and linear layers ("conv_linear": depthwise convs, BN and biases get none)."""
+    trained = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
+    if cfg.weight_decay_on == "all":
+        return [{"params": [p for _, p in trained], "weight_decay": cfg.weight_decay}]
+    decay, rest = [], []
+    for name, p in trained:
+        # the official rule: 4-D weights whose 2nd dimension is not 1 (convs but depthwise) and 2-D weights (linear)
+        is_weight = name.endswith("weight") and ((p.ndim == 4 and p.shape[1] != 1) or p.ndim == 2)
+        (decay if is_weight else rest).append(p)
+    return [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": rest, "weight_decay": 0.0}]
 
 
 def _sgd(params, cfg: TrainConfig):
-    return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov,
-                           weight_decay=cfg.weight_decay)
+    return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov)
 
 
 def _multistep(optimizer, cfg: TrainConfig, epochs: int):
@@ -79,7 +104,7 @@ def _cosine(optimizer, cfg: TrainConfig, epochs: int):
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda e: 0.5 * (1 + math.cos(math.pi * e / epochs)))
 
 
-OPTIMIZERS: dict[str, Callable] = {"sgd": _sgd}
+OPTIMIZERS: dict[str, Callable] = {"sgd": _sgd}  # (parameter groups carrying their weight decay, cfg)
 SCHEDULERS: dict[str, Callable] = {"multistep": _multistep, "cosine": _cosine}
 
 
@@ -203,11 +228,14 @@ def train_from_scratch(model: nn.Module, train_loader: DataLoader, test_loader: 
     DistributedDataParallel, statistics are summed over ranks and only rank 0 writes the checkpoint.
     """
     dist = dist or Dist()
+    if hasattr(model, "gate_parameters"):  # gates stay 1: the trained network is the plain pruned network
+        for gate in model.gate_parameters():
+            gate.requires_grad_(False)
     model.to(device)
     net = model
     if dist.enabled:
         net = nn.parallel.DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
-    optimizer = OPTIMIZERS[cfg.optimizer](model.parameters(), cfg)
+    optimizer = OPTIMIZERS[cfg.optimizer](decay_groups(model, cfg), cfg)
     scheduler = SCHEDULERS[cfg.scheduler](optimizer, cfg, epochs)
     criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
     rows: list[dict] = []

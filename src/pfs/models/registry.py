@@ -20,24 +20,26 @@ class ModelSpec:
     base_expansion: int  # the standard (unexpanded) width setting; pruning ratios are measured against it
     domain: str  # "cifar" (32x32 inputs) or "imagenet" (224x224)
     backbone_multiplier: bool = False  # whether the builder takes ``multiplier`` (scales the unpruned widths)
+    min_crop_scale: float = 0.08  # ImageNet training: smallest RandomResizedCrop area (official: 0.25 MobileNets)
 
 
 _REGISTRY: dict[str, ModelSpec] = {}
 
 
 def register_model(*, widths_fn: Callable[[int], list[int]], base_expansion: int, domain: str = "cifar",
-                   backbone_multiplier: bool = False):
+                   backbone_multiplier: bool = False, min_crop_scale: float = 0.08):
     """Decorator registering ``builder(widths=None, expansion=..., num_classes=...[, multiplier=...])``.
 
     The builder is registered under its function name; ``backbone_multiplier=True`` says it also takes
-    ``multiplier`` (the scale of its non-prunable widths).
+    ``multiplier`` (the scale of its non-prunable widths). ``min_crop_scale`` is the smallest random-crop area
+    of the arch's ImageNet training augmentation.
     """
     if domain not in DEFAULT_CLASSES:
         raise ValueError(f"unknown domain {domain!r}; known: {', '.join(DEFAULT_CLASSES)}")
 
     def wrap(builder: Callable[..., GatedNet]) -> Callable[..., GatedNet]:
         _REGISTRY[builder.__name__] = ModelSpec(builder.__name__, builder, widths_fn, base_expansion, domain,
-                                                backbone_multiplier)
+                                                backbone_multiplier, min_crop_scale)
         return builder
 
     return wrap
