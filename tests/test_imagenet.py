@@ -15,10 +15,14 @@ from pfs.data import (
     DATASETS,
     DataSettings,
     IndexedImageDataset,
+    gate_learning_sets,
     imagenet_gate_learning_sets,
     imagenet_gate_split,
     load_images,
     make_imagenet_transform,
+    make_loader,
+    num_classes_of,
+    training_sets,
 )
 from pfs.errors import PfsError
 from pfs.imagenet import IMAGE_EXTENSIONS, index_split, num_classes, prepare_lists, read_list
@@ -312,3 +316,51 @@ def test_gate_learning_sets_read_the_held_out_part_like_validation(tiny_imagenet
     assert held["label"].tolist() == [0, 1, 2]
     image, label = val[2]
     assert image.shape == (3, 224, 224) and label == 2
+
+
+# ---------------------------------------------------------------- the pipeline's ImageNet data sets
+
+
+def _settings(root: Path, lists: dict[str, Path]) -> DataSettings:
+    return DataSettings("imagenet", root=str(root), train_list=str(lists["train"]), val_list=str(lists["val"]))
+
+
+def test_gate_learning_and_training_sets_read_the_index_tables(tiny_imagenet, tmp_path):
+    lists = prepare_lists(tiny_imagenet, tmp_path / "lists")
+    settings = _settings(tiny_imagenet, lists)
+    assert num_classes_of(settings) == 3
+    train, val, val_idx = gate_learning_sets(settings, val_size=999, split_seed=0, val_per_class=1)
+    assert (len(train), len(val)) == (3 * (TRAIN_PER_CLASS - 1), 3)
+    frame = read_list(lists["train"])
+    held = frame.iloc[val_idx.tolist()]
+    assert sorted(held["label"]) == [0, 1, 2]  # one row of the training table per class
+    assert set(held["path"]).isdisjoint(train.paths)
+    whole, test = training_sets(settings, min_scale=0.25)
+    assert (len(whole), len(test)) == (3 * TRAIN_PER_CLASS, 3 * VAL_PER_CLASS)
+    x, y = whole[0]
+    assert x.shape == (3, 224, 224) and y == 0
+
+
+def test_imagenet_sets_need_the_root_and_the_index_tables(tiny_imagenet, tmp_path):
+    lists = prepare_lists(tiny_imagenet, tmp_path / "lists")
+    with pytest.raises(PfsError, match=r"imagenet not found: .*nowhere/train does not exist. Set dataset.root"):
+        training_sets(_settings(tmp_path / "nowhere", lists))
+    with pytest.raises(PfsError, match="run prepare_imagenet_list first"):
+        training_sets(DataSettings("imagenet", root=str(tiny_imagenet)))
+
+
+def test_index_tables_of_different_trees_are_refused(tiny_imagenet, tmp_path):
+    lists = prepare_lists(tiny_imagenet, tmp_path / "lists")
+    other = prepare_lists(write_tiny_imagenet(tmp_path / "other", classes=("a", "b", "c")), tmp_path / "other_lists")
+    with pytest.raises(PfsError, match="list other classes"):
+        training_sets(DataSettings("imagenet", root=str(tiny_imagenet), train_list=str(lists["train"]),
+                                   val_list=str(other["val"])))
+
+
+def test_distributed_evaluation_reads_every_image_once(tiny_imagenet):
+    data = torch.utils.data.TensorDataset(torch.arange(7))
+    seen = []
+    for rank in range(3):
+        loader = make_loader(data, 2, False, 0, torch.device("cpu"), rank=rank, world_size=3)
+        seen += [int(v) for (batch,) in loader for v in batch]
+    assert sorted(seen) == list(range(7))  # no padding repeats: sums over ranks are exact

@@ -63,6 +63,8 @@ class DataSettings:
     download: bool = False
     check_md5: bool = True
     num_workers: int = 0
+    train_list: str | None = None  # ImageNet: the index tables written by prepare_imagenet_list
+    val_list: str | None = None
 
 
 def _cifar_reader(name: str, check_md5: bool):
@@ -85,6 +87,9 @@ def _cifar_reader(name: str, check_md5: bool):
 def check_dataset_available(settings: DataSettings) -> None:
     """Fail fast, before any work, when the dataset folder is missing."""
     info = dataset_info(settings.name)
+    if settings.name == "imagenet" and not (Path(settings.root) / "train").is_dir():
+        raise PfsError(f"imagenet not found: {Path(settings.root) / 'train'} does not exist. Set dataset.root to the "
+                       "folder that holds train/ and val/ (one sub-folder per class in each)")
     if info.folder and not settings.download and not (Path(settings.root) / info.folder).is_dir():
         raise PfsError(
             f"{settings.name} not found: {Path(settings.root) / info.folder} does not exist. Set dataset.root to the "
@@ -94,9 +99,9 @@ def check_dataset_available(settings: DataSettings) -> None:
 
 def load_images(settings: DataSettings, train: bool) -> tuple[torch.Tensor, torch.Tensor]:
     """The whole split as ``(uint8 images N x 3 x H x W, int64 labels N)``."""
-    check_dataset_available(settings)
     if settings.name == "imagenet":
         raise PfsError("imagenet is not held in memory: read it with IndexedImageDataset from its index tables")
+    check_dataset_available(settings)
     if settings.name == "digits":
         return _load_digits(train)
     try:
@@ -236,10 +241,13 @@ def imagenet_gate_split(frame: pd.DataFrame, per_class: int = 50, seed: int = 0)
 
 def make_loader(dataset: Dataset, batch_size: int, train: bool, num_workers: int, device: torch.device,
                 rank: int = 0, world_size: int = 1) -> DataLoader:
-    """A loader of ``batch_size`` per process; with ``world_size`` > 1 each rank reads its own shard."""
+    """A loader of ``batch_size`` per process; with ``world_size`` > 1 each rank reads its own shard (training:
+    a DistributedSampler; evaluation: every world_size-th image, so sums over ranks count each image once)."""
     sampler = None
-    if world_size > 1:  # shuffled per epoch through sampler.set_epoch (the training loop calls it)
-        sampler = DistributedSampler(dataset, num_replicas=world_size, rank=rank, shuffle=train, seed=0)
+    if world_size > 1 and train:  # shuffled per epoch through sampler.set_epoch (the training loop calls it)
+        sampler = DistributedSampler(dataset, num_replicas=world_size, rank=rank, shuffle=True, seed=0)
+    elif world_size > 1:  # every image exactly once over all ranks (DistributedSampler would pad with repeats)
+        sampler = list(range(rank, len(dataset), world_size))
     return DataLoader(
         dataset,
         batch_size=batch_size,
@@ -251,8 +259,46 @@ def make_loader(dataset: Dataset, batch_size: int, train: bool, num_workers: int
     )
 
 
-def gate_learning_sets(settings: DataSettings, val_size: int, split_seed: int):
-    """(train part, held-out val part, val indices) of the training set, for gate learning and selection."""
+GATE_MIN_SCALE = 0.25  # official ImageNet gate learning: RandomResizedCrop scale (0.25, 1) for every arch
+
+
+def imagenet_lists(settings: DataSettings) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The (train, val) index tables of an ImageNet run, checked to hold the same classes."""
+    from pfs.imagenet import read_list
+
+    check_dataset_available(settings)
+    if not settings.train_list or not settings.val_list:
+        raise PfsError("imagenet is read through its index tables: run prepare_imagenet_list first "
+                       "(DataSettings.train_list / val_list are unset)")
+    train, val = read_list(settings.train_list), read_list(settings.val_list)
+    pairs = [sorted(set(zip(f["label"], f["class_name"], strict=True))) for f in (train, val)]
+    if pairs[0] != pairs[1]:
+        raise PfsError(f"{settings.train_list} and {settings.val_list} list other classes (or labels); both come "
+                       "from one prepare_imagenet_list run: delete them and rerun it")
+    return train, val
+
+
+def num_classes_of(settings: DataSettings) -> int:
+    """Classes of the run's dataset: fixed for digits and CIFAR, read from the index tables for ImageNet."""
+    if settings.name == "imagenet":
+        from pfs.imagenet import num_classes
+
+        return num_classes(imagenet_lists(settings)[0])
+    return dataset_info(settings.name).num_classes
+
+
+def gate_learning_sets(settings: DataSettings, val_size: int, split_seed: int, val_per_class: int = 50):
+    """(train part, held-out val part, val indices) of the training set, for gate learning and selection.
+
+    ImageNet holds out ``val_per_class`` images of every class (``val_size`` is unused); the val indices are rows
+    of the training index table. Other datasets hold out ``val_size`` images.
+    """
+    if settings.name == "imagenet":
+        frame = imagenet_lists(settings)[0]
+        frame = frame.assign(row=np.arange(len(frame)))
+        train, val, held = imagenet_gate_learning_sets(settings.root, frame, GATE_MIN_SCALE, val_per_class,
+                                                       split_seed)
+        return train, val, torch.tensor(held["row"].to_numpy(copy=True), dtype=torch.int64)
     info = dataset_info(settings.name)
     images, labels = load_images(settings, train=True)
     train_idx, val_idx = split_train_val(len(labels), val_size, split_seed)
@@ -261,8 +307,11 @@ def gate_learning_sets(settings: DataSettings, val_size: int, split_seed: int):
     return train, val, val_idx
 
 
-def training_sets(settings: DataSettings):
-    """(whole training set, test set), for training from scratch."""
+def training_sets(settings: DataSettings, min_scale: float = 0.08):
+    """(whole training set, test set), for training from scratch. ImageNet: the training and validation index
+    tables, with random-resized crops of at least ``min_scale`` of the image area."""
+    if settings.name == "imagenet":
+        return imagenet_training_sets(settings.root, *imagenet_lists(settings), min_scale)
     info = dataset_info(settings.name)
     train = TensorImageDataset(*load_images(settings, train=True), make_transform(info, train=True))
     test = TensorImageDataset(*load_images(settings, train=False), make_transform(info, train=False))
