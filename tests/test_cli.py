@@ -24,7 +24,7 @@ def run_pfs(*args: str) -> subprocess.CompletedProcess:
 def write_channels(path: Path, **fields) -> Path:
     """A channels.yaml as the prune stage writes it (the fields load_channels checks), with ``fields`` changed."""
     doc = {"kind": "pfs.channels", "format_version": 1, "arch": "resnet56", "dataset": "cifar10", "expansion": 20,
-           "widths": PRUNED_RESNET56, **fields}
+           "multiplier": 1.0, "widths": PRUNED_RESNET56, **fields}
     if "macs" not in fields:
         doc["macs"] = network_cost("resnet56", 32, 10, widths=doc["widths"], expansion=20)["macs"]
     path.write_text(yaml.safe_dump(doc))
@@ -120,3 +120,12 @@ def test_list_models_prints_the_registry_as_json(capsys):
     printed = json.loads(capsys.readouterr().out)
     assert printed == list_models()
     assert "resnet56" in printed and "vgg16_bn" in printed
+
+
+def test_summary_of_an_imagenet_network_with_a_multiplier():
+    proc = run_pfs("summary", "--arch", "mobilenet_v2", "--dataset", "imagenet", "--multiplier", "0.5")
+    assert proc.returncode == 0, proc.stderr
+    answer = json.loads(proc.stdout)
+    assert answer["multiplier"] == 0.5 and answer["image_size"] == 224 and answer["num_classes"] == 1000
+    assert answer["macs"] == network_cost("mobilenet_v2", 224, 1000, multiplier=0.5)["macs"]
+    assert answer["macs"] < network_cost("mobilenet_v2", 224, 1000)["macs"]

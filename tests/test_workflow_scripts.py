@@ -226,7 +226,7 @@ def test_summarize_writes_one_row_per_metrics_file(pipeline):
 def test_each_job_logs_its_progress_into_its_log_file_without_errors(pipeline):
     logs = {name: (pipeline["logs"] / f"{name}.log").read_text() for name in SCRIPTS}
     assert all(" ERROR " not in text for text in logs.values())
-    assert "selected epoch 1 of 1" in logs["learn_gates"]
+    assert "selected evaluation 1 of 1" in logs["learn_gates"]
     assert "pruned resnet20 to" in logs["prune"]
     assert "epoch 1/1 lr 0.1 " in logs["train_pruned"] and "epoch 1/1 lr 0.1 " in logs["train_full"]
 

@@ -9,7 +9,7 @@ from pfs.stages import stage_learn_gates
 def main(inputs, outputs, params, wildcards, config, log_path, threads=1):
     with run_stage(log_path, threads) as stream:
         stage_learn_gates(
-            experiment(wildcards), float(wildcards["sparsity"]), params["hp"], data_settings(config),
+            experiment(wildcards), float(wildcards["sparsity"]), params["hp"], data_settings(config, inputs),
             params["split"], resolve_device(config["device"]), outputs["gates"], outputs["history"], stream,
         )
 

@@ -1,6 +1,6 @@
 """``python -m pfs``: inspect networks from the command line.
 
-    python -m pfs summary --arch resnet56 --dataset cifar10 [--expansion 20] [--channels channels.yaml]
+    python -m pfs summary --arch resnet56 --dataset cifar10 [--expansion 20] [--multiplier 1] [--channels FILE]
     python -m pfs list-models
     torchrun --standalone --nproc_per_node=N -m pfs train --job JOB.json   (multi-process training)
 """
@@ -23,17 +23,23 @@ def _summary(args: argparse.Namespace) -> dict:
     info = dataset_info(args.dataset)
     spec = get_spec(args.arch)
     expansion = spec.base_expansion if args.expansion is None else args.expansion
+    multiplier, classes = args.multiplier, info.num_classes
     widths = None
-    if args.channels:
-        if args.expansion is None:  # take it from the file, then check the file against it
-            from pfs.io import load_yaml_artifact
+    if args.channels:  # unless given, expansion and multiplier come from the file, which is then checked
+        from pfs.io import load_yaml_artifact
 
-            expansion = load_yaml_artifact(args.channels, "pfs.channels").get("expansion", expansion)
-        widths = load_channels(args.channels, Experiment(args.dataset, args.arch, 0, expansion))["widths"]
-    cost = network_cost(args.arch, info.image_size, info.num_classes, widths=widths, expansion=expansion)
+        doc = load_yaml_artifact(args.channels, "pfs.channels")
+        expansion = doc.get("expansion", expansion) if args.expansion is None else expansion
+        multiplier = doc.get("multiplier", multiplier) if args.multiplier is None else multiplier
+        exp = Experiment(args.dataset, args.arch, 0, expansion, float(multiplier or 1.0))
+        doc = load_channels(args.channels, exp)
+        widths, classes = doc["widths"], int(doc.get("num_classes", classes))
+    multiplier = float(multiplier or 1.0)
+    cost = network_cost(args.arch, info.image_size, classes, widths=widths, expansion=expansion,
+                        multiplier=multiplier)
     full_widths = spec.widths_fn(expansion)
-    return {"arch": args.arch, "dataset": args.dataset, "expansion": expansion, "image_size": info.image_size,
-            "widths": widths or full_widths, **cost}
+    return {"arch": args.arch, "dataset": args.dataset, "expansion": expansion, "multiplier": multiplier,
+            "num_classes": classes, "image_size": info.image_size, "widths": widths or full_widths, **cost}
 
 
 def _train(args: argparse.Namespace) -> dict:
@@ -41,25 +47,15 @@ def _train(args: argparse.Namespace) -> dict:
     import logging
 
     from pfs import distributed
-    from pfs.data import DataSettings
     from pfs.progress import setup_logging
-    from pfs.stages import Experiment, load_channels, stage_train
+    from pfs.stages import train_job
 
     text = args.job if args.job.lstrip().startswith("{") else open(args.job).read()
     job = json.loads(text)
     dist, device = distributed.setup(job.get("device", "auto"), job.get("gpus"))
     stream = setup_logging(job.get("log") if dist.is_main else None, logging.INFO if dist.is_main else logging.WARNING)
     try:
-        exp = Experiment(job["dataset"], job["arch"], int(job["seed"]), job.get("expansion"),
-                         float(job.get("multiplier", 1.0)))
-        widths, extra = None, {"achieved_ratio": 0.0}
-        if job.get("channels"):
-            doc = load_channels(job["channels"], exp)
-            widths, extra = doc["widths"], {"achieved_ratio": doc["achieved_ratio"]}
-        metrics = stage_train(exp, job.get("method", "pfs" if widths else "full"), widths, float(job.get("ratio", 0)),
-                              job.get("schedule", "scratch_e"), job.get("train", {}),
-                              DataSettings(job["dataset"], **job.get("data", {})), device,
-                              job.get("checkpoint_dir", "checkpoints"), job["outputs"], extra, stream, dist)
+        metrics = train_job(job, dist, device, stream)
     finally:
         distributed.cleanup()
     return {k: metrics[k] for k in ("top1", "top5", "epochs", "world_size")} if dist.is_main else {}
@@ -72,11 +68,14 @@ def build_parser() -> argparse.ArgumentParser:
     summary.add_argument("--arch", required=True, help="architecture name (see list-models)")
     summary.add_argument("--dataset", default="cifar10", help="dataset (sets resolution and classes)")
     summary.add_argument("--expansion", type=int, default=None, help="width setting (default: the standard width)")
+    summary.add_argument("--multiplier", type=float, default=None,
+                         help="backbone width multiplier (resnet50, mobilenet_v2; default 1)")
     summary.add_argument("--channels", default=None, help="a channels.yaml written by the prune stage")
     sub.add_parser("list-models", help="print the known architectures as JSON")
     train = sub.add_parser("train", help="train one network (run under torchrun for several processes)")
     train.add_argument("--job", required=True, help="the job as JSON, or a JSON file: dataset, arch, seed, outputs, "
-                       "[expansion, channels, ratio, schedule, train, data, device, gpus, checkpoint_dir, log]")
+                       "[expansion, multiplier, channels, ratio, schedule, sparsity, train, data, device, gpus, "
+                       "checkpoint_dir, log]")
     return parser
 
 

@@ -16,7 +16,15 @@ import torch
 
 import pfs
 from pfs import io
-from pfs.data import DataSettings, dataset_info, gate_learning_sets, make_loader, training_sets
+from pfs.data import (
+    DataSettings,
+    dataset_info,
+    gate_learning_sets,
+    make_loader,
+    num_classes_of,
+    resolve_device,
+    training_sets,
+)
 from pfs.distributed import Dist
 from pfs.errors import PfsError
 from pfs.gates import GateConfig, learn_gates
@@ -85,10 +93,11 @@ def provenance() -> dict[str, str]:
 def stage_learn_gates(exp: Experiment, sparsity: float, hp: dict, data: DataSettings, split: dict,
                       device: torch.device, out_gates: str, out_history: str, stream: TextIO | None = None) -> None:
     cfg = settings_from(GateConfig, hp, "gates", sparsity=sparsity)
-    info = dataset_info(exp.dataset)
-    train_set, val_set, val_idx = gate_learning_sets(data, split["val_size"], split["split_seed"])
+    classes = num_classes_of(data)
+    train_set, val_set, val_idx = gate_learning_sets(data, split.get("val_size", 0), split["split_seed"],
+                                                     split.get("val_per_class", 50))
     torch.manual_seed(exp.seed)
-    model = build_model(exp.arch, expansion=exp.width, num_classes=info.num_classes, multiplier=exp.multiplier)
+    model = build_model(exp.arch, expansion=exp.width, num_classes=classes, multiplier=exp.multiplier)
     result = learn_gates(
         model,
         make_loader(train_set, cfg.batch_size, True, data.num_workers, device),
@@ -99,38 +108,43 @@ def stage_learn_gates(exp: Experiment, sparsity: float, hp: dict, data: DataSett
     io.save_artifact(out_gates, "pfs.gates", {
         "arch": exp.arch, "dataset": exp.dataset, "expansion": exp.width, "multiplier": exp.multiplier,
         "sparsity": sparsity, "seed": exp.seed, "widths": model.widths, "gates": result.gates,
-        "selected_epoch": result.selected_epoch, "val_indices": val_idx, "split": dict(split),
+        "num_classes": classes, "selected": result.selected, "selected_epoch": result.selected_epoch,
+        "val_indices": val_idx, "split": dict(split),
         "settings": dataclasses.asdict(cfg),
     })
 
 
-def _load_gates(path: str, exp: Experiment) -> list[torch.Tensor]:
+def _identity_fields(exp: Experiment) -> tuple[tuple[str, object], ...]:
+    return ("arch", exp.arch), ("dataset", exp.dataset), ("expansion", exp.width), ("multiplier", exp.multiplier)
+
+
+def _load_gates(path: str, exp: Experiment) -> tuple[list[torch.Tensor], int]:
+    """The gates of ``path`` (checked against ``exp``) and the number of classes they were learned on."""
     data = io.load_artifact(path, "pfs.gates")
-    for key, want in (("arch", exp.arch), ("dataset", exp.dataset), ("expansion", exp.width)):
+    for key, want in _identity_fields(exp):
         io.check_field(path, data, key, want)
     want = default_widths(exp.arch, exp.width)
     got = [int(g.numel()) for g in data["gates"]]
     if got != want:
         raise PfsError(f"{path}: gate sizes {got} do not match {exp.arch} at expansion {exp.width} ({want})")
-    return list(data["gates"])
+    return list(data["gates"]), int(data.get("num_classes", dataset_info(exp.dataset).num_classes))
 
 
 def stage_prune(exp: Experiment, gates_path: str, ratio: float, hp: dict, out_channels: str) -> dict:
     cfg = settings_from(PruneConfig, hp, "prune")
-    gates = _load_gates(gates_path, exp)
-    info = dataset_info(exp.dataset)
-    base = network_cost(exp.arch, info.image_size, info.num_classes)  # the unexpanded standard network
+    gates, classes = _load_gates(gates_path, exp)
+    size = dataset_info(exp.dataset).image_size
+    base = network_cost(exp.arch, size, classes)  # the unexpanded standard network
     m = exp.multiplier
-    full = network_cost(exp.arch, info.image_size, info.num_classes, expansion=exp.width, multiplier=m)
+    full = network_cost(exp.arch, size, classes, expansion=exp.width, multiplier=m)
     result = prune_to_macs(
-        gates, ratio, base["macs"],
-        lambda w: network_cost(exp.arch, info.image_size, info.num_classes, w, exp.width, m)["macs"],
-        cfg,
+        gates, ratio, base["macs"], lambda w: network_cost(exp.arch, size, classes, w, exp.width, m)["macs"], cfg,
     )
-    pruned = network_cost(exp.arch, info.image_size, info.num_classes, result.widths, exp.width, m)
+    pruned = network_cost(exp.arch, size, classes, result.widths, exp.width, m)
     doc = {
         "kind": "pfs.channels", "format_version": io.FORMAT_VERSION,
         "arch": exp.arch, "dataset": exp.dataset, "expansion": exp.width, "multiplier": exp.multiplier,
+        "num_classes": classes,
         "widths": result.widths, "full_widths": default_widths(exp.arch, exp.width),
         "target_ratio": ratio, "achieved_ratio": round(result.achieved_ratio, 6),
         "macs": pruned["macs"], "params": pruned["params"],
@@ -147,11 +161,16 @@ def stage_prune(exp: Experiment, gates_path: str, ratio: float, hp: dict, out_ch
     return doc
 
 
-def load_channels(path: str, exp: Experiment) -> dict:
-    """Read a channels.yaml and refuse it unless it fits ``exp`` (arch, dataset, expansion, sane widths)."""
+def load_channels(path: str, exp: Experiment, num_classes: int | None = None) -> dict:
+    """Read a channels.yaml and refuse it unless it fits ``exp`` (arch, dataset, expansion, multiplier, sane
+    widths) and, when given, the dataset's ``num_classes``."""
     doc = io.load_yaml_artifact(path, "pfs.channels")
-    for key, want in (("arch", exp.arch), ("dataset", exp.dataset), ("expansion", exp.width)):
+    for key, want in _identity_fields(exp):
         io.check_field(path, doc, key, want)
+    classes = int(doc.get("num_classes", dataset_info(exp.dataset).num_classes))
+    if num_classes is not None and classes != num_classes:
+        raise PfsError(f"{path} was pruned for {classes} classes but the dataset has {num_classes} (the ImageNet "
+                       "index changed?); rerun learn_gates and prune (delete their outputs)")
     full = default_widths(exp.arch, exp.width)
     widths = doc.get("widths")
     if not isinstance(widths, list) or len(widths) != len(full) or not all(isinstance(w, int) for w in widths):
@@ -161,8 +180,8 @@ def load_channels(path: str, exp: Experiment) -> dict:
         i, w, f = bad[0]
         raise PfsError(f"{path}: width {w} of group {i} is outside 1..{f} (the expanded network's width); "
                        "rerun prune instead of editing the file")
-    info = dataset_info(exp.dataset)
-    macs = network_cost(exp.arch, info.image_size, info.num_classes, widths, exp.width, exp.multiplier)["macs"]
+    size = dataset_info(exp.dataset).image_size
+    macs = network_cost(exp.arch, size, classes, widths, exp.width, exp.multiplier)["macs"]
     if macs != doc.get("macs"):
         raise PfsError(f"{path} claims {doc.get('macs')} MACs but its widths give {macs}; the file was edited or "
                        "is stale: rerun prune (delete the file) instead of editing it")
@@ -182,11 +201,13 @@ def stage_train(exp: Experiment, method: str, widths: list[int] | None, ratio: f
     if cfg.batch_size % dist.world_size:
         raise PfsError(f"train.batch_size={cfg.batch_size} is the global batch: it must divide evenly over "
                        f"{dist.world_size} processes")
-    epochs = budget_epochs(cfg.epochs, schedule, ratio)
+    epochs = budget_epochs(cfg.epochs, schedule, ratio, cfg.scratch_b_epochs)
     info = dataset_info(exp.dataset)
-    train_set, test_set = training_sets(data)
+    classes = num_classes_of(data)
+    min_scale = get_spec(exp.arch).min_crop_scale  # ImageNet random-resized-crop area (unused by other datasets)
+    train_set, test_set = training_sets(data, min_scale)
     torch.manual_seed(exp.seed)
-    model = build_model(exp.arch, widths=widths, expansion=exp.width, num_classes=info.num_classes,
+    model = build_model(exp.arch, widths=widths, expansion=exp.width, num_classes=classes,
                         multiplier=exp.multiplier)
     macs, params = count_macs(model, info.image_size), count_params(model)
     identity = {"dataset": exp.dataset, "arch": exp.arch, "method": method, "expansion": exp.width,
@@ -201,15 +222,43 @@ def stage_train(exp: Experiment, method: str, widths: list[int] | None, ratio: f
         make_loader(test_set, cfg.eval_batch_size, False, data.num_workers, device, **shard),
         cfg, epochs, exp.seed, device, checkpoint, key, stream, dist,
     )
-    metrics = {**identity, **(extra or {}), "widths": model.widths, "macs": macs, "params": params,
+    augment = {"min_crop_scale": min_scale} if exp.dataset == "imagenet" else {}
+    metrics = {**identity, **(extra or {}), "widths": model.widths, "num_classes": classes, "macs": macs,
+               "params": params, **augment,
                **result.metrics, "device": str(device), "world_size": dist.world_size,
                "settings": dataclasses.asdict(cfg), "versions": provenance()}
     if dist.is_main:
         io.write_csv(outputs["history"], result.history)
         io.save_artifact(outputs["model"], "pfs.model", {
-            **identity, "widths": model.widths, "num_classes": info.num_classes,
+            **identity, "widths": model.widths, "num_classes": classes,
             "state_dict": {k: v.cpu() for k, v in model.state_dict().items()}, "metrics": result.metrics,
         })
         io.write_json(outputs["metrics"], metrics)
         remove_checkpoint(checkpoint)
     return metrics
+
+
+def train_job(job: dict, dist: Dist | None = None, device: torch.device | None = None,
+              stream: TextIO | None = None) -> dict:
+    """Run one training job described by a JSON-able dict (what ``python -m pfs train --job`` reads, and what the
+    workflow's training scripts build): the pruned network of ``job["channels"]``, or the full network without it.
+
+    Keys: dataset, arch, seed, outputs (model, metrics, history); optional expansion, multiplier, channels, ratio,
+    schedule, sparsity, train (config section), data (DataSettings fields but name), device, checkpoint_dir.
+    """
+    missing = [k for k in ("dataset", "arch", "seed", "outputs") if k not in job]
+    if missing:
+        raise PfsError(f"training job lacks {', '.join(missing)}")
+    data = DataSettings(job["dataset"], **job.get("data", {}))
+    exp = Experiment(job["dataset"], job["arch"], int(job["seed"]), job.get("expansion"),
+                     float(job.get("multiplier", 1.0)))
+    device = device if device is not None else resolve_device(job.get("device", "auto"))
+    widths, extra = None, {"achieved_ratio": 0.0}
+    if job.get("channels"):
+        doc = load_channels(job["channels"], exp, num_classes_of(data))
+        widths, extra = doc["widths"], {"achieved_ratio": doc["achieved_ratio"]}
+    if job.get("sparsity") is not None:
+        extra["sparsity"] = float(job["sparsity"])
+    return stage_train(exp, job.get("method", "pfs" if widths else "full"), widths, float(job.get("ratio", 0.0)),
+                       job.get("schedule", "scratch_e"), job.get("train", {}), data, device,
+                       job.get("checkpoint_dir", "checkpoints"), job["outputs"], extra, stream, dist)
