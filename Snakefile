@@ -10,7 +10,9 @@
 # Logs mirror results under logs/, job timings under benchmarks/.
 #
 #   snakemake --cores all                                         default experiment (embedded digits, CPU)
-#   snakemake --cores all --configfile configs/paper_cifar10.yaml the paper's CIFAR-10 grid
+#   snakemake --cores all paper_cifar10 --configfile configs/paper_cifar10.yaml     the paper's CIFAR-10 grid
+#   snakemake --workflow-profile profiles/slurm paper_imagenet --configfile configs/paper_imagenet.yaml
+#                                                                 the paper's ImageNet grid (torchrun, 8 GPUs a job)
 
 
 from snakemake.utils import min_version
@@ -34,3 +36,14 @@ rule all:
     input:
         SUMMARY,
         all_model_targets(),
+
+
+# the paper's grids: snakemake --cores all paper_cifar10 --configfile configs/paper_cifar10.yaml
+rule paper_cifar10:
+    input:
+        paper_target("cifar10", "configs/paper_cifar10.yaml"),
+
+
+rule paper_imagenet:
+    input:
+        paper_target("imagenet", "configs/paper_imagenet.yaml"),

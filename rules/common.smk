@@ -2,7 +2,7 @@
 
 from snakemake.utils import validate
 
-from pfs.workflow import NUMBER, check_config, check_schema, full_runs, pruned_runs
+from pfs.workflow import NUMBER, check_config, check_schema, full_runs, pruned_runs, train_settings
 
 check_schema(config, f"{workflow.basedir}/schemas/config.schema.yaml")  # one clear line naming a bad key
 validate(config, "../schemas/config.schema.yaml", set_default=True)  # fills in the defaults
@@ -25,6 +25,7 @@ PRUNED = f"{EXP}/p{{ratio}}"
 FULL = "{dataset}/{arch}/full/seed{seed}/{schedule}"
 SUMMARY = "results/summary.csv"
 IMAGENET_LISTS = {split: f"results/imagenet/lists/{split}.csv" for split in ("train", "val")}
+IMAGENET = config["dataset"]["name"] == "imagenet"
 RUN_FILES = ("model.pt", "metrics.json", "history.csv")
 
 
@@ -33,10 +34,17 @@ def run_outputs(run_dir):
     return {name.split(".")[0]: f"results/{run_dir}/{name}" for name in RUN_FILES}
 
 
-def gpu_resources():
-    """Resources of the GPU jobs; each retry (resources.retries) gets a longer wall-time limit."""
+def gpu_resources(max_gpu=None):
+    """Resources of the GPU jobs (at most ``max_gpu`` GPUs); each retry (resources.retries) gets a longer wall-time
+    limit."""
     res = config["resources"]
-    return {"gpu": res["gpu"], "mem_mb": res["mem_mb"], "runtime": lambda wildcards, attempt: res["runtime"] * attempt}
+    gpu = res["gpu"] if max_gpu is None else min(res["gpu"], max_gpu)
+    return {"gpu": gpu, "mem_mb": res["mem_mb"], "runtime": lambda wildcards, attempt: res["runtime"] * attempt}
+
+
+def index_inputs():
+    """ImageNet jobs read the index tables of prepare_imagenet_list; other datasets need no input for their data."""
+    return {"train_list": IMAGENET_LISTS["train"], "val_list": IMAGENET_LISTS["val"]} if IMAGENET else {}
 
 
 def section_params(name):
@@ -45,9 +53,15 @@ def section_params(name):
     return dict(sorted(config[name].items()))
 
 
+def train_params(wildcards):
+    """The train section as the job's arch sees it (train_by_arch over train)."""
+    return train_settings(config, wildcards.arch)
+
+
 def split_params():
     """Dataset settings that change results (the split); location settings are read by the scripts."""
-    return {k: config["dataset"][k] for k in ("val_size", "split_seed")}
+    held_out = "val_per_class" if IMAGENET else "val_size"
+    return {k: config["dataset"][k] for k in (held_out, "split_seed")}
 
 
 def all_metrics():
@@ -58,3 +72,17 @@ def all_metrics():
 
 def all_model_targets():
     return [m.replace("metrics.json", "model.pt") for m in all_metrics()]
+
+
+def paper_target(dataset, configfile):
+    """Input function of the paper_* targets: the whole grid, but only under that paper's config."""
+
+    def inputs(wildcards):
+        if config["dataset"]["name"] != dataset:
+            raise ValueError(
+                f"target paper_{dataset} runs the grid of {configfile}, but the config has dataset "
+                f"{config['dataset']['name']}: add --configfile {configfile} (after the targets)"
+            )
+        return [SUMMARY, *all_model_targets()]
+
+    return inputs

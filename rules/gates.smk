@@ -1,4 +1,6 @@
 rule learn_gates:
+    input:
+        **index_inputs(),
     output:
         gates=f"results/{EXP}/gates.pt",
         history=f"results/{EXP}/gates_metrics.csv",
@@ -11,7 +13,7 @@ rule learn_gates:
         "../envs/pfs.yaml"
     threads: config["resources"]["threads"]
     resources:
-        **gpu_resources(),
+        **gpu_resources(max_gpu=1),
     params:
         hp=section_params("gates"),
         split=split_params(),

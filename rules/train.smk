@@ -1,5 +1,6 @@
 rule train_pruned:
     input:
+        **index_inputs(),
         channels=f"results/{PRUNED}/channels.yaml",
     output:
         **run_outputs(f"{PRUNED}/{{schedule}}"),
@@ -14,12 +15,14 @@ rule train_pruned:
     resources:
         **gpu_resources(),
     params:
-        hp=section_params("train"),
+        hp=train_params,
     script:
         "../workflow_scripts/train_pruned.py"
 
 
 rule train_full:
+    input:
+        **index_inputs(),
     output:
         **run_outputs(FULL),
     log:
@@ -33,6 +36,6 @@ rule train_full:
     resources:
         **gpu_resources(),
     params:
-        hp=section_params("train"),
+        hp=train_params,
     script:
         "../workflow_scripts/train_full.py"

@@ -12,6 +12,7 @@ from pathlib import Path
 NUMBER = r"\d+(\.\d*[1-9])?"
 CIFAR_FOLDERS = {"cifar10": "cifar-10-batches-py", "cifar100": "cifar-100-python"}
 IMAGENET_ARCHS = ("mobilenet_v1", "mobilenet_v2", "resnet50")
+MULTIPLIER_ARCHS = ("mobilenet_v2", "resnet50")  # archs with a backbone multiplier (the registry says the same)
 
 
 def fmt(x: float | int) -> str:
@@ -24,16 +25,43 @@ class ConfigError(ValueError):
     """A config value that is valid on its own but not together with the others."""
 
 
+def _best_error(validator, instance, prefix: str = "") -> str | None:
+    import jsonschema
+
+    error = jsonschema.exceptions.best_match(validator.iter_errors(instance))
+    if error is None:
+        return None
+    where = ".".join([prefix, *(str(p) for p in error.absolute_path)]).strip(".") or "(top level)"
+    return f"config {where}: {error.message}"
+
+
 def check_schema(config: dict, schema_path: str | Path) -> None:
-    """Validate ``config`` against the JSON schema; raise ConfigError with ONE line naming the bad key."""
+    """Validate ``config`` against the JSON schema; raise ConfigError with ONE line naming the bad key.
+
+    Each ``train_by_arch`` entry is checked with the ``train`` section's schema (its keys replace train's).
+    """
     import jsonschema
     import yaml
 
     schema = yaml.safe_load(Path(schema_path).read_text())
-    error = jsonschema.exceptions.best_match(jsonschema.Draft202012Validator(schema).iter_errors(config))
-    if error is not None:
-        where = ".".join(str(p) for p in error.absolute_path) or "(top level)"
-        raise ConfigError(f"config {where}: {error.message} (keys and allowed values: {schema_path})")
+    suffix = f" (keys and allowed values: {schema_path})"
+    message = _best_error(jsonschema.Draft202012Validator(schema), config)
+    if message is None:
+        train_schema = {**schema["properties"]["train"], "$schema": schema["$schema"]}
+        for arch, override in (config.get("train_by_arch") or {}).items():
+            if arch not in config["grid"]["archs"]:
+                continue  # not run: an entry kept for later is not an error
+            message = _best_error(jsonschema.Draft202012Validator(train_schema), override, f"train_by_arch.{arch}")
+            if message:
+                break
+    if message:
+        raise ConfigError(message + suffix)
+
+
+def train_settings(config: dict, arch: str) -> dict:
+    """The train section for ``arch`` (train_by_arch's entry over train), keys sorted: Snakemake compares params
+    by repr(), so a mere reordering of keys must not rerun anything."""
+    return dict(sorted({**config["train"], **(config.get("train_by_arch") or {}).get(arch, {})}.items()))
 
 
 def check_config(config: dict) -> None:
@@ -44,6 +72,19 @@ def check_config(config: dict) -> None:
             raise ConfigError(f"grid.expansions has no entry for arch {arch!r}; add e.g. '{arch}: [..]' under it")
         if data["name"] != "imagenet" and arch in IMAGENET_ARCHS:
             raise ConfigError(f"grid.archs: {arch} is an ImageNet network; dataset {data['name']} needs a CIFAR arch")
+        if data["name"] == "imagenet" and arch not in IMAGENET_ARCHS:
+            raise ConfigError(f"grid.archs: {arch} is a CIFAR network; dataset imagenet needs one of "
+                              f"{', '.join(IMAGENET_ARCHS)}")
+        others = [m for m in multipliers(config, arch) if float(m) != 1.0]
+        if others and arch not in MULTIPLIER_ARCHS:
+            raise ConfigError(f"grid.multipliers.{arch}: {arch} has no backbone multiplier (all its widths are "
+                              f"pruned), so only 1 is valid, got {others}; archs that take one: "
+                              f"{', '.join(MULTIPLIER_ARCHS)}")
+    if data["name"] == "imagenet":
+        missing = [f"{s}/" for s in ("train", "val") if not (Path(data["root"]) / s).is_dir()]
+        if missing:
+            raise ConfigError(f"dataset imagenet not found: {data['root']} lacks {' and '.join(missing)}. Set "
+                              "dataset.root to the folder holding train/ and val/ (one sub-folder per class in each)")
     folder = CIFAR_FOLDERS.get(data["name"])
     if folder and not data["download"] and not (Path(data["root"]) / folder).is_dir():
         raise ConfigError(
@@ -54,15 +95,21 @@ def check_config(config: dict) -> None:
         raise ConfigError(f"dataset.val_size={data['val_size']} leaves no digits to learn gates on; use < 1437")
 
 
+def multipliers(config: dict, arch: str) -> list[float]:
+    """The backbone multipliers of ``arch`` in the grid ([1] unless grid.multipliers lists some)."""
+    return list(config["grid"].get("multipliers", {}).get(arch, [1]))
+
+
 def pruned_runs(config: dict) -> list[dict]:
     """One dict of wildcards per gate-pruned training run of the grid."""
     grid = config["grid"]
     runs = []
     for arch in grid["archs"]:
-        for e, s, seed, p, sched in itertools.product(grid["expansions"][arch], grid["sparsities"], grid["seeds"],
-                                                      grid["ratios"], grid["schedules"]):
+        for e, m, s, seed, p, sched in itertools.product(grid["expansions"][arch], multipliers(config, arch),
+                                                         grid["sparsities"], grid["seeds"], grid["ratios"],
+                                                         grid["schedules"]):
             runs.append({"dataset": config["dataset"]["name"], "arch": arch, "expansion": str(e),
-                         "multiplier": "1", "sparsity": fmt(s), "seed": str(seed), "ratio": fmt(p),
+                         "multiplier": fmt(m), "sparsity": fmt(s), "seed": str(seed), "ratio": fmt(p),
                          "schedule": sched})
     return runs
 
