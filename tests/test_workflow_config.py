@@ -1,0 +1,128 @@
+"""The workflow's torch-free config helpers (pfs.workflow): schema errors, cross-checks, the grid, per-arch train
+settings. Imported by rules/common.smk, they are tested here without Snakemake."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+import yaml
+
+from pfs.models import get_spec, list_models
+from pfs.workflow import (
+    IMAGENET_ARCHS,
+    MULTIPLIER_ARCHS,
+    ConfigError,
+    check_config,
+    check_schema,
+    pruned_runs,
+    train_settings,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+SCHEMA = REPO / "schemas" / "config.schema.yaml"
+
+
+@pytest.fixture
+def default() -> dict:
+    return yaml.safe_load((REPO / "config.yaml").read_text())
+
+
+@pytest.fixture
+def imagenet(tmp_path) -> dict:
+    config = yaml.safe_load((REPO / "configs" / "paper_imagenet.yaml").read_text())
+    for split in ("train", "val"):
+        (tmp_path / "imagenet" / split).mkdir(parents=True)
+    config["dataset"]["root"] = str(tmp_path / "imagenet")
+    return config
+
+
+def test_the_workflows_arch_lists_match_the_registry():
+    assert sorted(IMAGENET_ARCHS) == list_models("imagenet")
+    assert sorted(MULTIPLIER_ARCHS) == sorted(n for n in list_models() if get_spec(n).backbone_multiplier)
+    schema = yaml.safe_load(SCHEMA.read_text())
+    assert sorted(schema["properties"]["grid"]["properties"]["archs"]["items"]["enum"]) == list_models()
+
+
+@pytest.mark.parametrize("name", ["config.yaml", "configs/paper_cifar10.yaml", "configs/paper_imagenet.yaml"])
+def test_shipped_configs_pass_the_schema(name):
+    check_schema(yaml.safe_load((REPO / name).read_text()), SCHEMA)
+
+
+def test_paper_imagenet_grid_has_every_arch_and_the_official_recipe(imagenet):
+    check_config(imagenet)
+    runs = pruned_runs(imagenet)
+    assert sorted({r["arch"] for r in runs}) == list(IMAGENET_ARCHS)
+    assert {(r["arch"], r["expansion"], r["multiplier"]) for r in runs} == {
+        ("mobilenet_v1", "40", "1"), ("mobilenet_v2", "40", "1"), ("resnet50", "80", "1")}
+    mbv2, r50 = train_settings(imagenet, "mobilenet_v2"), train_settings(imagenet, "resnet50")
+    assert (mbv2["scheduler"], mbv2["scratch_b_epochs"]) == ("cosine", 300)
+    assert (r50["scheduler"], r50["scratch_b_epochs"], r50["milestones"]) == ("multistep", 200, [0.3, 0.6, 0.9])
+    assert mbv2["nesterov"] and mbv2["label_smoothing"] == 0.1 and mbv2["weight_decay_on"] == "conv_linear"
+    gates = imagenet["gates"]
+    assert (gates["eval_interval"], gates["lambda"], gates["epochs"]) == (500, 0.05, 1)
+
+
+def test_train_settings_are_sorted_so_key_order_never_reruns_a_job(default):
+    config = copy.deepcopy(default)
+    config["train"] = dict(reversed(list(config["train"].items())))
+    assert list(train_settings(config, "resnet20")) == sorted(default["train"])
+    assert train_settings(config, "resnet20") == train_settings(default, "resnet20")
+
+
+def test_multipliers_enter_the_grid_in_canonical_form(imagenet):
+    imagenet["grid"]["multipliers"] = {"mobilenet_v2": [0.75, 1.0, 1.3]}
+    got = sorted({(r["arch"], r["multiplier"]) for r in pruned_runs(imagenet)})
+    assert ("mobilenet_v2", "0.75") in got and ("mobilenet_v2", "1") in got and ("mobilenet_v2", "1.3") in got
+    assert ("resnet50", "1") in got  # no entry: [1]
+
+
+def _error(config: dict) -> str:
+    with pytest.raises(ConfigError) as info:
+        check_schema(config, SCHEMA)
+        check_config(config)
+    assert "\n" not in str(info.value)
+    return str(info.value)
+
+
+def test_a_multiplier_on_an_arch_without_a_backbone_is_refused(imagenet):
+    imagenet["grid"]["multipliers"]["mobilenet_v1"] = [0.5]
+    assert "grid.multipliers.mobilenet_v1" in _error(imagenet) and "mobilenet_v2, resnet50" in _error(imagenet)
+
+
+def test_cifar_arch_on_imagenet_and_imagenet_arch_on_cifar_are_refused(imagenet, default):
+    imagenet["grid"]["archs"] = ["resnet56"]
+    imagenet["grid"]["expansions"] = {"resnet56": [20]}
+    assert "resnet56 is a CIFAR network; dataset imagenet" in _error(imagenet)
+    default["grid"]["archs"] = ["resnet50"]
+    default["grid"]["expansions"] = {"resnet50": [80]}
+    assert "resnet50 is an ImageNet network; dataset digits" in _error(default)
+
+
+@pytest.mark.parametrize("missing", ["train", "val"])
+def test_an_imagenet_root_without_train_or_val_is_refused(imagenet, missing):
+    (Path(imagenet["dataset"]["root"]) / missing).rmdir()
+    message = _error(imagenet)
+    assert f"lacks {missing}/" in message and "dataset.root" in message
+
+
+def test_train_by_arch_entries_are_checked_against_the_train_schema(imagenet):
+    imagenet["train_by_arch"]["resnet50"]["schedulr"] = "cosine"
+    assert "config train_by_arch.resnet50: Additional properties" in _error(imagenet)
+    imagenet["train_by_arch"]["resnet50"] = {"scheduler": "step"}
+    assert "train_by_arch.resnet50.scheduler" in _error(imagenet)
+
+
+def test_train_by_arch_entry_of_an_arch_not_in_the_grid_is_ignored(default):
+    default["train_by_arch"] = {"vgg16_bn": {"lr": 0.05}}
+    check_schema(default, SCHEMA)
+    assert train_settings(default, "resnet20")["lr"] == default["train"]["lr"]
+
+
+def test_negative_eval_interval_and_zero_multiplier_are_schema_errors(imagenet):
+    bad = copy.deepcopy(imagenet)
+    bad["gates"]["eval_interval"] = -1
+    assert "gates.eval_interval" in _error(bad)
+    imagenet["grid"]["multipliers"]["resnet50"] = [0]
+    assert "grid.multipliers.resnet50" in _error(imagenet)
