@@ -74,6 +74,22 @@ def copy_workflow(dest: Path, config: dict | None = None) -> Path:
     return dest
 
 
+def write_jpeg_tree(root: Path, classes: tuple[str, ...] = ("n02", "n01", "n03"), train: int = 6, val: int = 2) -> Path:
+    """A tiny ImageNet-style tree ``root/{train,val}/<class>/img<i>.JPEG`` of small random-noise JPEGs."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for split, n in (("train", train), ("val", val)):
+        for name in classes:
+            folder = root / split / name
+            folder.mkdir(parents=True)
+            for i in range(n):
+                pixels = rng.integers(0, 256, (36 + 4 * i, 48, 3), dtype=np.uint8)
+                Image.fromarray(pixels).save(folder / f"img{i}.JPEG", quality=80)
+    return root
+
+
 def snakemake(workdir: Path, *args: str, timeout: float = 900) -> subprocess.CompletedProcess:
     """Run the snakemake next to this interpreter in ``workdir``; stdout and stderr come back merged."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("SNAKEMAKE")}  # no user profile
