@@ -21,6 +21,7 @@ from conftest import REPO, write_tiny_cifar10
 
 from pfs import io
 from pfs.data import DataSettings, make_loader, training_sets
+from pfs.errors import PfsError
 from pfs.models import build_model, default_widths
 from pfs.summary import COLUMNS
 from pfs.train import evaluate
@@ -342,3 +343,16 @@ def test_summarize_refuses_a_broken_metrics_file(scripts, pipeline, tmp_path):
         scripts["summarize"].main({"metrics": [pipeline["pruned"]["metrics"], str(broken)]},
                                   {"summary": str(summary)}, {}, {}, pipeline["config"], str(log))
     _assert_refused(exc, log, [summary], str(broken), "not a readable metrics file")
+
+
+@pytest.mark.slow
+def test_a_failed_torchrun_job_is_one_error_naming_the_workers_reason(scripts, tmp_path):
+    from _stage import run_torchrun
+
+    log = tmp_path / "train.log"
+    job = {"dataset": "digits", "arch": "resnet99", "seed": 0, "method": "full", "schedule": "scratch_e",
+           "device": "cpu", "outputs": {k: str(tmp_path / f"{k}.out") for k in ("model", "metrics", "history")}}
+    with pytest.raises(PfsError, match=r"training under torchrun failed \(exit 1\): unknown arch 'resnet99'"):
+        run_torchrun(job, 0, 1, str(log))
+    assert "error: unknown arch 'resnet99'" in log.read_text()
+    assert not list(tmp_path.glob("*.out"))

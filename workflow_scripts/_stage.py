@@ -93,7 +93,9 @@ def run_torchrun(job: dict, gpus: int, threads: int, log_path: str) -> None:
     """Run ``job`` as ``torchrun --standalone --nproc_per_node=<gpus> -m pfs train --job <json>`` (one process on a
     CPU-only job), its output appended to the job log; SIGTERM/SIGUSR1 are passed on so every rank checkpoints."""
     nproc = max(1, gpus)
+    # torchrun passes on only TERM, INT, HUP and QUIT unless told: SIGUSR1 (SLURM's usual warning) would kill it
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
+           "--signals-to-handle=SIGTERM,SIGINT,SIGHUP,SIGQUIT,SIGUSR1",
            "-m", "pfs", "train", "--job", json.dumps({**job, "gpus": gpus})]
     env = {**os.environ, "OMP_NUM_THREADS": str(max(1, threads // nproc))}
     env.setdefault("PYTHONPATH", "")
