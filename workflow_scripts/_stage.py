@@ -22,6 +22,7 @@ except ImportError:  # a rule env (--use-conda) without the package installed: u
 
 from pfs.data import DataSettings  # noqa: E402 - after the sys.path fallback above
 from pfs.errors import PfsError  # noqa: E402
+from pfs.gpu_slots import claim_gpus  # noqa: E402
 from pfs.progress import setup_logging  # noqa: E402
 from pfs.stages import Experiment  # noqa: E402
 from pfs.stages import train_job as stage_train_job  # noqa: E402
@@ -30,17 +31,24 @@ log = logging.getLogger("pfs.stage")
 
 
 @contextlib.contextmanager
-def run_stage(log_path: str | None, threads: int = 1) -> Iterator[TextIO]:
-    """Set up logging and threads; turn a PfsError into one error line and exit status 1."""
+def run_stage(log_path: str | None, threads: int = 1, gpus: int = 0, device: str = "auto") -> Iterator[TextIO]:
+    """Set up logging and threads, claim ``gpus`` GPUs of this machine for the job (a local run: see
+    pfs.gpu_slots), and turn a PfsError into one error line and exit status 1."""
     import torch
 
     stream = setup_logging(log_path)
     torch.set_num_threads(max(1, int(threads)))
     try:
-        yield stream
+        with claim_gpus(0 if device == "cpu" else gpus):
+            yield stream
     except PfsError as exc:
         log.error("%s", exc)
         raise SystemExit(1) from None
+
+
+def gpu_count(resources) -> int:
+    """The GPUs a job was given (its ``gpu`` resource; 0 when it has none)."""
+    return int(getattr(resources, "gpu", 0) or 0) if resources is not None else 0
 
 
 def experiment(wildcards) -> Experiment:
@@ -121,7 +129,7 @@ def run_torchrun(job: dict, gpus: int, threads: int, log_path: str) -> None:
 def run_training(inputs, outputs, params, wildcards, config, log_path, threads, resources, stream) -> None:
     """The body of the training rules: in this process, or under torchrun (ImageNet, or several GPUs)."""
     job = train_job(inputs, outputs, params, wildcards, config)
-    gpus = int(getattr(resources, "gpu", 0) or 0) if resources is not None else 0
+    gpus = gpu_count(resources)
     if needs_torchrun(config, gpus):
         run_torchrun(job, gpus, threads, log_path)
     else:

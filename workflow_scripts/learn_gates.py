@@ -1,13 +1,13 @@
 """learn_gates: learn channel gates on frozen random weights -> gates.pt, gates_metrics.csv."""
 
-from _stage import data_settings, experiment, run_stage
+from _stage import data_settings, experiment, gpu_count, run_stage
 
 from pfs.data import resolve_device
 from pfs.stages import stage_learn_gates
 
 
-def main(inputs, outputs, params, wildcards, config, log_path, threads=1):
-    with run_stage(log_path, threads) as stream:
+def main(inputs, outputs, params, wildcards, config, log_path, threads=1, resources=None):
+    with run_stage(log_path, threads, gpu_count(resources), config["device"]) as stream:
         stage_learn_gates(
             experiment(wildcards), float(wildcards["sparsity"]), params["hp"], data_settings(config, inputs),
             params["split"], resolve_device(config["device"]), outputs["gates"], outputs["history"], stream,
@@ -16,4 +16,4 @@ def main(inputs, outputs, params, wildcards, config, log_path, threads=1):
 
 if "snakemake" in globals():
     sm = snakemake  # noqa: F821
-    main(sm.input, sm.output, sm.params, sm.wildcards, sm.config, sm.log[0], sm.threads)
+    main(sm.input, sm.output, sm.params, sm.wildcards, sm.config, sm.log[0], sm.threads, sm.resources)

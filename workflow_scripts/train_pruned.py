@@ -2,11 +2,11 @@
 
 ImageNet (or several GPUs): under torchrun, one process per GPU of resources.gpu."""
 
-from _stage import run_stage, run_training
+from _stage import gpu_count, run_stage, run_training
 
 
 def main(inputs, outputs, params, wildcards, config, log_path, threads=1, resources=None):
-    with run_stage(log_path, threads) as stream:
+    with run_stage(log_path, threads, gpu_count(resources), config["device"]) as stream:
         run_training(inputs, outputs, params, wildcards, config, log_path, threads, resources, stream)
 
 
