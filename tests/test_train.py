@@ -14,6 +14,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 import pfs.train
 from pfs.data import DATASETS, TensorImageDataset, make_loader, make_transform
+from pfs.device_data import DeviceBatches
 from pfs.errors import PfsError
 from pfs.io import load_artifact
 from pfs.models import build_model
@@ -131,8 +132,12 @@ def _image_sets(n_train: int = 16, n_test: int = 8) -> tuple[TensorImageDataset,
     return train, test
 
 
-def _loaders(batch_size: int = 8):
+def _loaders(batch_size: int = 8, on_device: bool = False):
     train, test = _image_sets()
+    if on_device:  # pfs.device_data: the same images held as uint8 and augmented per batch
+        info = DATASETS["digits"]
+        return (DeviceBatches(train.images, train.labels, info, True, batch_size, CPU),
+                DeviceBatches(test.images, test.labels, info, False, 8, CPU))
     return make_loader(train, batch_size, True, 0, CPU), make_loader(test, 8, False, 0, CPU)
 
 
@@ -335,12 +340,13 @@ def test_remove_checkpoint_deletes_the_file_and_tolerates_a_missing_one(tmp_path
     assert not path.exists()
 
 
+@pytest.mark.parametrize("on_device", [False, True], ids=["dataloader", "device_data"])
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGUSR1])
-def test_signal_mid_epoch_saves_a_checkpoint_that_resumes_bitwise(tmp_path, monkeypatch, signum):
+def test_signal_mid_epoch_saves_a_checkpoint_that_resumes_bitwise(tmp_path, monkeypatch, signum, on_device):
     """SLURM preemption (SIGTERM) or a time-limit warning (SIGUSR1) in the middle of epoch 2: the job saves
     where it stands and stops; the rerun continues from that batch and ends exactly like an uninterrupted run."""
     cfg = TrainConfig(epochs=3, batch_size=4, lr=0.05)
-    train_loader, test_loader = _loaders(batch_size=4)  # 16 images: 4 batches per epoch
+    train_loader, test_loader = _loaders(batch_size=4, on_device=on_device)  # 16 images: 4 batches per epoch
     run_a = _resnet(0)
     a = train_from_scratch(run_a, train_loader, test_loader, cfg, 3, 7, CPU, tmp_path / "a.pt", "job")
 
@@ -363,3 +369,8 @@ def test_signal_mid_epoch_saves_a_checkpoint_that_resumes_bitwise(tmp_path, monk
     run_b = _resnet(99)  # everything must come from the checkpoint
     b = train_from_scratch(run_b, train_loader, test_loader, cfg, 3, 7, CPU, tmp_path / "b.pt", "job")
     _assert_same_run(run_a, a, run_b, b)
+
+
+def test_train_config_refuses_an_unknown_device_data_mode():
+    with pytest.raises(PfsError, match="device_data 'gpu' unknown; known: auto, on, off"):
+        TrainConfig(device_data="gpu")

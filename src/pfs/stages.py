@@ -188,6 +188,31 @@ def load_channels(path: str, exp: Experiment, num_classes: int | None = None) ->
     return doc
 
 
+def uses_device_data(mode: str, dataset: str, device: torch.device) -> bool:
+    """Whether training holds the dataset on the device (pfs.device_data): ``auto`` on CUDA for in-memory
+    datasets, ``on`` wherever possible (CPU too), ``off`` never."""
+    if mode == "on" and dataset == "imagenet":
+        raise PfsError("train.device_data: on needs an in-memory dataset; imagenet is read from files (use auto)")
+    return mode == "on" or (mode == "auto" and device.type == "cuda" and dataset != "imagenet")
+
+
+def training_loaders(train_set, test_set, info, cfg: TrainConfig, data: DataSettings, device: torch.device,
+                     dist: Dist):
+    """(train, test) batch iterables: on-device batches (pfs.device_data) or DataLoaders, sharded under torchrun.
+    ``train.batch_size`` is global: each of the ``world_size`` processes takes its share."""
+    batch = cfg.batch_size // dist.world_size
+    shard = {"rank": dist.rank, "world_size": dist.world_size}
+    if uses_device_data(cfg.device_data, data.name, device):
+        from pfs.device_data import DeviceBatches
+
+        channels_last = cfg.channels_last and device.type == "cuda"
+        return tuple(DeviceBatches(ds.images, ds.labels, info, train, size, device, channels_last=channels_last,
+                                   **shard)
+                     for ds, train, size in ((train_set, True, batch), (test_set, False, cfg.eval_batch_size)))
+    return (make_loader(train_set, batch, True, data.num_workers, device, **shard),
+            make_loader(test_set, cfg.eval_batch_size, False, data.num_workers, device, **shard))
+
+
 def stage_train(exp: Experiment, method: str, widths: list[int] | None, ratio: float, schedule: str, hp: dict,
                 data: DataSettings, device: torch.device, checkpoint_dir: str, outputs: dict[str, str],
                 extra: dict | None = None, stream: TextIO | None = None, dist: Dist | None = None) -> dict:
@@ -215,13 +240,9 @@ def stage_train(exp: Experiment, method: str, widths: list[int] | None, ratio: f
     key = io.stable_hash({**identity, "widths": model.widths, "train": dataclasses.asdict(cfg),
                           "epochs": epochs, "out": outputs["model"], "world_size": dist.world_size})
     checkpoint = Path(checkpoint_dir) / f"{key}.pt"
-    shard = {"rank": dist.rank, "world_size": dist.world_size}
-    result = train_from_scratch(
-        model,
-        make_loader(train_set, cfg.batch_size // dist.world_size, True, data.num_workers, device, **shard),
-        make_loader(test_set, cfg.eval_batch_size, False, data.num_workers, device, **shard),
-        cfg, epochs, exp.seed, device, checkpoint, key, stream, dist,
-    )
+    train_loader, test_loader = training_loaders(train_set, test_set, info, cfg, data, device, dist)
+    result = train_from_scratch(model, train_loader, test_loader, cfg, epochs, exp.seed, device, checkpoint, key,
+                                stream, dist)
     augment = {"min_crop_scale": min_scale} if exp.dataset == "imagenet" else {}
     metrics = {**identity, **(extra or {}), "widths": model.widths, "num_classes": classes, "macs": macs,
                "params": params, **augment,

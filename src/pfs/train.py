@@ -27,6 +27,7 @@ log = logging.getLogger(__name__)
 
 SCHEDULES = ("scratch_e", "scratch_b")
 DECAY_GROUPS = ("all", "conv_linear")
+DEVICE_DATA = ("auto", "on", "off")
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,9 @@ class TrainConfig:
     label_smoothing: float = 0.0
     amp: bool = True  # bf16 autocast on CUDA (no effect on CPU)
     scratch_b_epochs: int = 0  # 0: Scratch-B trains int(epochs / (1 - ratio)); N > 0: exactly N (official ImageNet)
+    device_data: str = "auto"  # in-memory datasets held and augmented on the device: auto (on CUDA), on, off
+    channels_last: bool = True  # NHWC memory format on CUDA (no effect on CPU)
+    compile: bool = False  # torch.compile the network (pays a compile time at start)
 
     def __post_init__(self) -> None:
         if self.optimizer not in OPTIMIZERS:
@@ -56,6 +60,8 @@ class TrainConfig:
             raise PfsError(f"train.epochs, train.batch_size and train.lr must be positive, got {self}")
         if self.weight_decay_on not in DECAY_GROUPS:
             raise PfsError(f"train.weight_decay_on {self.weight_decay_on!r} unknown; known: {', '.join(DECAY_GROUPS)}")
+        if self.device_data not in DEVICE_DATA:
+            raise PfsError(f"train.device_data {self.device_data!r} unknown; known: {', '.join(DEVICE_DATA)}")
         if self.scratch_b_epochs < 0:
             raise PfsError(f"train.scratch_b_epochs must be >= 0 (0: epochs / (1 - ratio)), "
                            f"got {self.scratch_b_epochs}")
@@ -232,9 +238,13 @@ def train_from_scratch(model: nn.Module, train_loader: DataLoader, test_loader: 
         for gate in model.gate_parameters():
             gate.requires_grad_(False)
     model.to(device)
+    if cfg.channels_last and device.type == "cuda":
+        model.to(memory_format=torch.channels_last)
     net = model
     if dist.enabled:
         net = nn.parallel.DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
+    if cfg.compile:
+        net = torch.compile(net)
     optimizer = OPTIMIZERS[cfg.optimizer](decay_groups(model, cfg), cfg)
     scheduler = SCHEDULERS[cfg.scheduler](optimizer, cfg, epochs)
     criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
@@ -260,7 +270,7 @@ def train_from_scratch(model: nn.Module, train_loader: DataLoader, test_loader: 
         for epoch in range(start, epochs + 1):
             t0 = time.perf_counter()
             torch.manual_seed(seed * 100_003 + epoch)  # shuffling and augmentation of this epoch
-            if isinstance(train_loader.sampler, DistributedSampler):
+            if isinstance(getattr(train_loader, "sampler", None), DistributedSampler):
                 train_loader.sampler.set_epoch(epoch)
             lr = optimizer.param_groups[0]["lr"]
             finished = _train_epoch(net, train_loader, optimizer, criterion, device, f"train {epoch}/{epochs}",
