@@ -372,5 +372,5 @@ def test_signal_mid_epoch_saves_a_checkpoint_that_resumes_bitwise(tmp_path, monk
 
 
 def test_train_config_refuses_an_unknown_device_data_mode():
-    with pytest.raises(PfsError, match="device_data 'gpu' unknown; known: auto, on, off"):
+    with pytest.raises(PfsError, match="device_data 'gpu' unknown; known: auto, always, never"):
         TrainConfig(device_data="gpu")

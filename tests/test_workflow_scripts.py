@@ -362,8 +362,8 @@ def test_a_failed_torchrun_job_is_one_error_naming_the_workers_reason(scripts, t
     ("auto", "cpu", "cifar10", False),  # on CPU the DataLoader path stays the default
     ("auto", "cuda", "cifar10", True),
     ("auto", "cuda", "imagenet", False),  # read from files
-    ("on", "cpu", "digits", True),
-    ("off", "cuda", "cifar10", False),
+    ("always", "cpu", "digits", True),
+    ("never", "cuda", "cifar10", False),
 ])
 def test_device_data_is_used_on_cuda_for_in_memory_datasets(mode, device, dataset, expected):
     from pfs.stages import uses_device_data
@@ -374,8 +374,8 @@ def test_device_data_is_used_on_cuda_for_in_memory_datasets(mode, device, datase
 def test_device_data_on_for_imagenet_is_refused():
     from pfs.stages import uses_device_data
 
-    with pytest.raises(PfsError, match="device_data: on needs an in-memory dataset"):
-        uses_device_data("on", "imagenet", torch.device("cpu"))
+    with pytest.raises(PfsError, match="device_data: always needs an in-memory dataset"):
+        uses_device_data("always", "imagenet", torch.device("cpu"))
 
 
 def test_training_on_device_data_writes_the_same_files(tmp_path):
@@ -384,8 +384,8 @@ def test_training_on_device_data_writes_the_same_files(tmp_path):
     out = {k: str(tmp_path / f) for k, f in (("model", "model.pt"), ("metrics", "metrics.json"),
                                              ("history", "history.csv"))}
     job = {"dataset": "digits", "arch": "resnet20", "seed": 0, "expansion": 4, "device": "cpu",
-           "train": {"epochs": 1, "batch_size": 128, "device_data": "on"}, "checkpoint_dir": str(tmp_path / "ck"),
+           "train": {"epochs": 1, "batch_size": 128, "device_data": "always"}, "checkpoint_dir": str(tmp_path / "ck"),
            "outputs": out}
     metrics = train_job(job)
-    assert metrics["settings"]["device_data"] == "on" and 0 <= metrics["top1"] <= 1
+    assert metrics["settings"]["device_data"] == "always" and 0 <= metrics["top1"] <= 1
     assert pd.read_csv(out["history"])["epoch"].tolist() == [1]

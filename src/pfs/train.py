@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 
 SCHEDULES = ("scratch_e", "scratch_b")
 DECAY_GROUPS = ("all", "conv_linear")
-DEVICE_DATA = ("auto", "on", "off")
+DEVICE_DATA = ("auto", "always", "never")
 
 
 @dataclass(frozen=True)
@@ -47,7 +47,7 @@ class TrainConfig:
     label_smoothing: float = 0.0
     amp: bool = True  # bf16 autocast on CUDA (no effect on CPU)
     scratch_b_epochs: int = 0  # 0: Scratch-B trains int(epochs / (1 - ratio)); N > 0: exactly N (official ImageNet)
-    device_data: str = "auto"  # in-memory datasets held and augmented on the device: auto (on CUDA), on, off
+    device_data: str = "auto"  # in-memory datasets held and augmented on the device: auto (on CUDA), always, never
     channels_last: bool = True  # NHWC memory format on CUDA (no effect on CPU)
     compile: bool = False  # torch.compile the network (pays a compile time at start)
 
