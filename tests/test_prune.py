@@ -311,3 +311,35 @@ def test_prune_to_macs_on_a_toy_cost_model_keeps_the_exact_count():
     assert result.macs == 50 and result.achieved_ratio == 0.5
     assert result.kept_channels == 5 and result.total_channels == 10
     assert result.threshold == pytest.approx(0.5)
+
+
+# ---------------------------------------------------------------- rounding to multiples (tensor cores)
+
+
+@pytest.mark.parametrize("arch, expansion, ratio", [("vgg16_bn", 80, 0.5), ("mobilenet_v2", 40, 0.5),
+                                                    ("resnet50", 80, 0.5)])
+def test_round_to_8_gives_multiples_of_8_that_still_meet_the_ratio(arch, expansion, ratio):
+    gates = random_gates(arch, expansion)
+    cfg = PruneConfig(tolerance=0.01, round_to=8)
+    result = prune_to_macs(gates, ratio, base_macs(arch), macs_of(arch, expansion), cfg)
+    full = default_widths(arch, expansion)
+    assert all(w % 8 == 0 or w == f for w, f in zip(result.widths, full, strict=True))
+    assert result.macs == _macs(arch, expansion, tuple(result.widths))
+    assert abs(result.achieved_ratio - ratio) / ratio <= cfg.tolerance
+    plain = prune_to_macs(gates, ratio, base_macs(arch), macs_of(arch, expansion), PruneConfig(tolerance=0.01))
+    assert result.widths != plain.widths and any(w % 8 for w in plain.widths)
+
+
+def test_round_widths_rounds_up_and_never_past_the_full_width():
+    from pfs.prune import round_widths
+
+    assert round_widths([1, 8, 9, 17, 20], 8, [16, 16, 16, 20, 20]) == [8, 8, 16, 20, 20]
+
+
+def test_round_to_must_be_positive_and_a_coarse_step_names_it_in_the_error():
+    with pytest.raises(PfsError, match="round_to must be >= 1"):
+        PruneConfig(round_to=0)
+    gates = random_gates("resnet20", 16)  # widths 16/32/64: steps of 16 channels cannot hit 0.1%
+    with pytest.raises(PfsError, match="lower prune.round_to=16"):
+        prune_to_macs(gates, 0.3, base_macs("resnet20"), macs_of("resnet20", 16),
+                      PruneConfig(tolerance=0.001, round_to=16, max_fill=0))

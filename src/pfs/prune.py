@@ -28,6 +28,7 @@ class PruneConfig:
     min_width: int = 1  # never prune a group below this many channels
     tolerance: float = 1e-3  # allowed |achieved - target| / target
     max_fill: int = 64  # MACs evaluations allowed for the boundary fill (0: pure global threshold)
+    round_to: int = 1  # round every pruned width up to a multiple of this (8: tensor-core friendly), capped at full
 
     def __post_init__(self) -> None:
         if self.min_width < 1:
@@ -36,6 +37,8 @@ class PruneConfig:
             raise PfsError(f"prune.tolerance must be in (0, 1), got {self.tolerance}")
         if self.max_fill < 0:
             raise PfsError(f"prune.max_fill must be >= 0, got {self.max_fill}")
+        if self.round_to < 1:
+            raise PfsError(f"prune.round_to must be >= 1 (1: no rounding), got {self.round_to}")
 
 
 @dataclass(frozen=True)
@@ -77,6 +80,11 @@ def keep_order(gates: list[torch.Tensor], min_width: int) -> tuple[torch.Tensor,
 def widths_of(kept, group_of: torch.Tensor, num_groups: int) -> list[int]:
     """Per-group widths when the channels ``kept`` (global indices) are kept."""
     return torch.bincount(group_of[kept], minlength=num_groups).tolist()
+
+
+def round_widths(widths: list[int], multiple: int, full: list[int]) -> list[int]:
+    """Each width rounded up to a multiple of ``multiple``, but never above its group's full width."""
+    return [min(f, -(-w // multiple) * multiple) for w, f in zip(widths, full, strict=True)]
 
 
 def widths_for_keep(order: torch.Tensor, group_of: torch.Tensor, k: int, num_groups: int) -> list[int]:
@@ -130,8 +138,12 @@ def prune_to_macs(
 
     num_groups = len(gates)
 
+    def widths_for(kept) -> list[int]:  # rounding up keeps the MACs monotone in the channels kept
+        widths = widths_of(kept, group_of, num_groups)
+        return round_widths(widths, cfg.round_to, sizes) if cfg.round_to > 1 else widths
+
     def reduction_of(kept) -> float:
-        return 1.0 - macs_of(widths_of(kept, group_of, num_groups)) / base_macs
+        return 1.0 - macs_of(widths_for(kept)) / base_macs
 
     cache: dict[int, float] = {}
 
@@ -173,10 +185,12 @@ def prune_to_macs(
             f"{reduction(lo):.5f} and keeping {hi} gives {reduction(hi):.5f}, and dropping up to "
             f"prune.max_fill={cfg.max_fill} more channels near the threshold did not close the gap; one channel of "
             "this network changes MACs by more than the tolerance allows. Raise prune.tolerance or prune.max_fill"
+            + (f" (or lower prune.round_to={cfg.round_to}: it moves widths in steps of that many)"
+               if cfg.round_to > 1 else "")
         )
-    widths = widths_of(kept, group_of, num_groups)
+    widths = widths_for(kept)
     scores = gate_scores(gates)
     ranked_kept = kept[forced:] if out_of_order == 0 else order[forced:hi]
     threshold = float(scores[ranked_kept].min()) if len(ranked_kept) else float("nan")
-    return PruneResult(widths, macs_of(widths), achieved, len(kept), total, threshold, out_of_order)
+    return PruneResult(widths, macs_of(widths), achieved, sum(widths), total, threshold, out_of_order)
 

@@ -152,7 +152,7 @@ def stage_prune(exp: Experiment, gates_path: str, ratio: float, hp: dict, out_ch
         "macs_expanded": full["macs"], "params_expanded": full["params"],
         "kept_channels": result.kept_channels, "total_channels": result.total_channels,
         "threshold": result.threshold, "out_of_order": result.out_of_order, "min_width": cfg.min_width,
-        "tolerance": cfg.tolerance,
+        "round_to": cfg.round_to, "tolerance": cfg.tolerance,
         "gates_file": str(gates_path), "gates_sha256": io.sha256_file(gates_path),
     }
     io.write_yaml(out_channels, doc)
