@@ -126,3 +126,14 @@ def test_negative_eval_interval_and_zero_multiplier_are_schema_errors(imagenet):
     assert "gates.eval_interval" in _error(bad)
     imagenet["grid"]["multipliers"]["resnet50"] = [0]
     assert "grid.multipliers.resnet50" in _error(imagenet)
+
+
+def test_building_the_dag_imports_no_torch():
+    """rules/common.smk imports pfs.workflow while Snakemake parses the workflow: torch would add seconds to
+    every dry run and every job submission."""
+    import subprocess
+    import sys
+
+    code = "import sys, pfs.workflow; print('torch' in sys.modules, 'torchvision' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["False", "False"]
