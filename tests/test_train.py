@@ -374,3 +374,20 @@ def test_signal_mid_epoch_saves_a_checkpoint_that_resumes_bitwise(tmp_path, monk
 def test_train_config_refuses_an_unknown_device_data_mode():
     with pytest.raises(PfsError, match="device_data 'gpu' unknown; known: auto, always, never"):
         TrainConfig(device_data="gpu")
+
+
+def test_compile_wraps_the_network_and_checkpoints_the_plain_module(tmp_path, monkeypatch):
+    compiled = []
+
+    def fake_compile(module):  # torch.compile itself takes ~40 s on CPU; its wiring is what is tested here
+        compiled.append(module)
+        return module
+
+    monkeypatch.setattr(torch, "compile", fake_compile)
+    model = _linear()
+    train_loader, test_loader = _loaders()
+    train_from_scratch(model, train_loader, test_loader, TrainConfig(epochs=1, compile=True), 1, 0, CPU,
+                       tmp_path / "c.pt", "k")
+    assert compiled == [model]
+    train_from_scratch(_linear(), train_loader, test_loader, TrainConfig(epochs=1), 1, 0, CPU, tmp_path / "d.pt", "k")
+    assert len(compiled) == 1  # off by default
