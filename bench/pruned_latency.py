@@ -1,0 +1,224 @@
+"""Benchmark: the full standard network against the pruned one (a physically smaller network), measured in one run.
+
+    python bench/pruned_latency.py [--archs resnet56,mobilenet_v2] [--ratio 0.5] [--tolerance 0.01]
+                                   [--repeats 5] [--iters N] [--device cpu|cuda] [--amp] [--threads N]
+
+For each arch, three variants of the network at its standard width (expansion = the arch's base expansion, so the
+unpruned network is the baseline pruning ratios are measured against), all built from the same seed:
+- ``full``: the standard network, every channel kept;
+- ``pruned``: widths from pfs.prune.prune_to_macs at ``--ratio`` MACs reduction (as stage_prune calls it);
+- ``pruned_round8``: the same with ``round_to=8`` (every width rounded up to a multiple of 8, still meeting the
+  ratio within ``--tolerance``; reported under ``skipped`` with the reason when it cannot, e.g. resnet20).
+The gates are seeded random (``torch.rand`` per prunable group), a stand-in for learned gates: which channels are
+kept does not matter for speed, only how many per layer, and random gates give a realistic uneven profile.
+
+CIFAR archs run 32x32 inputs with 10 classes (inference batches 1 and 128, a train step at batch 64); ImageNet
+archs 224x224 with 1000 classes (inference batches 1 and 16, a train step at batch 8, to keep CPU time modest).
+Two kinds of measurement, each for every variant, best of ``--repeats`` with the variants interleaved, each
+repeat the median of ``--iters`` calls after warm-up:
+- ``infer_bN``: a forward pass, model.eval() under torch.inference_mode;
+- ``train_bN``: one training step, model.train(): forward, cross-entropy, backward, SGD (momentum) step.
+``--iters`` 0 (default) picks, per measurement, enough calls for ~0.25 s of the full network (3 to 100).
+On CUDA every call is synchronised; ``--amp`` runs the networks under bf16 autocast.
+
+Prints one JSON object, per arch: MACs and params of each variant (counted on the meta device and checked against
+the built model), ``theoretical_speedup`` = full MACs / variant MACs, milliseconds per call of every variant,
+``measured_speedup`` = full time / variant time per measurement, and ``efficiency`` = measured / theoretical.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import re
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from torch import nn
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
+
+from pfs.errors import PfsError  # noqa: E402
+from pfs.macs import count_macs, count_params, network_cost  # noqa: E402
+from pfs.models import build_model, default_widths, get_spec  # noqa: E402
+from pfs.prune import PruneConfig, prune_to_macs  # noqa: E402
+
+# per domain: (image size, classes, inference batches, train-step batch)
+DOMAINS = {"cifar": (32, 10, (1, 128), 64), "imagenet": (224, 1000, (1, 16), 8)}
+VARIANTS = {"pruned": 1, "pruned_round8": 8}  # variant -> PruneConfig.round_to
+WARMUP = 2
+TARGET_S = 0.25  # auto --iters: calls per measurement ~ this many seconds of the full network
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            return next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        return platform.processor()
+
+
+def prune(arch: str, size: int, classes: int, expansion: int, ratio: float, tolerance: float, round_to: int,
+          seed: int) -> tuple[dict, float]:
+    """Widths pruned from seeded random gates, as pfs.stages.stage_prune computes them; returns (info, seconds)."""
+    gen = torch.Generator().manual_seed(seed)
+    gates = [torch.rand(w, generator=gen) for w in default_widths(arch, expansion)]
+    base = network_cost(arch, size, classes)  # the unexpanded standard network
+    start = time.perf_counter()
+    result = prune_to_macs(gates, ratio, base["macs"],
+                           lambda w: network_cost(arch, size, classes, w, expansion)["macs"],
+                           PruneConfig(tolerance=tolerance, round_to=round_to))
+    seconds = time.perf_counter() - start
+    cost = network_cost(arch, size, classes, result.widths, expansion)
+    return {"widths": result.widths, "macs": cost["macs"], "params": cost["params"],
+            "achieved_ratio": round(result.achieved_ratio, 5), "out_of_order": result.out_of_order,
+            "channels": f"{result.kept_channels}/{result.total_channels}"}, seconds
+
+
+def make_model(arch: str, widths: list[int] | None, expansion: int, classes: int, size: int,
+               info: dict, device: torch.device) -> nn.Module:
+    torch.manual_seed(0)
+    model = build_model(arch, widths=widths, expansion=expansion, num_classes=classes)
+    # the built network really has the counted shapes (not a masked full network)
+    assert count_macs(model, size) == info["macs"] and count_params(model) == info["params"], arch
+    return model.to(device)
+
+
+def make_calls(model: nn.Module, device: torch.device, amp: bool, size: int, classes: int,
+               infer_batches: tuple[int, ...], train_batch: int) -> dict[str, tuple[bool, Callable[[], None]]]:
+    """Measurement name -> (train mode, one call). Inputs are fixed seeded tensors, the same for every variant."""
+    gen = torch.Generator().manual_seed(1)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    criterion = nn.CrossEntropyLoss()
+    calls: dict[str, tuple[bool, Callable[[], None]]] = {}
+
+    def infer_call(x: torch.Tensor) -> Callable[[], None]:
+        def call() -> None:
+            with torch.inference_mode(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+                model(x)
+        return call
+
+    for b in infer_batches:
+        calls[f"infer_b{b}"] = (False, infer_call(torch.randn(b, 3, size, size, generator=gen).to(device)))
+    x = torch.randn(train_batch, 3, size, size, generator=gen).to(device)
+    y = torch.randint(0, classes, (train_batch,), generator=gen).to(device)
+
+    def train_call() -> None:
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+            loss = criterion(model(x), y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    calls[f"train_b{train_batch}"] = (True, train_call)
+    return calls
+
+
+def time_calls(fn: Callable[[], None], n: int, device: torch.device) -> list[float]:
+    times = []
+    for _ in range(n):
+        sync(device)
+        start = time.perf_counter()
+        fn()
+        sync(device)
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def bench_arch(arch: str, args: argparse.Namespace, device: torch.device) -> dict:
+    spec = get_spec(arch)
+    size, classes, infer_batches, train_batch = DOMAINS[spec.domain]
+    expansion = spec.base_expansion
+    full_cost = network_cost(arch, size, classes, expansion=expansion)
+    infos = {"full": {"widths": default_widths(arch, expansion), **full_cost}}
+    prune_s, skipped = {}, {}
+    for name, round_to in VARIANTS.items():
+        try:
+            infos[name], prune_s[name] = prune(arch, size, classes, expansion, args.ratio, args.tolerance, round_to,
+                                               args.seed)
+        except PfsError as e:  # e.g. round_to=8 on a small net: steps of 8 channels overshoot the tolerance
+            skipped[name] = str(e)
+    pruned = [v for v in VARIANTS if v in infos]
+    models = {v: make_model(arch, None if v == "full" else info["widths"], expansion, classes, size, info, device)
+              for v, info in infos.items()}
+    calls = {v: make_calls(m, device, args.amp, size, classes, infer_batches, train_batch) for v, m in models.items()}
+    measurements = list(calls["full"])
+    iters = {}
+    for meas in measurements:  # warm-up: allocator, oneDNN/cuDNN primitives, autotuning
+        for v, model in models.items():
+            train, fn = calls[v][meas]
+            model.train(train)
+            warm = time_calls(fn, WARMUP, device)
+            if v == "full":
+                iters[meas] = args.iters or max(3, min(100, math.ceil(TARGET_S / min(warm))))
+    best = {meas: dict.fromkeys(models, float("inf")) for meas in measurements}
+    for _ in range(args.repeats):  # interleaved, so drift in machine load hits every variant alike
+        for meas in measurements:
+            for v, model in models.items():
+                train, fn = calls[v][meas]
+                model.train(train)
+                best[meas][v] = min(best[meas][v], statistics.median(time_calls(fn, iters[meas], device)))
+    theoretical = {v: full_cost["macs"] / infos[v]["macs"] for v in pruned}
+    measured = {meas: {v: best[meas]["full"] / best[meas][v] for v in pruned} for meas in measurements}
+    return {
+        "domain": spec.domain, "image_size": size, "num_classes": classes, "expansion": expansion,
+        "target_ratio": args.ratio, "tolerance": args.tolerance,
+        "prune_s": {k: round(s, 2) for k, s in prune_s.items()},
+        "variants": infos,
+        "iters": iters,
+        "ms": {meas: {v: round(t * 1e3, 3) for v, t in best[meas].items()} for meas in measurements},
+        "theoretical_speedup": {v: round(s, 3) for v, s in theoretical.items()},
+        "params_ratio": {v: round(full_cost["params"] / infos[v]["params"], 3) for v in pruned},
+        "measured_speedup": {m: {v: round(s, 3) for v, s in d.items()} for m, d in measured.items()},
+        "efficiency": {m: {v: round(s / theoretical[v], 3) for v, s in d.items()} for m, d in measured.items()},
+        **({"skipped": skipped} if skipped else {}),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--archs", default="resnet56,mobilenet_v2", help="comma-separated registered archs")
+    parser.add_argument("--ratio", type=float, default=0.5, help="MACs reduction vs the standard network")
+    parser.add_argument("--tolerance", type=float, default=0.01, help="prune.tolerance")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--iters", type=int, default=0, help="calls per repeat (0: auto, ~0.25 s of the full net)")
+    parser.add_argument("--device", default="cpu", help="cpu (default) or cuda")
+    parser.add_argument("--amp", action="store_true", help="bf16 autocast (meant for CUDA)")
+    parser.add_argument("--threads", type=int, default=os.cpu_count())
+    parser.add_argument("--seed", type=int, default=0, help="seed of the random stand-in gates")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # every variant gets its best kernels (warm-up autotunes)
+    else:
+        torch.set_flush_denormal(True)  # SGD on random data must not drift into slow denormal arithmetic
+    archs = [a.strip() for a in args.archs.split(",") if a.strip()]
+    start = time.perf_counter()
+    results = {arch: bench_arch(arch, args, device) for arch in archs}
+    text = json.dumps({
+        "archs": results, "gates": f"seeded random torch.rand (seed {args.seed}), a stand-in for learned gates",
+        "repeats": args.repeats, "warmup": WARMUP, "device": str(device), "amp": args.amp,
+        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name(),
+        "total_s": round(time.perf_counter() - start, 1),
+        "torch": torch.__version__, "python": platform.python_version(), "cpus": os.cpu_count(),
+        "threads": args.threads,
+    }, indent=2)
+    print(re.sub(r"\[\s+([-\d.,\s]+?)\s+\]", lambda m: "[" + " ".join(m.group(1).split()) + "]",
+                 text))  # number lists (widths) on one line
+
+
+if __name__ == "__main__":
+    main()
