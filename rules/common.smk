@@ -1,12 +1,26 @@
-# Config validation, wildcard constraints, path templates and target lists. No rules here.
+# Config validation, the output folders checked before a run, wildcard constraints, path templates and target lists.
+# No rules here.
 
 from snakemake.utils import validate
 
-from pfs.workflow import NUMBER, check_config, check_schema, full_runs, pruned_runs, train_settings
+from pfs.workflow import (
+    NUMBER,
+    check_config,
+    check_output_folders,
+    check_schema,
+    full_runs,
+    pruned_runs,
+    train_settings,
+)
 
 check_schema(config, f"{workflow.basedir}/schemas/config.schema.yaml")  # one clear line naming a bad key
 validate(config, "../schemas/config.schema.yaml", set_default=True)  # fills in the defaults
 check_config(config)
+
+
+onstart:
+    # a real run only (a dry run of a read-only finished run is fine): one line before any job, no traceback
+    check_output_folders(["results", "logs", "benchmarks", config["checkpoint_dir"]])
 
 
 wildcard_constraints:

@@ -172,6 +172,7 @@ def test_load_yaml_artifact_refuses_broken_yaml_naming_the_path(tmp_path):
     with pytest.raises(PfsError, match="is not valid YAML") as err:
         io.load_yaml_artifact(path, "pfs.channels")
     assert str(err.value).startswith(str(path))
+    assert "\n" not in str(err.value) and "(line 3, column 1: expected ',' or ']'" in str(err.value)
 
 
 @pytest.mark.parametrize(("text", "found"), [("widths: [1]\n", "None"), ("- 1\n- 2\n", "'list'"), ("", "'NoneType'")])
@@ -191,7 +192,7 @@ def test_check_field_accepts_a_match_and_refuses_a_mismatch_naming_both_values()
     io.check_field("c.yaml", {"arch": "resnet20"}, "arch", "resnet20")
     with pytest.raises(PfsError) as err:
         io.check_field("c.yaml", {"arch": "resnet32"}, "arch", "resnet20")
-    assert str(err.value) == "c.yaml was made for arch='resnet32', but this job needs arch='resnet20'"
+    assert str(err.value) == f"c.yaml was made for arch='resnet32', but this job needs arch='resnet20'; {io.REMEDY}"
     with pytest.raises(PfsError, match="expansion=None, but this job needs expansion=16"):
         io.check_field("c.yaml", {}, "expansion", 16)
 

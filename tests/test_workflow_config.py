@@ -4,6 +4,7 @@ settings. Imported by rules/common.smk, they are tested here without Snakemake."
 from __future__ import annotations
 
 import copy
+import os
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,7 @@ from pfs.workflow import (
     MULTIPLIER_ARCHS,
     ConfigError,
     check_config,
+    check_output_folders,
     check_schema,
     pruned_runs,
     train_settings,
@@ -137,3 +139,16 @@ def test_building_the_dag_imports_no_torch():
     code = "import sys, pfs.workflow; print('torch' in sys.modules, 'torchvision' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split() == ["False", "False"]
+
+
+def test_an_output_folder_that_is_a_file_or_not_writable_is_refused(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    check_output_folders(["results", "logs"])  # missing folders are made by the run
+    (tmp_path / "results").write_text("")
+    with pytest.raises(ConfigError, match="results is a file, but the workflow writes its outputs under results/"):
+        check_output_folders(["results"])
+    (tmp_path / "logs").mkdir()
+    check_output_folders(["logs"])
+    monkeypatch.setattr(os, "access", lambda path, mode: False)  # root writes anywhere: a chmod would not show it
+    with pytest.raises(ConfigError, match=r"logs/ is not writable by this user: make it writable \(chmod u\+w logs\)"):
+        check_output_folders(["logs"])

@@ -97,6 +97,21 @@ def check_dataset_available(settings: DataSettings) -> None:
         )
 
 
+def _unreadable_batch(settings: DataSettings, train: bool) -> Path | None:
+    """The first batch file of a CIFAR split that fails to unpickle (torchvision's error does not name it)."""
+    import pickle
+
+    reader = _cifar_reader(settings.name, settings.check_md5)
+    folder = Path(settings.root) / reader.base_folder
+    for name, _md5 in reader.train_list if train else reader.test_list:
+        try:
+            with open(folder / name, "rb") as fh:
+                pickle.load(fh, encoding="latin1")
+        except Exception:
+            return folder / name
+    return None
+
+
 def load_images(settings: DataSettings, train: bool) -> tuple[torch.Tensor, torch.Tensor]:
     """The whole split as ``(uint8 images N x 3 x H x W, int64 labels N)``."""
     if settings.name == "imagenet":
@@ -112,8 +127,9 @@ def load_images(settings: DataSettings, train: bool) -> tuple[torch.Tensor, torc
             "archive there, or set dataset.download: true"
         ) from exc
     except Exception as exc:  # a truncated or foreign batch file fails to unpickle
-        raise PfsError(f"{settings.name} under {settings.root} has a corrupt batch file ({type(exc).__name__}: "
-                       f"{exc}). Re-extract the archive there") from exc
+        bad = _unreadable_batch(settings, train)
+        raise PfsError(f"{settings.name} under {settings.root} has a corrupt batch file{f' {bad}' if bad else ''} "
+                       f"({type(exc).__name__}: {exc}). Re-extract the archive there") from exc
     images = torch.from_numpy(ds.data).permute(0, 3, 1, 2).contiguous()
     return images, torch.as_tensor(ds.targets, dtype=torch.int64)
 

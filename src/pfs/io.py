@@ -90,16 +90,20 @@ def load_yaml_artifact(path: str | os.PathLike, kind: str, remedy: str = REMEDY)
         raise PfsError(f"{path} does not exist; {remedy}")
     try:
         data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise PfsError(f"{path} is not valid YAML ({exc}); {remedy}") from exc
+    except yaml.YAMLError as exc:  # its text spans several lines: keep the error to one
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        reason = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise PfsError(f"{path} is not valid YAML ({where}{reason}); {remedy}") from exc
     _check_header(path, data, kind, remedy)
     return data
 
 
-def check_field(path: str | os.PathLike, data: dict, key: str, expected: Any) -> None:
+def check_field(path: str | os.PathLike, data: dict, key: str, expected: Any, remedy: str = REMEDY) -> None:
     """Refuse a file whose ``key`` differs from what the caller expects (e.g. another arch or expansion)."""
     if data.get(key) != expected:
-        raise PfsError(f"{path} was made for {key}={data.get(key)!r}, but this job needs {key}={expected!r}")
+        raise PfsError(f"{path} was made for {key}={data.get(key)!r}, but this job needs {key}={expected!r}; "
+                       f"{remedy}")
 
 
 def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:

@@ -132,7 +132,8 @@ def prune_to_macs(
         raise PfsError(f"ratio must be in (0, 1), got {ratio}")
     sizes = [g.numel() for g in gates]
     if cfg.min_width > min(sizes):
-        raise PfsError(f"prune.min_width={cfg.min_width} exceeds the narrowest group ({min(sizes)} channels)")
+        raise PfsError(f"prune.min_width={cfg.min_width} exceeds the narrowest group ({min(sizes)} channels); "
+                       f"set prune.min_width to at most {min(sizes)}")
     order, group_of, forced = keep_order(gates, cfg.min_width)
     total = len(order)
 

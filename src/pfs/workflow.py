@@ -6,6 +6,7 @@ Imported by rules/common.smk while the DAG is built, so it must stay light (no t
 from __future__ import annotations
 
 import itertools
+import os
 from pathlib import Path
 
 # wildcard constraints: a number is written one canonical way ("0.5", "1", never "0.50" or "1.0")
@@ -93,6 +94,19 @@ def check_config(config: dict) -> None:
         )
     if data["name"] == "digits" and data["val_size"] >= 1437:
         raise ConfigError(f"dataset.val_size={data['val_size']} leaves no digits to learn gates on; use < 1437")
+
+
+def check_output_folders(folders: list[str]) -> None:
+    """Refuse to start when a folder the jobs write under is a file or not writable (Snakemake would stop with
+    a traceback while it prepares the first job)."""
+    for folder in folders:
+        path = Path(folder)
+        if path.exists() and not path.is_dir():
+            raise ConfigError(f"{folder} is a file, but the workflow writes its outputs under {folder}/: move or "
+                              "rename that file")
+        if path.is_dir() and not os.access(path, os.W_OK | os.X_OK):
+            raise ConfigError(f"{folder}/ is not writable by this user: make it writable (chmod u+w {folder}) or "
+                              "run the workflow in a folder of your own")
 
 
 def multipliers(config: dict, arch: str) -> list[float]:
