@@ -6,8 +6,11 @@ running, so the finished run stays as it was.
 
 from __future__ import annotations
 
+import shutil
+
 import pytest
-from smk_run import planned_jobs
+import yaml
+from smk_run import REPO, deep_merge, planned_jobs
 
 pytestmark = pytest.mark.slow
 
@@ -42,3 +45,97 @@ def test_settings_that_do_not_change_results_rerun_nothing(finished_run):
     planned, output = planned_jobs(finished_run.workdir, change)
     assert planned == {}, output
     assert "Nothing to be done" in output
+
+
+# ---------------------------------------------------------------- every config key
+
+
+GATES_DOWN = {"learn_gates": 1, "prune": 1, "train_pruned": 2, "summarize": 1, "all": 1}
+PRUNE_DOWN = {"prune": 1, "train_pruned": 2, "summarize": 1, "all": 1}
+TRAINING = {"train_pruned": 2, "train_full": 1, "summarize": 1, "all": 1}
+NOTHING: dict[str, int] = {}
+NEW_GRID_POINT = {"learn_gates": 1, "prune": 1, "train_pruned": 2, "summarize": 1, "all": 1}
+
+# every key of the schema (section.key) -> (a new value, the jobs it must plan); values that locate or size a job
+# (paths, workers, threads, device, cluster resources) change no result and rerun nothing
+KEY_RERUNS = {
+    "dataset.root": ("elsewhere", NOTHING),  # digits is embedded; for CIFAR/ImageNet it is a location too
+    "dataset.download": (True, NOTHING),
+    "dataset.check_md5": (False, NOTHING),
+    "dataset.val_size": (200, GATES_DOWN),
+    "dataset.val_per_class": (10, NOTHING),  # ImageNet only
+    "dataset.split_seed": (1, GATES_DOWN),
+    "dataset.num_workers": (1, NOTHING),
+    "grid.archs": (["resnet20", "resnet32"], {**NEW_GRID_POINT, "train_full": 1},
+                   {"grid": {"expansions": {"resnet20": [20], "resnet32": [20]}}}),
+    "grid.expansions": ({"resnet20": [20, 24]}, NEW_GRID_POINT),
+    "grid.multipliers": ({"resnet20": [1]}, NOTHING),  # 1 is what an arch without an entry gets
+    "grid.sparsities": ([0.5, 0.4], NEW_GRID_POINT),
+    "grid.ratios": ([0.5, 0.6], {"prune": 1, "train_pruned": 2, "summarize": 1, "all": 1}),
+    "grid.seeds": ([0, 1], {**NEW_GRID_POINT, "train_full": 1}),
+    "grid.schedules": (["scratch_e"], {"summarize": 1, "all": 1}),  # fewer runs: only the summary changes
+    "grid.full_baseline": (False, {"summarize": 1, "all": 1}),
+    "gates.epochs": (2, GATES_DOWN),
+    "gates.lr": (0.02, GATES_DOWN),
+    "gates.lambda": (0.4, GATES_DOWN),
+    "gates.batch_size": (64, GATES_DOWN),
+    "gates.eval_batch_size": (100, GATES_DOWN),  # a learn_gates param (evaluation is exact at any batch size)
+    "gates.eval_interval": (5, GATES_DOWN),
+    "prune.min_width": (2, PRUNE_DOWN),
+    "prune.tolerance": (0.02, PRUNE_DOWN),
+    "prune.max_fill": (0, PRUNE_DOWN),
+    "prune.round_to": (2, PRUNE_DOWN),
+    **{f"train.{key}": (value, TRAINING) for key, value in {
+        "epochs": 2, "batch_size": 64, "eval_batch_size": 100, "optimizer": "sgd", "lr": 0.05, "momentum": 0.8,
+        "nesterov": True, "weight_decay": 0.0005, "weight_decay_on": "conv_linear", "scheduler": "cosine",
+        "milestones": [0.4], "gamma": 0.2, "label_smoothing": 0.1, "amp": False, "scratch_b_epochs": 3,
+        "device_data": "always", "channels_last": False, "compile": True,
+    }.items() if key != "optimizer"},
+    "train.optimizer": ("sgd", NOTHING),  # the only optimiser: restating it changes nothing
+    "train_by_arch": ({"resnet20": {"lr": 0.05}}, TRAINING),
+    "device": ("cpu", NOTHING),
+    "checkpoint_dir": ("elsewhere", NOTHING),
+    **{f"resources.{key}": (value, NOTHING) for key, value in
+       {"gpu": 0, "threads": 2, "mem_mb": 2000, "runtime": 60, "retries": 1}.items()},
+}
+NOT_HERE = {"dataset.name": "another dataset is another grid (tests/workflow/test_snakemake_errors.py)"}
+
+
+def _schema_keys() -> set[str]:
+    schema = yaml.safe_load((REPO / "schemas" / "config.schema.yaml").read_text())
+    keys = set()
+    for name, prop in schema["properties"].items():
+        inner = prop.get("properties")
+        keys |= {f"{name}.{key}" for key in inner} if inner else {name}
+    return keys
+
+
+def test_the_rerun_table_covers_every_config_key():
+    assert set(KEY_RERUNS) | set(NOT_HERE) == _schema_keys()
+
+
+def _change(key: str, value, also: dict | None = None) -> dict:
+    section, _, name = key.partition(".")
+    change = {section: {name: value}} if name else {section: value}
+    return deep_merge(change, also or {})
+
+
+@pytest.mark.parametrize("key", sorted(KEY_RERUNS))
+def test_each_config_key_reruns_exactly_what_it_changes(finished_run, key):
+    value, expected, *also = KEY_RERUNS[key]  # also: a change the new value needs beside it
+    planned, output = planned_jobs(finished_run.workdir, _change(key, value, *also))
+    assert planned == expected, output
+
+
+@pytest.mark.parametrize("script, expected", [
+    ("prune.py", PRUNE_DOWN),
+    ("summarize.py", {"summarize": 1, "all": 1}),
+    ("train_full.py", {"train_full": 1, "summarize": 1, "all": 1}),
+])
+def test_editing_a_workflow_script_reruns_only_its_stage(finished_run, tmp_path, script, expected):
+    workdir = tmp_path / "wf"
+    shutil.copytree(finished_run.workdir, workdir, symlinks=True)
+    path = workdir / "workflow_scripts" / script
+    path.write_text(path.read_text() + "\n# edited\n")
+    planned, output = planned_jobs(workdir, {})
+    assert planned == expected, output
