@@ -218,3 +218,22 @@ def test_sha256_file(tmp_path):
     path = tmp_path / "f.bin"
     path.write_bytes(b"abc" * 1000)
     assert io.sha256_file(path, chunk=7) == hashlib.sha256(b"abc" * 1000).hexdigest()
+
+
+def test_json_artifacts_carry_kind_and_version_and_are_checked(tmp_path):
+    from pfs.io import load_json_artifact, write_json_artifact
+    from pfs.summary import collect
+
+    path = tmp_path / "metrics.json"
+    write_json_artifact(path, "pfs.metrics", {"top1": 0.5})
+    assert load_json_artifact(path, "pfs.metrics") == {"kind": "pfs.metrics", "format_version": 1, "top1": 0.5}
+    with pytest.raises(PfsError, match="is not a pfs.gates file"):
+        load_json_artifact(path, "pfs.gates")
+    path.write_text('{"kind": "pfs.metrics", "format_version": 99}')
+    with pytest.raises(PfsError, match="format_version 99, this pfs reads 1"):
+        load_json_artifact(path, "pfs.metrics")
+    path.write_text('{"top1": 0.5')
+    with pytest.raises(PfsError, match=r"metrics.json is not valid JSON .* delete it and rerun its training"):
+        collect([str(path)])
+    with pytest.raises(PfsError, match="does not exist"):
+        load_json_artifact(tmp_path / "missing.json", "pfs.metrics")

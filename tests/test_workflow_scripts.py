@@ -342,7 +342,7 @@ def test_summarize_refuses_a_broken_metrics_file(scripts, pipeline, tmp_path):
     with pytest.raises(SystemExit) as exc:
         scripts["summarize"].main({"metrics": [pipeline["pruned"]["metrics"], str(broken)]},
                                   {"summary": str(summary)}, {}, {}, pipeline["config"], str(log))
-    _assert_refused(exc, log, [summary], str(broken), "not a readable metrics file")
+    _assert_refused(exc, log, [summary], str(broken), "is not valid JSON")
 
 
 @pytest.mark.slow

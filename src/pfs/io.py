@@ -17,6 +17,7 @@ import yaml
 from pfs.errors import PfsError
 
 FORMAT_VERSION = 1
+REMEDY = "delete it and rerun the stage that makes it"
 
 
 @contextlib.contextmanager
@@ -47,6 +48,23 @@ def write_json(path: str | os.PathLike, data: dict) -> None:
     atomic_write_text(path, json.dumps(data, indent=2) + "\n")
 
 
+def write_json_artifact(path: str | os.PathLike, kind: str, data: dict) -> None:
+    """A JSON file tagged with its kind and format version (read back by load_json_artifact), atomically."""
+    write_json(path, {"kind": kind, "format_version": FORMAT_VERSION, **data})
+
+
+def load_json_artifact(path: str | os.PathLike, kind: str, remedy: str = REMEDY) -> dict:
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise PfsError(f"{path} does not exist; {remedy}") from None
+    except (OSError, ValueError) as exc:
+        raise PfsError(f"{path} is not valid JSON ({exc}); {remedy}") from exc
+    _check_header(path, data, kind, remedy)
+    return data
+
+
 def write_csv(path: str | os.PathLike, frame) -> None:
     with atomic_path(path) as tmp:
         frame.to_csv(tmp, index=False)
@@ -67,8 +85,6 @@ def _check_header(path: Path, data: Any, kind: str, remedy: str) -> None:
             f"{path} has format_version {data.get('format_version')!r}, this pfs reads {FORMAT_VERSION}; {remedy}"
         )
 
-
-REMEDY = "delete it and rerun the stage that makes it"
 
 
 def load_artifact(path: str | os.PathLike, kind: str, remedy: str = REMEDY) -> dict:

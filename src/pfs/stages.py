@@ -254,7 +254,7 @@ def stage_train(exp: Experiment, method: str, widths: list[int] | None, ratio: f
             **identity, "widths": model.widths, "num_classes": classes,
             "state_dict": {k: v.cpu() for k, v in model.state_dict().items()}, "metrics": result.metrics,
         })
-        io.write_json(outputs["metrics"], metrics)
+        io.write_json_artifact(outputs["metrics"], "pfs.metrics", metrics)
         remove_checkpoint(checkpoint)
     return metrics
 
