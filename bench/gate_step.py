@@ -26,7 +26,9 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 
-from pfs.gates import freeze_weights, sparsity_loss  # noqa: E402
+from _common import add_device_args, setup_device, sync  # noqa: E402
+
+from pfs.gates import GateConfig, freeze_weights, gate_step  # noqa: E402
 from pfs.models import build_model  # noqa: E402
 
 
@@ -38,23 +40,13 @@ def make_step(arch: str, expansion: int, frozen: bool, device: torch.device, spa
     gates = model.gate_parameters()
     optimizer = torch.optim.Adam(gates, lr=0.01)
     criterion = nn.CrossEntropyLoss()
+    cfg = GateConfig(sparsity=sparsity)
 
     def step(x, y) -> None:
-        loss = criterion(model(x), y) + 0.5 * sparsity_loss(gates, sparsity)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        with torch.no_grad():
-            for g in gates:
-                g.clamp_(0.0, 1.0)
+        gate_step(model, gates, optimizer, criterion, x, y, cfg)
 
     weights_with_grad = lambda: sum(p.grad is not None for p in model.weight_parameters())  # noqa: E731
     return step, weights_with_grad
-
-
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def main() -> None:
@@ -63,12 +55,9 @@ def main() -> None:
     parser.add_argument("--expansion", type=int, default=20)
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--steps", type=int, default=10, help="steps per timing")
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--threads", type=int, default=os.cpu_count())
+    add_device_args(parser)
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    device = torch.device(args.device)
+    device = setup_device(args)
     gen = torch.Generator().manual_seed(0)
     x = torch.randn(args.batch, 3, 32, 32, generator=gen).to(device)
     y = torch.randint(0, 10, (args.batch,), generator=gen).to(device)

@@ -29,16 +29,13 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 
+from _common import add_device_args, setup_device, sync  # noqa: E402
+
 from pfs.data import DATASETS, TensorImageDataset, make_loader, make_transform  # noqa: E402
 from pfs.device_data import DeviceBatches  # noqa: E402
 from pfs.models import build_model  # noqa: E402
 
 INFO = DATASETS["cifar10"]
-
-
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def loaders(images, labels, batch, workers, device):
@@ -88,12 +85,9 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=4096)
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--workers", type=int, default=0, help="DataLoader worker processes")
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--threads", type=int, default=os.cpu_count())
+    add_device_args(parser)
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    device = torch.device(args.device)
+    device = setup_device(args)
     gen = torch.Generator().manual_seed(0)
     images = torch.randint(0, 256, (args.images, 3, 32, 32), dtype=torch.uint8, generator=gen)
     labels = torch.randint(0, 10, (args.images,), generator=gen)

@@ -77,6 +77,23 @@ def select_evaluation(history: pd.DataFrame, sparsity: float, key: str = "eval")
     return int(ok.loc[ok["val_top1"].idxmax(), key])  # idxmax: the earliest of equally accurate evaluations
 
 
+def gate_step(model: GatedNet, gates: list[torch.Tensor], optimizer: torch.optim.Optimizer, criterion: nn.Module,
+              x: torch.Tensor, y: torch.Tensor, cfg: GateConfig):
+    """One optimisation step of the gates: CE + lambda * (mean|g| - r)^2, then clamp to [0, 1].
+    Returns (loss, ce, reg, logits)."""
+    logits = model(x)
+    ce = criterion(logits, y)
+    reg = sparsity_loss(gates, cfg.sparsity)
+    loss = ce + cfg.lambda_ * reg
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    with torch.no_grad():
+        for g in gates:
+            g.clamp_(0.0, 1.0)
+    return loss, ce, reg, logits
+
+
 class _Running:
     """Training statistics since the last evaluation."""
 
@@ -127,16 +144,7 @@ def learn_gates(model: GatedNet, train_loader: DataLoader, val_loader: DataLoade
         running = _Running()
         for x, y in progress(train_loader, f"gates epoch {epoch}/{cfg.epochs}", stream=stream):
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-            logits = model(x)
-            ce = criterion(logits, y)
-            reg = sparsity_loss(gates, cfg.sparsity)
-            loss = ce + cfg.lambda_ * reg
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            with torch.no_grad():
-                for g in gates:
-                    g.clamp_(0.0, 1.0)
+            loss, ce, reg, logits = gate_step(model, gates, optimizer, criterion, x, y, cfg)
             step += 1
             running.add(loss, ce, reg, logits, y)
             if cfg.eval_interval and step % cfg.eval_interval == 0:
