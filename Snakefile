@@ -7,6 +7,7 @@
 #   results/{dataset}/{arch}/full/seed{seed}/{schedule}/...               unpruned standard-width baseline
 #   results/imagenet/lists/{train,val}.csv                                ImageNet index (prepare_imagenet_list)
 #   results/summary.csv                                                   one row per trained network
+#   results/table.csv, table.md                                           runs grouped over seeds (mean, std, n)
 # Logs mirror results under logs/, job timings under benchmarks/.
 #
 #   snakemake --cores all                                         default experiment (embedded digits, CPU)
@@ -35,6 +36,7 @@ rule all:
     default_target: True
     input:
         SUMMARY,
+        TABLES.values(),
         all_model_targets(),
 
 

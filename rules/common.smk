@@ -38,6 +38,7 @@ EXP = "{dataset}/{arch}/e{expansion}_m{multiplier}/s{sparsity}/seed{seed}"
 PRUNED = f"{EXP}/p{{ratio}}"
 FULL = "{dataset}/{arch}/full/seed{seed}/{schedule}"
 SUMMARY = "results/summary.csv"
+TABLES = {"table_csv": "results/table.csv", "table_md": "results/table.md"}
 IMAGENET_LISTS = {split: f"results/imagenet/lists/{split}.csv" for split in ("train", "val")}
 IMAGENET = config["dataset"]["name"] == "imagenet"
 RUN_FILES = ("model.pt", "metrics.json", "history.csv")

@@ -2,6 +2,7 @@ rule summarize:
     input:
         metrics=all_metrics(),
     output:
+        **TABLES,
         summary=SUMMARY,
     log:
         "logs/summarize.log",

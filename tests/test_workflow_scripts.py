@@ -68,6 +68,10 @@ def scripts():
         sys.path.remove(folder)
 
 
+def _tables(folder: Path) -> dict[str, str]:
+    return {"table_csv": str(folder / "table.csv"), "table_md": str(folder / "table.md")}
+
+
 def make_config(tmp: Path, root: Path, name: str = "cifar10") -> dict:
     """config.yaml with a tiny budget, data under ``root`` and checkpoints under ``tmp``."""
     config = yaml.safe_load((REPO / "config.yaml").read_text())
@@ -135,8 +139,9 @@ def pipeline(scripts, tmp_path_factory):
     with _restored_globals():
         full = run_train_full(scripts, full_dir, config, FULL_WILDCARDS, logs / "train_full.log")
     with _restored_globals():
-        scripts["summarize"].main({"metrics": [pruned["metrics"], full["metrics"]]}, {"summary": summary}, {}, {},
-                                  config, str(logs / "summarize.log"))
+        scripts["summarize"].main({"metrics": [pruned["metrics"], full["metrics"]]},
+                                  {"summary": summary, **_tables(tmp / "results")}, {}, {}, config,
+                                  str(logs / "summarize.log"))
     return {"tmp": tmp, "root": root, "config": config, "gates": gates, "channels": channels, "pruned": pruned,
             "full": full, "summary": summary, "logs": logs}
 
@@ -212,6 +217,16 @@ def test_train_full_trains_the_standard_width_network(pipeline):
     assert metrics["epochs"] == 1 and set(metrics["versions"]) == VERSION_KEYS
     assert len(pd.read_csv(pipeline["full"]["history"])) == 1
     assert io.load_artifact(pipeline["full"]["model"], "pfs.model")["widths"] == RESNET20_STANDARD
+
+
+def test_summarize_writes_the_seed_table_with_the_drop_against_the_baseline(pipeline):
+    folder = Path(pipeline["summary"]).parent
+    table = pd.read_csv(folder / "table.csv")
+    assert table["method"].tolist() == ["full", "pfs"] and table["n"].tolist() == [1, 1]
+    full, pfs = table.iloc[0], table.iloc[1]
+    assert pfs["top1_drop"] == pytest.approx(full["top1_mean"] - pfs["top1_mean"]) and full["top1_drop"] == 0
+    markdown = (folder / "table.md").read_text()
+    assert "## cifar10" in markdown and "| resnet20 | pfs | 20 | 0.5 | scratch_e |" in markdown
 
 
 def test_summarize_writes_one_row_per_metrics_file(pipeline):
@@ -341,7 +356,7 @@ def test_summarize_refuses_a_broken_metrics_file(scripts, pipeline, tmp_path):
     log = tmp_path / "summarize.log"
     with pytest.raises(SystemExit) as exc:
         scripts["summarize"].main({"metrics": [pipeline["pruned"]["metrics"], str(broken)]},
-                                  {"summary": str(summary)}, {}, {}, pipeline["config"], str(log))
+                                  {"summary": str(summary), **_tables(tmp_path)}, {}, {}, pipeline["config"], str(log))
     _assert_refused(exc, log, [summary], str(broken), "is not valid JSON")
 
 

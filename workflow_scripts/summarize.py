@@ -1,13 +1,15 @@
-"""summarize: every metrics.json -> results/summary.csv (one row per trained network)."""
+"""summarize: every metrics.json -> results/summary.csv (one row per trained network) and results/table.csv,
+table.md (grouped over seeds, with the accuracy drop against the unpruned baseline)."""
 
 from _stage import run_stage
 
-from pfs.summary import write_summary
+from pfs.summary import write_summary, write_tables
 
 
 def main(inputs, outputs, params, wildcards, config, log_path, threads=1):
     with run_stage(log_path, threads):
-        write_summary(list(inputs["metrics"]), outputs["summary"])
+        summary = write_summary(list(inputs["metrics"]), outputs["summary"])
+        write_tables(summary, outputs["table_csv"], outputs["table_md"])
 
 
 if "snakemake" in globals():

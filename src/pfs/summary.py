@@ -5,6 +5,7 @@ from __future__ import annotations
 import pandas as pd
 
 from pfs import io
+from pfs.tables import seed_table, to_markdown
 
 COLUMNS = ["dataset", "arch", "method", "expansion", "multiplier", "sparsity", "ratio", "achieved_ratio",
            "schedule", "seed", "macs", "params", "top1", "top5", "best_top1", "epochs", "train_time_s"]
@@ -20,3 +21,11 @@ def write_summary(paths: list[str], out: str) -> pd.DataFrame:
     frame = collect(paths)
     io.write_csv(out, frame)
     return frame
+
+
+def write_tables(summary: pd.DataFrame, out_csv: str, out_md: str) -> pd.DataFrame:
+    """The seed-grouped table (pfs.tables) as CSV and markdown."""
+    table = seed_table(summary)
+    io.write_csv(out_csv, table)
+    io.atomic_write_text(out_md, "# Results (mean ± std over seeds)\n\n" + to_markdown(table))
+    return table

@@ -1,0 +1,58 @@
+"""The results table: runs grouped over seeds (mean, std, n) in the layout of the paper's tables (architecture, MACs
+reduction, accuracy, accuracy drop against the unpruned baseline of the same architecture)."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+# one table row per experiment: everything that identifies a run except its seed
+GROUP = ["dataset", "arch", "method", "expansion", "multiplier", "sparsity", "ratio", "schedule"]
+TABLE_COLUMNS = [*GROUP, "n", "macs", "params", "macs_reduction", "top1_mean", "top1_std", "top5_mean",
+                 "best_top1_mean", "top1_drop", "epochs"]
+_METHOD_ORDER = {"full": 0, "pfs": 1}
+
+
+def seed_table(summary: pd.DataFrame) -> pd.DataFrame:
+    """Group the per-run summary over seeds; ``top1_drop`` is the unpruned baseline's mean top-1 (same dataset and
+    arch) minus this row's (positive: less accurate than the baseline), empty without a baseline."""
+    if summary.empty:
+        return pd.DataFrame(columns=TABLE_COLUMNS)
+    frame = summary.copy()
+    frame[["sparsity", "multiplier"]] = frame[["sparsity", "multiplier"]].fillna(-1)  # full runs: no sparsity
+    grouped = frame.groupby(GROUP, sort=False, dropna=False)
+    table = grouped.agg(n=("seed", "nunique"), macs=("macs", "first"), params=("params", "first"),
+                        macs_reduction=("achieved_ratio", "mean"), top1_mean=("top1", "mean"),
+                        top1_std=("top1", "std"), top5_mean=("top5", "mean"), best_top1_mean=("best_top1", "mean"),
+                        epochs=("epochs", "first")).reset_index()
+    table["top1_std"] = table["top1_std"].fillna(0.0)  # one seed: no spread
+    full = table[table["method"] == "full"].groupby(["dataset", "arch"])["top1_mean"].mean()
+    baseline = table.set_index(["dataset", "arch"]).index.map(full.to_dict().get)
+    table["top1_drop"] = pd.to_numeric(baseline, errors="coerce") - table["top1_mean"]
+    table["sparsity"] = table["sparsity"].where(table["sparsity"] >= 0)
+    table["multiplier"] = table["multiplier"].where(table["multiplier"] >= 0)
+    table["_order"] = table["method"].map(_METHOD_ORDER).fillna(len(_METHOD_ORDER))
+    table = table.sort_values(["dataset", "arch", "_order", "ratio", "schedule"], ignore_index=True)
+    return table[TABLE_COLUMNS]
+
+
+def _pct(value: float) -> str:
+    return "" if pd.isna(value) else f"{100 * value:.2f}"
+
+
+def to_markdown(table: pd.DataFrame) -> str:
+    """One markdown table per dataset: accuracies in %, top-1 as mean ± std over n seeds."""
+    if table.empty:
+        return "No finished training runs yet.\n"
+    parts = []
+    header = ("| arch | method | expansion | sparsity | schedule | MACs | MACs reduction (%) | params | "
+              "top-1 (%) | drop vs full (%) | top-5 (%) | epochs |")
+    for dataset, rows in table.groupby("dataset", sort=False):
+        lines = [f"## {dataset}", "", header, "|" + "---|" * 12]
+        for r in rows.itertuples():
+            sparsity = "" if pd.isna(r.sparsity) else f"{r.sparsity:g}"
+            top1 = f"{100 * r.top1_mean:.2f} ± {100 * r.top1_std:.2f} (n={r.n})"
+            lines.append(f"| {r.arch} | {r.method} | {r.expansion} | {sparsity} | {r.schedule} | {r.macs / 1e6:.2f}M "
+                         f"| {_pct(r.macs_reduction)} | {r.params / 1e3:.1f}k | {top1} | {_pct(r.top1_drop)} | "
+                         f"{_pct(r.top5_mean)} | {r.epochs} |")
+        parts.append("\n".join(lines))
+    return "\n\n".join(parts) + "\n"

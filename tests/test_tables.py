@@ -1,0 +1,50 @@
+"""The seed-grouped results table (pfs.tables): means, spreads, counts and the drop against the baseline."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from pfs.summary import COLUMNS
+from pfs.tables import TABLE_COLUMNS, seed_table, to_markdown
+
+
+def _run(method, seed, top1, ratio=0.5, schedule="scratch_e", arch="resnet56"):
+    pruned = method != "full"
+    return {"dataset": "cifar10", "arch": arch, "method": method, "expansion": 20 if pruned else 16,
+            "multiplier": 1.0, "sparsity": 0.2 if pruned else None, "ratio": ratio if pruned else 0.0,
+            "achieved_ratio": 0.4995 if pruned else 0.0, "schedule": schedule, "seed": seed,
+            "macs": 62_000_000 if pruned else 125_000_000, "params": 430_000 if pruned else 855_000, "top1": top1,
+            "top5": 0.99, "best_top1": top1 + 0.001, "epochs": 160, "train_time_s": 1.0}
+
+
+def _summary(rows) -> pd.DataFrame:
+    return pd.DataFrame(rows).reindex(columns=COLUMNS)
+
+
+def test_seeds_are_averaged_and_the_drop_is_against_the_full_networks_mean():
+    rows = [_run("full", s, a) for s, a in ((0, 0.93), (1, 0.94), (2, 0.95))]
+    rows += [_run("pfs", s, a) for s, a in ((0, 0.92), (1, 0.93))]
+    rows += [_run("pfs", 0, 0.90, ratio=0.7)]
+    table = seed_table(_summary(rows))
+    assert list(table.columns) == TABLE_COLUMNS
+    assert table["method"].tolist() == ["full", "pfs", "pfs"] and table["n"].tolist() == [3, 2, 1]
+    full, pfs, pfs70 = (table.iloc[i] for i in range(3))
+    assert full["top1_mean"] == pytest.approx(0.94) and full["top1_std"] == pytest.approx(0.01)
+    assert pfs["top1_mean"] == pytest.approx(0.925) and pfs["top1_drop"] == pytest.approx(0.015)
+    assert pfs70["top1_std"] == 0.0 and pfs70["top1_drop"] == pytest.approx(0.04)
+    assert pd.isna(full["sparsity"]) and pfs["sparsity"] == 0.2 and pfs["macs_reduction"] == 0.4995
+
+
+def test_without_a_baseline_the_drop_is_empty_and_archs_stay_apart():
+    table = seed_table(_summary([_run("pfs", 0, 0.9), _run("full", 0, 0.95, arch="vgg16_bn")]))
+    row = table[table["arch"] == "resnet56"].iloc[0]
+    assert pd.isna(row["top1_drop"])
+
+
+def test_markdown_shows_mean_std_and_n_per_dataset():
+    text = to_markdown(seed_table(_summary([_run("full", 0, 0.94), _run("full", 1, 0.95), _run("pfs", 0, 0.93)])))
+    assert text.startswith("## cifar10")
+    assert "| resnet56 | full | 16 |  | scratch_e | 125.00M | 0.00 | 855.0k | 94.50 ± 0.71 (n=2) | 0.00 |" in text
+    assert "| resnet56 | pfs | 20 | 0.2 | scratch_e | 62.00M | 49.95 | 430.0k | 93.00 ± 0.00 (n=1) | 1.50 |" in text
+    assert to_markdown(seed_table(_summary([]))) == "No finished training runs yet.\n"
