@@ -5,6 +5,7 @@ from snakemake.utils import validate
 
 from pfs.workflow import (
     NUMBER,
+    uniform_runs,
     check_config,
     check_output_folders,
     check_schema,
@@ -37,6 +38,7 @@ wildcard_constraints:
 EXP = "{dataset}/{arch}/e{expansion}_m{multiplier}/s{sparsity}/seed{seed}"
 PRUNED = f"{EXP}/p{{ratio}}"
 FULL = "{dataset}/{arch}/full/seed{seed}/{schedule}"
+UNIFORM = "{dataset}/{arch}/uniform/p{ratio}"  # uniform-width baseline: channels.yaml, then seed{seed}/{schedule}/
 SUMMARY = "results/summary.csv"
 TABLES = {"table_csv": "results/table.csv", "table_md": "results/table.md"}
 IMAGENET_LISTS = {split: f"results/imagenet/lists/{split}.csv" for split in ("train", "val")}
@@ -82,7 +84,8 @@ def split_params():
 def all_metrics():
     pruned = [f"results/{PRUNED}/{{schedule}}/metrics.json".format(**r) for r in pruned_runs(config)]
     full = [f"results/{FULL}/metrics.json".format(**r) for r in full_runs(config)]
-    return pruned + full
+    uniform = [f"results/{UNIFORM}/seed{{seed}}/{{schedule}}/metrics.json".format(**r) for r in uniform_runs(config)]
+    return pruned + full + uniform
 
 
 def all_model_targets():

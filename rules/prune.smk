@@ -11,3 +11,18 @@ rule prune:
         hp=section_params("prune"),
     script:
         "../workflow_scripts/prune.py"
+
+
+rule prune_uniform:
+    input:
+        **index_inputs(),
+    output:
+        channels=f"results/{UNIFORM}/channels.yaml",
+    log:
+        f"logs/{UNIFORM}/prune_uniform.log",
+    conda:
+        "../envs/pfs.yaml"
+    params:
+        hp=section_params("prune"),
+    script:
+        "../workflow_scripts/prune_uniform.py"

@@ -39,3 +39,26 @@ rule train_full:
         hp=train_params,
     script:
         "../workflow_scripts/train_full.py"
+
+
+rule train_uniform:
+    input:
+        **index_inputs(),
+        channels=f"results/{UNIFORM}/channels.yaml",
+    output:
+        **run_outputs(f"{UNIFORM}/seed{{seed}}/{{schedule}}"),
+    log:
+        f"logs/{UNIFORM}/seed{{seed}}/{{schedule}}/train_uniform.log",
+    benchmark:
+        f"benchmarks/{UNIFORM}/seed{{seed}}/{{schedule}}/train_uniform.tsv"
+    retries: config["resources"]["retries"]
+    conda:
+        "../envs/pfs.yaml"
+    threads: config["resources"]["threads"]
+    resources:
+        **gpu_resources(),
+    params:
+        hp=train_params,
+        method="uniform",
+    script:
+        "../workflow_scripts/train_uniform.py"

@@ -343,3 +343,28 @@ def test_round_to_must_be_positive_and_a_coarse_step_names_it_in_the_error():
     with pytest.raises(PfsError, match="lower prune.round_to=16"):
         prune_to_macs(gates, 0.3, base_macs("resnet20"), macs_of("resnet20", 16),
                       PruneConfig(tolerance=0.001, round_to=16, max_fill=0))
+
+
+# ---------------------------------------------------------------- the uniform-width baseline
+
+
+@pytest.mark.parametrize("arch, ratio", [("resnet56", 0.5), ("vgg16_bn", 0.5), ("mobilenet_v1", 0.5),
+                                         ("resnet50", 0.3)])
+def test_uniform_shrinks_every_group_by_one_factor_to_the_ratio(arch, ratio):
+    from pfs.prune import uniform_to_macs
+
+    full = default_widths(arch)
+    cfg = PruneConfig(tolerance=0.001)
+    result = uniform_to_macs(full, ratio, base_macs(arch), macs_of(arch, get_spec(arch).base_expansion), cfg)
+    assert abs(result.achieved_ratio - ratio) / ratio <= cfg.tolerance
+    assert result.macs == _macs(arch, get_spec(arch).base_expansion, tuple(result.widths))
+    factor = result.threshold  # the width factor
+    assert all(abs(w - f * factor) <= 4 + 1e-9 for w, f in zip(result.widths, full, strict=True))  # <= 4 steps
+
+
+def test_uniform_refuses_an_unreachable_ratio():
+    from pfs.prune import uniform_to_macs
+
+    with pytest.raises(PfsError, match="uniform baseline cannot reach ratio 0.99"):
+        uniform_to_macs(default_widths("resnet20"), 0.99, base_macs("resnet20"), macs_of("resnet20", 16),
+                        PruneConfig(tolerance=0.001))

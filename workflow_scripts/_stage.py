@@ -54,7 +54,7 @@ def gpu_count(resources) -> int:
 def experiment(wildcards) -> Experiment:
     wc = dict(wildcards)
     expansion = int(wc["expansion"]) if "expansion" in wc else None
-    return Experiment(wc["dataset"], wc["arch"], int(wc["seed"]), expansion, float(wc.get("multiplier", 1)))
+    return Experiment(wc["dataset"], wc["arch"], int(wc.get("seed", 0)), expansion, float(wc.get("multiplier", 1)))
 
 
 def data_fields(config: dict, inputs=None) -> dict:
@@ -71,18 +71,19 @@ def data_settings(config: dict, inputs=None) -> DataSettings:
 
 
 def train_job(inputs, outputs, params, wildcards, config) -> dict:
-    """The training job of a train_pruned / train_full rule as the dict pfs.stages.train_job (and
-    ``python -m pfs train --job``) reads."""
+    """The training job of a train_pruned / train_uniform / train_full rule as the dict pfs.stages.train_job (and
+    ``python -m pfs train --job``) reads; ``params.method`` names a method other than pfs/full."""
     wc, inputs = dict(wildcards), dict(inputs)
     exp = experiment(wildcards)
     job = {"dataset": exp.dataset, "arch": exp.arch, "seed": exp.seed, "expansion": exp.expansion,
            "multiplier": exp.multiplier, "schedule": wc["schedule"], "ratio": float(wc.get("ratio", 0.0)),
            "train": dict(params["hp"]), "data": data_fields(config, inputs), "device": config["device"],
            "checkpoint_dir": config["checkpoint_dir"], "outputs": {k: str(v) for k, v in dict(outputs).items()}}
+    job["method"] = dict(params).get("method", "pfs" if "channels" in inputs else "full")
     if "channels" in inputs:
-        job |= {"channels": str(inputs["channels"]), "sparsity": float(wc["sparsity"]), "method": "pfs"}
-    else:
-        job["method"] = "full"
+        job["channels"] = str(inputs["channels"])
+    if "sparsity" in wc:
+        job["sparsity"] = float(wc["sparsity"])
     return job
 
 

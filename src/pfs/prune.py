@@ -195,3 +195,50 @@ def prune_to_macs(
     threshold = float(scores[ranked_kept].min()) if len(ranked_kept) else float("nan")
     return PruneResult(widths, macs_of(widths), achieved, sum(widths), total, threshold, out_of_order)
 
+
+
+def uniform_to_macs(widths: list[int], ratio: float, base_macs: int, macs_of: Callable[[list[int]], int],
+                    cfg: PruneConfig, steps: int = 40) -> PruneResult:
+    """The uniform-width baseline: every group at the same fraction ``f`` of ``widths`` (rounded, at least
+    ``cfg.min_width``, and rounded up to ``cfg.round_to``), with ``f`` bisected until the MACs reduction against
+    ``base_macs`` is as close to ``ratio`` as possible. When one factor cannot land within ``cfg.tolerance``
+    (every group moves at once), groups are widened one step at a time, widest first, from the factor just past
+    the target, until it does: widths then differ from the exact fraction by a step at most per pass.
+
+    Raises PfsError when the closest reachable reduction misses ``ratio`` by more than ``cfg.tolerance``.
+    """
+    if not 0 < ratio < 1:
+        raise PfsError(f"ratio must be in (0, 1), got {ratio}")
+
+    def at(f: float) -> list[int]:
+        scaled = [max(cfg.min_width, min(w, round(w * f))) for w in widths]
+        return round_widths(scaled, cfg.round_to, widths) if cfg.round_to > 1 else scaled
+
+    def reduction(f: float) -> float:
+        return 1.0 - macs_of(at(f)) / base_macs
+
+    lo, hi = 0.0, 1.0  # reduction(lo) >= reduction(hi); bisect for the crossing of ratio
+    for _ in range(steps):
+        mid = (lo + hi) / 2
+        if reduction(mid) >= ratio:
+            lo = mid
+        else:
+            hi = mid
+    f = min((lo, hi), key=lambda c: abs(reduction(c) - ratio))
+    result, achieved = at(f), reduction(f)
+    if abs(achieved - ratio) / ratio > cfg.tolerance:  # one factor moves every group at once: widen one at a time
+        result, achieved = at(lo), reduction(lo)
+        step = cfg.round_to
+        for _ in range(4):  # a few passes over the groups, widest first, each by one step
+            for i in sorted(range(len(widths)), key=lambda j: -widths[j]):
+                if abs(achieved - ratio) / ratio <= cfg.tolerance:
+                    break
+                trial = result.copy()
+                trial[i] = min(widths[i], trial[i] + step)
+                value = 1.0 - macs_of(trial) / base_macs
+                if trial[i] != result[i] and value >= ratio * (1 - cfg.tolerance):
+                    result, achieved = trial, value
+    if abs(achieved - ratio) / ratio > cfg.tolerance:
+        raise PfsError(f"the uniform baseline cannot reach ratio {ratio} within prune.tolerance={cfg.tolerance}: "
+                       f"the closest uniform width factor {f:.4f} gives {achieved:.5f}; raise prune.tolerance")
+    return PruneResult(result, macs_of(result), achieved, sum(result), sum(widths), float(f))

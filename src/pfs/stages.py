@@ -30,7 +30,7 @@ from pfs.errors import PfsError
 from pfs.gates import GateConfig, learn_gates
 from pfs.macs import count_macs, count_params, network_cost
 from pfs.models import build_model, default_widths, get_spec
-from pfs.prune import PruneConfig, prune_to_macs
+from pfs.prune import PruneConfig, prune_to_macs, uniform_to_macs
 from pfs.train import TrainConfig, budget_epochs, remove_checkpoint, train_from_scratch
 
 log = logging.getLogger(__name__)
@@ -158,6 +158,31 @@ def stage_prune(exp: Experiment, gates_path: str, ratio: float, hp: dict, out_ch
     io.write_yaml(out_channels, doc)
     log.info("pruned %s to %s: MACs %d -> %d (reduction %.4f vs baseline %d)", exp.arch, result.widths,
              full["macs"], pruned["macs"], result.achieved_ratio, base["macs"])
+    return doc
+
+
+def stage_prune_uniform(exp: Experiment, ratio: float, hp: dict, out_channels: str, num_classes: int) -> dict:
+    """The uniform-width baseline's channels.yaml: every prunable group of the standard network shrunk by one
+    factor (pfs.prune.uniform_to_macs) to the same MACs reduction as the gate-pruned networks."""
+    cfg = settings_from(PruneConfig, hp, "prune")
+    size = dataset_info(exp.dataset).image_size
+    base = network_cost(exp.arch, size, num_classes, multiplier=exp.multiplier)
+    result = uniform_to_macs(default_widths(exp.arch, exp.width), ratio, base["macs"],
+                             lambda w: network_cost(exp.arch, size, num_classes, w, exp.width, exp.multiplier)["macs"],
+                             cfg)
+    pruned = network_cost(exp.arch, size, num_classes, result.widths, exp.width, exp.multiplier)
+    doc = {
+        "kind": "pfs.channels", "format_version": io.FORMAT_VERSION, "method": "uniform",
+        "arch": exp.arch, "dataset": exp.dataset, "expansion": exp.width, "multiplier": exp.multiplier,
+        "num_classes": num_classes, "widths": result.widths, "full_widths": default_widths(exp.arch, exp.width),
+        "target_ratio": ratio, "achieved_ratio": round(result.achieved_ratio, 6), "width_factor": result.threshold,
+        "macs": pruned["macs"], "params": pruned["params"], "macs_baseline": base["macs"],
+        "params_baseline": base["params"], "min_width": cfg.min_width, "round_to": cfg.round_to,
+        "tolerance": cfg.tolerance,
+    }
+    io.write_yaml(out_channels, doc)
+    log.info("uniform %s at factor %.4f: %s, MACs %d (reduction %.4f)", exp.arch, result.threshold, result.widths,
+             pruned["macs"], result.achieved_ratio)
     return doc
 
 

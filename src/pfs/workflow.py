@@ -135,3 +135,14 @@ def full_runs(config: dict) -> list[dict]:
         return []
     return [{"dataset": config["dataset"]["name"], "arch": arch, "seed": str(seed), "schedule": "scratch_e"}
             for arch in grid["archs"] for seed in grid["seeds"]]
+
+
+def uniform_runs(config: dict) -> list[dict]:
+    """Wildcards of the uniform-width baseline runs (grid.uniform_baseline): per arch, ratio, seed and schedule."""
+    grid = config["grid"]
+    if not grid.get("uniform_baseline"):
+        return []
+    return [{"dataset": config["dataset"]["name"], "arch": arch, "ratio": fmt(p), "seed": str(seed),
+             "schedule": sched}
+            for arch, p, seed, sched in itertools.product(grid["archs"], grid["ratios"], grid["seeds"],
+                                                          grid["schedules"])]

@@ -30,6 +30,7 @@ TINY_CONFIG = {
         "seeds": [0],
         "schedules": ["scratch_e", "scratch_b"],
         "full_baseline": True,
+        "uniform_baseline": False,  # its own test: tests/workflow/test_uniform_baseline.py
     },
     "gates": {"epochs": 1, "batch_size": 128},
     "train": {"epochs": 1, "batch_size": 128},

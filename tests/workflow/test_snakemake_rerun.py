@@ -75,6 +75,7 @@ KEY_RERUNS = {
     "grid.seeds": ([0, 1], {**NEW_GRID_POINT, "train_full": 1}),
     "grid.schedules": (["scratch_e"], {"summarize": 1, "all": 1}),  # fewer runs: only the summary changes
     "grid.full_baseline": (False, {"summarize": 1, "all": 1}),
+    "grid.uniform_baseline": (True, {"prune_uniform": 1, "train_uniform": 2, "summarize": 1, "all": 1}),
     "gates.epochs": (2, GATES_DOWN),
     "gates.lr": (0.02, GATES_DOWN),
     "gates.lambda": (0.4, GATES_DOWN),

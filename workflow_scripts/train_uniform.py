@@ -1,0 +1,16 @@
+"""train_uniform: the uniform-width baseline (channels.yaml of prune_uniform), trained from a fresh random init with
+the same recipe -> model.pt, metrics.
+
+ImageNet (or several GPUs): under torchrun, one process per GPU of resources.gpu."""
+
+from _stage import gpu_count, run_stage, run_training
+
+
+def main(inputs, outputs, params, wildcards, config, log_path, threads=1, resources=None):
+    with run_stage(log_path, threads, gpu_count(resources), config["device"]) as stream:
+        run_training(inputs, outputs, params, wildcards, config, log_path, threads, resources, stream)
+
+
+if "snakemake" in globals():
+    sm = snakemake  # noqa: F821
+    main(sm.input, sm.output, sm.params, sm.wildcards, sm.config, sm.log[0], sm.threads, sm.resources)
