@@ -8,6 +8,8 @@
 #   results/imagenet/lists/{train,val}.csv                                ImageNet index (prepare_imagenet_list)
 #   results/summary.csv                                                   one row per trained network
 #   results/table.csv, table.md                                           runs grouped over seeds (mean, std, n)
+#   results/plots/*.png                                                   accuracy vs MACs, widths, gates
+#   snakemake --report report.html                                        all of it as one browsable page
 # Logs mirror results under logs/, job timings under benchmarks/.
 #
 #   snakemake --cores all                                         default experiment (embedded digits, CPU)
@@ -24,6 +26,9 @@ min_version("9.0")
 configfile: "config.yaml"
 
 
+report: "report/workflow.rst"
+
+
 include: "rules/common.smk"
 include: "rules/gates.smk"
 include: "rules/prune.smk"
@@ -37,6 +42,7 @@ rule all:
     input:
         SUMMARY,
         TABLES.values(),
+        PLOTS.values(),
         all_model_targets(),
 
 

@@ -39,7 +39,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "src"))
 
-WORKFLOW_FILES = ("Snakefile", "config.yaml", "rules", "workflow_scripts", "schemas", "envs", "configs")
+WORKFLOW_FILES = ("Snakefile", "config.yaml", "rules", "workflow_scripts", "schemas", "envs", "configs", "report")
 TINY = {"gates": {"epochs": 1, "batch_size": 128}, "train": {"epochs": 1, "batch_size": 128},
         "prune": {"tolerance": 0.01}, "resources": {"threads": 1}}
 SNAKEMAKE = str(Path(sys.executable).parent / "snakemake")  # the venv's, even when its bin/ is not on PATH

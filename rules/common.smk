@@ -41,6 +41,7 @@ FULL = "{dataset}/{arch}/full/seed{seed}/{schedule}"
 UNIFORM = "{dataset}/{arch}/uniform/p{ratio}"  # uniform-width baseline: channels.yaml, then seed{seed}/{schedule}/
 SUMMARY = "results/summary.csv"
 TABLES = {"table_csv": "results/table.csv", "table_md": "results/table.md"}
+PLOTS = {name: f"results/plots/{name}.png" for name in ("accuracy", "widths", "gate_histograms", "gate_learning")}
 IMAGENET_LISTS = {split: f"results/imagenet/lists/{split}.csv" for split in ("train", "val")}
 IMAGENET = config["dataset"]["name"] == "imagenet"
 RUN_FILES = ("model.pt", "metrics.json", "history.csv")
@@ -88,6 +89,18 @@ def all_metrics():
     return pruned + full + uniform
 
 
+def experiment_files(name):
+    """results/{EXP}/<name> of every gate-learning run of the grid, de-duplicated in order."""
+    return list(dict.fromkeys(f"results/{EXP}/{name}".format(**r) for r in pruned_runs(config)))
+
+
+def all_channels():
+    """Every channels.yaml of the grid (gate-pruned, then uniform), de-duplicated in order."""
+    pruned = [f"results/{PRUNED}/channels.yaml".format(**r) for r in pruned_runs(config)]
+    uniform = [f"results/{UNIFORM}/channels.yaml".format(**r) for r in uniform_runs(config)]
+    return list(dict.fromkeys(pruned + uniform))
+
+
 def all_model_targets():
     return [m.replace("metrics.json", "model.pt") for m in all_metrics()]
 
@@ -101,6 +114,6 @@ def paper_target(dataset, configfile):
                 f"target paper_{dataset} runs the grid of {configfile}, but the config has dataset "
                 f"{config['dataset']['name']}: add --configfile {configfile} (after the targets)"
             )
-        return [SUMMARY, *all_model_targets()]
+        return [SUMMARY, *TABLES.values(), *PLOTS.values(), *all_model_targets()]
 
     return inputs

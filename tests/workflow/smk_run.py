@@ -17,7 +17,7 @@ import yaml
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 SNAKEMAKE = BIN / "snakemake"
-WORKFLOW_FILES = ("Snakefile", "config.yaml", "rules", "workflow_scripts", "schemas", "envs")
+WORKFLOW_FILES = ("Snakefile", "config.yaml", "rules", "workflow_scripts", "schemas", "envs", "report")
 
 # One gate-learning network, one pruned network trained twice (Scratch-E, Scratch-B), one full baseline.
 TINY_CONFIG = {
@@ -42,7 +42,8 @@ EXP = "results/digits/resnet20/e20_m1/s0.5/seed0"
 PRUNED = f"{EXP}/p0.5"
 FULL = "results/digits/resnet20/full/seed0/scratch_e"
 RUN_DIRS = {"scratch_e": f"{PRUNED}/scratch_e", "scratch_b": f"{PRUNED}/scratch_b", "full": FULL}
-ALL_JOBS = {"learn_gates": 1, "prune": 1, "train_pruned": 2, "train_full": 1, "summarize": 1, "all": 1}
+SUMMARY_JOBS = {"summarize": 1, "plot_results": 1, "all": 1}  # what follows any finished training run
+ALL_JOBS = {"learn_gates": 1, "prune": 1, "train_pruned": 2, "train_full": 1, **SUMMARY_JOBS}
 
 
 def deep_merge(base: dict, override: dict) -> dict:

@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-from smk_run import REPO, copy_workflow, job_counts, planned_jobs, snakemake, tail, write_jpeg_tree
+from smk_run import REPO, SUMMARY_JOBS, copy_workflow, job_counts, planned_jobs, snakemake, tail, write_jpeg_tree
 
 pytestmark = pytest.mark.slow
 
@@ -39,7 +39,7 @@ def imagenet_run(tmp_path_factory) -> Path:
     if result.returncode != 0:
         pytest.fail(f"the tiny ImageNet run failed:\n{tail(result.stdout)}")
     assert job_counts(result.stdout) == {"prepare_imagenet_list": 1, "learn_gates": 1, "prune": 1, "train_pruned": 2,
-                                         "train_full": 1, "summarize": 1, "all": 1}
+                                         "train_full": 1, **SUMMARY_JOBS}
     return workdir
 
 
@@ -83,13 +83,13 @@ def test_a_finished_run_has_nothing_to_do_and_moving_the_data_reruns_nothing(ima
 
 
 def test_reruns_follow_the_changed_setting(imagenet_run):
-    only_training = {"train_pruned": 2, "train_full": 1, "summarize": 1, "all": 1}
+    only_training = {"train_pruned": 2, "train_full": 1, **SUMMARY_JOBS}
     assert planned_jobs(imagenet_run, {"train_by_arch": {"mobilenet_v2": {"lr": 0.05}}})[0] == only_training
     assert planned_jobs(imagenet_run, {"train_by_arch": {"resnet50": {"lr": 0.05}}})[0] == {}  # another arch
     assert planned_jobs(imagenet_run, {"dataset": {"val_per_class": 2}})[0] == {
-        "learn_gates": 1, "prune": 1, "train_pruned": 2, "summarize": 1, "all": 1}
+        "learn_gates": 1, "prune": 1, "train_pruned": 2, **SUMMARY_JOBS}
     assert planned_jobs(imagenet_run, {"gates": {"eval_interval": 3}})[0] == {
-        "learn_gates": 1, "prune": 1, "train_pruned": 2, "summarize": 1, "all": 1}
+        "learn_gates": 1, "prune": 1, "train_pruned": 2, **SUMMARY_JOBS}
 
 
 def test_paper_imagenet_plans_the_papers_grid(tmp_path):
@@ -101,7 +101,7 @@ def test_paper_imagenet_plans_the_papers_grid(tmp_path):
                        "--config", f"dataset={{root: '{root}'}}")
     assert result.returncode == 0, tail(result.stdout)
     assert job_counts(result.stdout) == {"prepare_imagenet_list": 1, "learn_gates": 3, "prune": 3, "train_pruned": 3,
-                                         "train_full": 3, "summarize": 1, "paper_imagenet": 1}
+                                         "train_full": 3, "summarize": 1, "plot_results": 1, "paper_imagenet": 1}
     assert "--nproc_per_node" not in result.stdout  # the launch is inside the training script
     assert "gpu=8" in result.stdout and "gpu=1" in result.stdout  # training jobs vs gate learning
 

@@ -30,7 +30,7 @@ pytestmark = pytest.mark.slow
 
 PROFILE = REPO / "profiles" / "slurm" / "config.yaml"
 GPU_RULES = {"learn_gates", "train_pruned", "train_full"}
-CPU_RULES = {"prune", "summarize"}
+CPU_RULES = {"prune", "summarize", "plot_results"}
 SUBMITTED = {rule: n for rule, n in ALL_JOBS.items() if rule != "all"}  # `all` has no job to submit
 START = "bash tests/slurm/start_cluster.sh"
 CLUSTER_LOGS = "/tmp/pfs-slurm/log"

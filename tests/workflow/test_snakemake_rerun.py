@@ -10,19 +10,19 @@ import shutil
 
 import pytest
 import yaml
-from smk_run import REPO, deep_merge, planned_jobs
+from smk_run import REPO, SUMMARY_JOBS, deep_merge, planned_jobs
 
 pytestmark = pytest.mark.slow
 
 # change -> the jobs Snakemake must plan (rule -> count); 2 train_pruned = Scratch-E and Scratch-B
 RERUNS = {
-    "new ratio": ({"grid": {"ratios": [0.6]}}, {"prune": 1, "train_pruned": 2, "summarize": 1, "all": 1}),
-    "train.lr": ({"train": {"lr": 0.05}}, {"train_pruned": 2, "train_full": 1, "summarize": 1, "all": 1}),
+    "new ratio": ({"grid": {"ratios": [0.6]}}, {"prune": 1, "train_pruned": 2, **SUMMARY_JOBS}),
+    "train.lr": ({"train": {"lr": 0.05}}, {"train_pruned": 2, "train_full": 1, **SUMMARY_JOBS}),
     "gates.lambda": ({"gates": {"lambda": 0.4}},
-                     {"learn_gates": 1, "prune": 1, "train_pruned": 2, "summarize": 1, "all": 1}),
-    "prune.tolerance": ({"prune": {"tolerance": 0.02}}, {"prune": 1, "train_pruned": 2, "summarize": 1, "all": 1}),
+                     {"learn_gates": 1, "prune": 1, "train_pruned": 2, **SUMMARY_JOBS}),
+    "prune.tolerance": ({"prune": {"tolerance": 0.02}}, {"prune": 1, "train_pruned": 2, **SUMMARY_JOBS}),
     "dataset.val_size": ({"dataset": {"val_size": 200}},  # the gate-learning split; training uses all images
-                         {"learn_gates": 1, "prune": 1, "train_pruned": 2, "summarize": 1, "all": 1}),
+                         {"learn_gates": 1, "prune": 1, "train_pruned": 2, **SUMMARY_JOBS}),
 }
 
 
@@ -50,11 +50,11 @@ def test_settings_that_do_not_change_results_rerun_nothing(finished_run):
 # ---------------------------------------------------------------- every config key
 
 
-GATES_DOWN = {"learn_gates": 1, "prune": 1, "train_pruned": 2, "summarize": 1, "all": 1}
-PRUNE_DOWN = {"prune": 1, "train_pruned": 2, "summarize": 1, "all": 1}
-TRAINING = {"train_pruned": 2, "train_full": 1, "summarize": 1, "all": 1}
+GATES_DOWN = {"learn_gates": 1, "prune": 1, "train_pruned": 2, **SUMMARY_JOBS}
+PRUNE_DOWN = {"prune": 1, "train_pruned": 2, **SUMMARY_JOBS}
+TRAINING = {"train_pruned": 2, "train_full": 1, **SUMMARY_JOBS}
 NOTHING: dict[str, int] = {}
-NEW_GRID_POINT = {"learn_gates": 1, "prune": 1, "train_pruned": 2, "summarize": 1, "all": 1}
+NEW_GRID_POINT = {"learn_gates": 1, "prune": 1, "train_pruned": 2, **SUMMARY_JOBS}
 
 # every key of the schema (section.key) -> (a new value, the jobs it must plan); values that locate or size a job
 # (paths, workers, threads, device, cluster resources) change no result and rerun nothing
@@ -71,11 +71,11 @@ KEY_RERUNS = {
     "grid.expansions": ({"resnet20": [20, 24]}, NEW_GRID_POINT),
     "grid.multipliers": ({"resnet20": [1]}, NOTHING),  # 1 is what an arch without an entry gets
     "grid.sparsities": ([0.5, 0.4], NEW_GRID_POINT),
-    "grid.ratios": ([0.5, 0.6], {"prune": 1, "train_pruned": 2, "summarize": 1, "all": 1}),
+    "grid.ratios": ([0.5, 0.6], {"prune": 1, "train_pruned": 2, **SUMMARY_JOBS}),
     "grid.seeds": ([0, 1], {**NEW_GRID_POINT, "train_full": 1}),
-    "grid.schedules": (["scratch_e"], {"summarize": 1, "all": 1}),  # fewer runs: only the summary changes
-    "grid.full_baseline": (False, {"summarize": 1, "all": 1}),
-    "grid.uniform_baseline": (True, {"prune_uniform": 1, "train_uniform": 2, "summarize": 1, "all": 1}),
+    "grid.schedules": (["scratch_e"], dict(SUMMARY_JOBS)),  # fewer runs: only the summary changes
+    "grid.full_baseline": (False, dict(SUMMARY_JOBS)),
+    "grid.uniform_baseline": (True, {"prune_uniform": 1, "train_uniform": 2, **SUMMARY_JOBS}),
     "gates.epochs": (2, GATES_DOWN),
     "gates.lr": (0.02, GATES_DOWN),
     "gates.lambda": (0.4, GATES_DOWN),
@@ -130,8 +130,8 @@ def test_each_config_key_reruns_exactly_what_it_changes(finished_run, key):
 
 @pytest.mark.parametrize("script, expected", [
     ("prune.py", PRUNE_DOWN),
-    ("summarize.py", {"summarize": 1, "all": 1}),
-    ("train_full.py", {"train_full": 1, "summarize": 1, "all": 1}),
+    ("summarize.py", dict(SUMMARY_JOBS)),
+    ("train_full.py", {"train_full": 1, **SUMMARY_JOBS}),
 ])
 def test_editing_a_workflow_script_reruns_only_its_stage(finished_run, tmp_path, script, expected):
     workdir = tmp_path / "wf"

@@ -87,3 +87,19 @@ def test_finished_run_has_nothing_left_to_do(finished_run):
     assert result.returncode == 0, tail(result.stdout)
     assert "Nothing to be done" in result.stdout
     assert job_counts(result.stdout) == {}
+
+
+def test_plots_are_non_empty_pngs_and_the_report_builds(finished_run, tmp_path):
+    import shutil
+
+    plots = finished_run.workdir / "results" / "plots"
+    for name in ("accuracy", "widths", "gate_histograms", "gate_learning"):
+        data = (plots / f"{name}.png").read_bytes()
+        assert data.startswith(b"\x89PNG") and len(data) > 10_000, name
+    assert "± " in (finished_run.workdir / "results" / "table.md").read_text()
+    workdir = tmp_path / "wf"
+    shutil.copytree(finished_run.workdir, workdir, symlinks=True)
+    result = snakemake(workdir, "--report", "report.html", "--configfile", "tiny.yaml")
+    assert result.returncode == 0, tail(result.stdout)
+    html = (workdir / "report.html").read_text(errors="replace")
+    assert len(html) > 100_000 and "accuracy.png" in html and "table.csv" in html

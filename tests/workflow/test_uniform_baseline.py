@@ -8,7 +8,7 @@ import json
 import pandas as pd
 import pytest
 import yaml
-from smk_run import copy_workflow, job_counts, planned_jobs, snakemake, tail
+from smk_run import SUMMARY_JOBS, copy_workflow, job_counts, planned_jobs, snakemake, tail
 
 pytestmark = pytest.mark.slow
 
@@ -22,7 +22,7 @@ def uniform_run(tmp_path_factory):
     if result.returncode != 0:
         pytest.fail(f"the tiny run with the uniform baseline failed:\n{tail(result.stdout)}")
     assert job_counts(result.stdout) == {"learn_gates": 1, "prune": 1, "prune_uniform": 1, "train_pruned": 2,
-                                         "train_uniform": 2, "train_full": 1, "summarize": 1, "all": 1}
+                                         "train_uniform": 2, "train_full": 1, **SUMMARY_JOBS}
     return workdir
 
 
@@ -49,4 +49,4 @@ def test_uniform_runs_are_trained_and_tabled_beside_pfs(uniform_run):
 
 def test_turning_the_uniform_baseline_off_only_resummarizes(uniform_run):
     planned, output = planned_jobs(uniform_run, {"grid": {"uniform_baseline": False}})
-    assert planned == {"summarize": 1, "all": 1}, output
+    assert planned == dict(SUMMARY_JOBS), output

@@ -1,0 +1,112 @@
+"""Figures of a finished grid (matplotlib, PNG): accuracy vs MACs per method, pruned widths per layer, learned gate
+values per stage, and the gate-learning curves."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only, no display
+
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+import torch  # noqa: E402
+
+from pfs import io  # noqa: E402
+
+_STYLE = {"full": ("black", "s"), "pfs": ("tab:blue", "o"), "uniform": ("tab:orange", "^")}
+_MAX_PANELS = 6  # at most this many experiments per figure (the first ones, in path order)
+
+
+def _save(fig, out: str | Path) -> None:
+    fig.tight_layout()
+    with io.atomic_path(out) as tmp:
+        fig.savefig(tmp, dpi=120, format="png")
+    plt.close(fig)
+
+
+def _label(doc: dict) -> str:
+    parts = [doc["arch"], f"e{doc['expansion']}", f"m{doc.get('multiplier', 1):g}"]
+    if doc.get("sparsity") is not None:
+        parts.append(f"r{doc['sparsity']:g}")
+    if doc.get("target_ratio") is not None:
+        parts.append(f"p{doc['target_ratio']:g}")
+    if doc.get("seed") is not None:
+        parts.append(f"seed{doc['seed']}")
+    return " ".join(parts)
+
+
+def accuracy_vs_macs(table: pd.DataFrame, out: str | Path) -> None:
+    """Top-1 (mean over seeds, std as error bar) against MACs, one colour per method, one panel per dataset+arch."""
+    groups = list(table.groupby(["dataset", "arch"], sort=False)) or [(("", "no runs"), table)]
+    fig, axes = plt.subplots(1, len(groups), figsize=(5.5 * len(groups), 4.2), squeeze=False)
+    for ax, ((dataset, arch), rows) in zip(axes[0], groups, strict=True):
+        for (method, schedule), sub in rows.groupby(["method", "schedule"], sort=False):
+            color, marker = _STYLE.get(method, ("tab:gray", "x"))
+            fill = "none" if schedule == "scratch_b" else color
+            ax.errorbar(sub["macs"] / 1e6, 100 * sub["top1_mean"], yerr=100 * sub["top1_std"], fmt=marker,
+                        color=color, mfc=fill, capsize=3, label=f"{method} {schedule}")
+        ax.set(title=f"{arch} on {dataset}", xlabel="MACs (millions)", ylabel="top-1 accuracy (%)")
+        ax.grid(alpha=0.3)
+        if len(rows):
+            ax.legend(fontsize=8)
+    _save(fig, out)
+
+
+def channel_widths(channels_files: list[str], out: str | Path) -> None:
+    """Per prunable group: the kept width of each pruned network against its full (expanded) width."""
+    docs = [io.load_yaml_artifact(p, "pfs.channels") for p in sorted(channels_files)[:_MAX_PANELS]]
+    fig, axes = plt.subplots(max(1, len(docs)), 1, figsize=(10, 2.8 * max(1, len(docs))), squeeze=False)
+    for ax, doc in zip(axes[:, 0], docs, strict=False):
+        x = range(len(doc["widths"]))
+        ax.bar(x, doc["full_widths"], color="lightgray", label="before pruning")
+        ax.bar(x, doc["widths"], color=_STYLE.get(doc.get("method", "pfs"), _STYLE["pfs"])[0], label="kept")
+        ax.set(title=f"{_label(doc)}: {doc.get('method', 'pfs')}, MACs reduction {doc['achieved_ratio']:.3f}",
+               xlabel="prunable group (input to output)", ylabel="channels")
+        ax.legend(fontsize=8)
+    if not docs:
+        axes[0, 0].set_title("no pruned networks")
+    _save(fig, out)
+
+
+def _stages(widths: list[int]) -> list[list[int]]:
+    """Group indices split where the full width changes (a network stage: ResNet 16/32/64, VGG 64/128/...)."""
+    stages: list[list[int]] = []
+    for i, w in enumerate(widths):
+        if not stages or widths[stages[-1][-1]] != w:
+            stages.append([])
+        stages[-1].append(i)
+    return stages
+
+
+def gate_histograms(gates_files: list[str], out: str | Path) -> None:
+    """Histogram of the selected gate values of each gates file, one colour per network stage."""
+    docs = [io.load_artifact(p, "pfs.gates") for p in sorted(gates_files)[:_MAX_PANELS]]
+    fig, axes = plt.subplots(1, max(1, len(docs)), figsize=(5.5 * max(1, len(docs)), 3.8), squeeze=False)
+    for ax, doc in zip(axes[0], docs, strict=False):
+        gates, widths = doc["gates"], doc["widths"]
+        for n, stage in enumerate(_stages(widths)):
+            values = torch.cat([gates[i].flatten() for i in stage]).numpy()
+            ax.hist(values, bins=20, range=(0, 1), alpha=0.6, label=f"stage {n + 1} ({widths[stage[0]]} wide)")
+        ax.set(title=_label(doc), xlabel="gate value", ylabel="channels")
+        ax.legend(fontsize=8)
+    _save(fig, out)
+
+
+def gate_learning(histories: list[str], out: str | Path) -> None:
+    """Held-out accuracy, mean gate and non-zero fraction at every evaluation of gate learning."""
+    fig, axes = plt.subplots(1, 3, figsize=(15, 3.8))
+    for path in sorted(histories)[:_MAX_PANELS]:
+        h = pd.read_csv(path)
+        label = "/".join(Path(path).parts[-5:-1])  # arch/e.._m../s../seed..
+        for ax, column in zip(axes, ("val_top1", "mean_gate", "nonzero_fraction"), strict=True):
+            ax.plot(h["step"], h[column], marker="o", label=label)
+            chosen = h[h["selected"]]
+            ax.plot(chosen["step"], chosen[column], "k*", markersize=12)
+    titles = ("held-out top-1", "mean gate", "fraction of non-zero gates")
+    for ax, title in zip(axes, titles, strict=True):
+        ax.set(title=f"{title} (star: kept)", xlabel="gate-learning step")
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=7)
+    _save(fig, out)

@@ -1,0 +1,20 @@
+"""plot_results: results/plots/*.png from the table, the channels files, the gates and the gate-learning curves."""
+
+from _stage import run_stage
+
+from pfs.plots import accuracy_vs_macs, channel_widths, gate_histograms, gate_learning
+
+
+def main(inputs, outputs, params, wildcards, config, log_path, threads=1):
+    import pandas as pd
+
+    with run_stage(log_path, threads):
+        accuracy_vs_macs(pd.read_csv(inputs["table"]), outputs["accuracy"])
+        channel_widths(list(inputs["channels"]), outputs["widths"])
+        gate_histograms(list(inputs["gates"]), outputs["gate_histograms"])
+        gate_learning(list(inputs["histories"]), outputs["gate_learning"])
+
+
+if "snakemake" in globals():
+    sm = snakemake  # noqa: F821
+    main(sm.input, sm.output, sm.params, sm.wildcards, sm.config, sm.log[0], sm.threads)
