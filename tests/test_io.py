@@ -237,3 +237,11 @@ def test_json_artifacts_carry_kind_and_version_and_are_checked(tmp_path):
         collect([str(path)])
     with pytest.raises(PfsError, match="does not exist"):
         load_json_artifact(tmp_path / "missing.json", "pfs.metrics")
+
+
+def test_equal_artifacts_are_equal_byte_for_byte(tmp_path):
+    from pfs.io import save_artifact, sha256_file
+
+    for name in ("a.pt", "b.pt"):
+        save_artifact(tmp_path / name, "pfs.gates", {"gates": [torch.ones(3)], "seed": 0})
+    assert sha256_file(tmp_path / "a.pt") == sha256_file(tmp_path / "b.pt")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import io as io_module
 import json
 import os
 import tempfile
@@ -71,9 +72,14 @@ def write_csv(path: str | os.PathLike, frame) -> None:
 
 
 def save_artifact(path: str | os.PathLike, kind: str, payload: dict[str, Any]) -> None:
-    """torch.save ``payload`` tagged with its kind and format version, atomically."""
+    """torch.save ``payload`` tagged with its kind and format version, atomically.
+
+    Saved through memory: torch.save names the zip's root folder after the file, and the temp file's random name
+    would make equal contents differ byte for byte (and in their sha256, which channels.yaml records)."""
+    buffer = io_module.BytesIO()
+    torch.save({"kind": kind, "format_version": FORMAT_VERSION, **payload}, buffer)
     with atomic_path(path) as tmp:
-        torch.save({"kind": kind, "format_version": FORMAT_VERSION, **payload}, tmp)
+        tmp.write_bytes(buffer.getbuffer())
 
 
 def _check_header(path: Path, data: Any, kind: str, remedy: str) -> None:
