@@ -127,6 +127,13 @@ def run_torchrun(job: dict, gpus: int, threads: int, log_path: str) -> None:
         raise PfsError(f"training under torchrun failed (exit {code}): {reason} [log: {log_path}]")
 
 
+def train_main(inputs, outputs, params, wildcards, config, log_path, threads=1, resources=None) -> None:
+    """``main`` of the training scripts (train_pruned, train_uniform, train_full): one file per stage, so that
+    editing one reruns only its stage, all running this."""
+    with run_stage(log_path, threads, gpu_count(resources), config["device"]) as stream:
+        run_training(inputs, outputs, params, wildcards, config, log_path, threads, resources, stream)
+
+
 def run_training(inputs, outputs, params, wildcards, config, log_path, threads, resources, stream) -> None:
     """The body of the training rules: in this process, or under torchrun (ImageNet, or several GPUs)."""
     job = train_job(inputs, outputs, params, wildcards, config)

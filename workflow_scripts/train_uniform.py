@@ -3,13 +3,7 @@ the same recipe -> model.pt, metrics.
 
 ImageNet (or several GPUs): under torchrun, one process per GPU of resources.gpu."""
 
-from _stage import gpu_count, run_stage, run_training
-
-
-def main(inputs, outputs, params, wildcards, config, log_path, threads=1, resources=None):
-    with run_stage(log_path, threads, gpu_count(resources), config["device"]) as stream:
-        run_training(inputs, outputs, params, wildcards, config, log_path, threads, resources, stream)
-
+from _stage import train_main as main
 
 if "snakemake" in globals():
     sm = snakemake  # noqa: F821
