@@ -5,6 +5,7 @@ from snakemake.utils import validate
 
 from pfs.workflow import (
     NUMBER,
+    random_runs,
     uniform_runs,
     check_config,
     check_output_folders,
@@ -39,8 +40,10 @@ EXP = "{dataset}/{arch}/e{expansion}_m{multiplier}/s{sparsity}/seed{seed}"
 PRUNED = f"{EXP}/p{{ratio}}"
 FULL = "{dataset}/{arch}/full/seed{seed}/{schedule}"
 UNIFORM = "{dataset}/{arch}/uniform/p{ratio}"  # uniform-width baseline: channels.yaml, then seed{seed}/{schedule}/
+RANDOM = "{dataset}/{arch}/random/e{expansion}_m{multiplier}/seed{seed}"  # random-gates ablation: gates.pt
+RANDOM_PRUNED = f"{RANDOM}/p{{ratio}}"  # channels.yaml, then {schedule}/
 SUMMARY = "results/summary.csv"
-TABLES = {"table_csv": "results/table.csv", "table_md": "results/table.md"}
+TABLES = {"table_csv": "results/table.csv", "table_md": "results/table.md", "comparison_csv": "results/comparison.csv"}
 PLOTS = {name: f"results/plots/{name}.png" for name in ("accuracy", "widths", "gate_histograms", "gate_learning")}
 IMAGENET_LISTS = {split: f"results/imagenet/lists/{split}.csv" for split in ("train", "val")}
 IMAGENET = config["dataset"]["name"] == "imagenet"
@@ -82,11 +85,17 @@ def split_params():
     return {k: config["dataset"][k] for k in (held_out, "split_seed")}
 
 
+def references_input():
+    """The references file (config key references) as an input of summarize, so editing it resummarizes."""
+    return {"references": config["references"]} if config.get("references") else {}
+
+
 def all_metrics():
     pruned = [f"results/{PRUNED}/{{schedule}}/metrics.json".format(**r) for r in pruned_runs(config)]
     full = [f"results/{FULL}/metrics.json".format(**r) for r in full_runs(config)]
     uniform = [f"results/{UNIFORM}/seed{{seed}}/{{schedule}}/metrics.json".format(**r) for r in uniform_runs(config)]
-    return pruned + full + uniform
+    random = [f"results/{RANDOM_PRUNED}/{{schedule}}/metrics.json".format(**r) for r in random_runs(config)]
+    return pruned + full + uniform + random
 
 
 def experiment_files(name):
@@ -95,10 +104,11 @@ def experiment_files(name):
 
 
 def all_channels():
-    """Every channels.yaml of the grid (gate-pruned, then uniform), de-duplicated in order."""
+    """Every channels.yaml of the grid (gate-pruned, uniform, random gates), de-duplicated in order."""
     pruned = [f"results/{PRUNED}/channels.yaml".format(**r) for r in pruned_runs(config)]
     uniform = [f"results/{UNIFORM}/channels.yaml".format(**r) for r in uniform_runs(config)]
-    return list(dict.fromkeys(pruned + uniform))
+    random = [f"results/{RANDOM_PRUNED}/channels.yaml".format(**r) for r in random_runs(config)]
+    return list(dict.fromkeys(pruned + uniform + random))
 
 
 def all_model_targets():

@@ -19,3 +19,16 @@ rule learn_gates:
         split=split_params(),
     script:
         "../workflow_scripts/learn_gates.py"
+
+
+rule random_gates:
+    input:
+        **index_inputs(),
+    output:
+        gates=f"results/{RANDOM}/gates.pt",
+    log:
+        f"logs/{RANDOM}/random_gates.log",
+    conda:
+        "../envs/pfs.yaml"
+    script:
+        "../workflow_scripts/random_gates.py"

@@ -26,3 +26,18 @@ rule prune_uniform:
         hp=section_params("prune"),
     script:
         "../workflow_scripts/prune_uniform.py"
+
+
+rule prune_random:
+    input:
+        gates=f"results/{RANDOM}/gates.pt",
+    output:
+        channels=f"results/{RANDOM_PRUNED}/channels.yaml",
+    log:
+        f"logs/{RANDOM_PRUNED}/prune_random.log",
+    conda:
+        "../envs/pfs.yaml"
+    params:
+        hp=section_params("prune"),
+    script:
+        "../workflow_scripts/prune.py"

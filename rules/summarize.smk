@@ -1,8 +1,21 @@
 rule summarize:
     input:
+        **references_input(),
         metrics=all_metrics(),
     output:
-        **TABLES,
+        table_csv=report(
+            TABLES["table_csv"],
+            caption="../report/table.rst",
+            category="Tables",
+            subcategory=config["dataset"]["name"],
+        ),
+        table_md=TABLES["table_md"],
+        comparison_csv=report(
+            TABLES["comparison_csv"],
+            caption="../report/comparison.rst",
+            category="Tables",
+            subcategory=config["dataset"]["name"],
+        ),
         summary=SUMMARY,
     log:
         "logs/summarize.log",
@@ -15,14 +28,32 @@ rule summarize:
 rule plot_results:
     input:
         table=TABLES["table_csv"],
+        comparison=TABLES["comparison_csv"],
         channels=all_channels(),
         gates=experiment_files("gates.pt"),
         histories=experiment_files("gates_metrics.csv"),
     output:
-        accuracy=report(PLOTS["accuracy"], caption="../report/accuracy_vs_macs.rst", category="Plots"),
-        widths=report(PLOTS["widths"], caption="../report/widths.rst", category="Plots"),
-        gate_histograms=report(PLOTS["gate_histograms"], caption="../report/gate_histograms.rst", category="Plots"),
-        gate_learning=report(PLOTS["gate_learning"], caption="../report/gate_learning.rst", category="Plots"),
+        accuracy=report(
+            PLOTS["accuracy"],
+            caption="../report/accuracy_vs_macs.rst",
+            category="Plots",
+            subcategory=config["dataset"]["name"],
+        ),
+        widths=report(
+            PLOTS["widths"], caption="../report/widths.rst", category="Plots", subcategory=config["dataset"]["name"]
+        ),
+        gate_histograms=report(
+            PLOTS["gate_histograms"],
+            caption="../report/gate_histograms.rst",
+            category="Plots",
+            subcategory=config["dataset"]["name"],
+        ),
+        gate_learning=report(
+            PLOTS["gate_learning"],
+            caption="../report/gate_learning.rst",
+            category="Plots",
+            subcategory=config["dataset"]["name"],
+        ),
     log:
         "logs/plot_results.log",
     conda:

@@ -62,3 +62,26 @@ rule train_uniform:
         method="uniform",
     script:
         "../workflow_scripts/train_uniform.py"
+
+
+rule train_random:
+    input:
+        **index_inputs(),
+        channels=f"results/{RANDOM_PRUNED}/channels.yaml",
+    output:
+        **run_outputs(f"{RANDOM_PRUNED}/{{schedule}}"),
+    log:
+        f"logs/{RANDOM_PRUNED}/{{schedule}}/train_random.log",
+    benchmark:
+        f"benchmarks/{RANDOM_PRUNED}/{{schedule}}/train_random.tsv"
+    retries: config["resources"]["retries"]
+    conda:
+        "../envs/pfs.yaml"
+    threads: config["resources"]["threads"]
+    resources:
+        **gpu_resources(),
+    params:
+        hp=train_params,
+        method="random",
+    script:
+        "../workflow_scripts/train_random.py"

@@ -69,7 +69,8 @@ def scripts():
 
 
 def _tables(folder: Path) -> dict[str, str]:
-    return {"table_csv": str(folder / "table.csv"), "table_md": str(folder / "table.md")}
+    return {"table_csv": str(folder / "table.csv"), "table_md": str(folder / "table.md"),
+            "comparison_csv": str(folder / "comparison.csv")}
 
 
 def make_config(tmp: Path, root: Path, name: str = "cifar10") -> dict:

@@ -9,7 +9,7 @@ def main(inputs, outputs, params, wildcards, config, log_path, threads=1):
     import pandas as pd
 
     with run_stage(log_path, threads):
-        accuracy_vs_macs(pd.read_csv(inputs["table"]), outputs["accuracy"])
+        accuracy_vs_macs(pd.read_csv(inputs["table"]), outputs["accuracy"], pd.read_csv(inputs["comparison"]))
         channel_widths(list(inputs["channels"]), outputs["widths"])
         gate_histograms(list(inputs["gates"]), outputs["gate_histograms"])
         gate_learning(list(inputs["histories"]), outputs["gate_learning"])

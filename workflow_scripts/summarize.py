@@ -1,5 +1,6 @@
-"""summarize: every metrics.json -> results/summary.csv (one row per trained network) and results/table.csv,
-table.md (grouped over seeds, with the accuracy drop against the unpruned baseline)."""
+"""summarize: every metrics.json -> results/summary.csv (one row per trained network), results/table.csv, table.md
+(grouped over seeds, with the accuracy drop against the unpruned baseline) and results/comparison.csv (beside the
+published figures of the references file)."""
 
 from _stage import run_stage
 
@@ -9,7 +10,8 @@ from pfs.summary import write_summary, write_tables
 def main(inputs, outputs, params, wildcards, config, log_path, threads=1):
     with run_stage(log_path, threads):
         summary = write_summary(list(inputs["metrics"]), outputs["summary"])
-        write_tables(summary, outputs["table_csv"], outputs["table_md"])
+        write_tables(summary, outputs["table_csv"], outputs["table_md"], outputs["comparison_csv"],
+                     dict(inputs).get("references"))
 
 
 if "snakemake" in globals():

@@ -52,6 +52,13 @@ class GateResult:
         return int(self.history.loc[self.history["eval"] == self.selected, "epoch"].iloc[0])
 
 
+def random_gates(widths: list[int], seed: int) -> list[torch.Tensor]:
+    """The random-gates ablation: one value drawn uniformly from [0, 1) per channel, from ``seed`` alone (no data,
+    no training), in the layout of learned gates. Pruning them keeps a random subset of channels."""
+    generator = torch.Generator().manual_seed(int(seed))
+    return [torch.rand(int(w), generator=generator) for w in widths]
+
+
 def sparsity_loss(gates: list[torch.Tensor], sparsity: float) -> torch.Tensor:
     """(mean |g| over every gate of every group - r)^2: each channel counts once, whatever its layer."""
     return (torch.cat([g.flatten() for g in gates]).abs().mean() - sparsity) ** 2

@@ -27,7 +27,7 @@ from pfs.data import (
 )
 from pfs.distributed import Dist
 from pfs.errors import PfsError
-from pfs.gates import GateConfig, learn_gates
+from pfs.gates import GateConfig, learn_gates, random_gates
 from pfs.macs import count_macs, count_params, network_cost
 from pfs.models import build_model, default_widths, get_spec
 from pfs.prune import PruneConfig, prune_to_macs, uniform_to_macs
@@ -114,12 +114,27 @@ def stage_learn_gates(exp: Experiment, sparsity: float, hp: dict, data: DataSett
     })
 
 
+def stage_random_gates(exp: Experiment, num_classes: int, out_gates: str) -> None:
+    """The random-gates ablation's gates.pt: values drawn uniformly at random (pfs.gates.random_gates, seeded by
+    the experiment's seed) for every channel of the expanded network, in the format of learned gates, so the same
+    pruning (stage_prune) turns them into a random channel configuration at each MACs ratio."""
+    widths = default_widths(exp.arch, exp.width)
+    io.save_artifact(out_gates, "pfs.gates", {
+        "arch": exp.arch, "dataset": exp.dataset, "expansion": exp.width, "multiplier": exp.multiplier,
+        "sparsity": None, "seed": exp.seed, "widths": widths, "gates": random_gates(widths, exp.seed),
+        "num_classes": num_classes, "method": "random",
+    })
+    log.info("random gates for %s e%d m%g (seed %d): %d channels", exp.arch, exp.width, exp.multiplier, exp.seed,
+             sum(widths))
+
+
 def _identity_fields(exp: Experiment) -> tuple[tuple[str, object], ...]:
     return ("arch", exp.arch), ("dataset", exp.dataset), ("expansion", exp.width), ("multiplier", exp.multiplier)
 
 
-def _load_gates(path: str, exp: Experiment) -> tuple[list[torch.Tensor], int]:
-    """The gates of ``path`` (checked against ``exp``) and the number of classes they were learned on."""
+def _load_gates(path: str, exp: Experiment) -> tuple[list[torch.Tensor], int, str]:
+    """The gates of ``path`` (checked against ``exp``), the number of classes they were learned on, and their
+    method (pfs: learned; random: the ablation's random draw)."""
     data = io.load_artifact(path, "pfs.gates")
     for key, want in _identity_fields(exp):
         io.check_field(path, data, key, want)
@@ -127,12 +142,13 @@ def _load_gates(path: str, exp: Experiment) -> tuple[list[torch.Tensor], int]:
     got = [int(g.numel()) for g in data["gates"]]
     if got != want:
         raise PfsError(f"{path}: gate sizes {got} do not match {exp.arch} at expansion {exp.width} ({want})")
-    return list(data["gates"]), int(data.get("num_classes", dataset_info(exp.dataset).num_classes))
+    return (list(data["gates"]), int(data.get("num_classes", dataset_info(exp.dataset).num_classes)),
+            str(data.get("method", "pfs")))
 
 
 def stage_prune(exp: Experiment, gates_path: str, ratio: float, hp: dict, out_channels: str) -> dict:
     cfg = settings_from(PruneConfig, hp, "prune")
-    gates, classes = _load_gates(gates_path, exp)
+    gates, classes, method = _load_gates(gates_path, exp)
     size = dataset_info(exp.dataset).image_size
     base = network_cost(exp.arch, size, classes)  # the unexpanded standard network
     m = exp.multiplier
@@ -142,7 +158,7 @@ def stage_prune(exp: Experiment, gates_path: str, ratio: float, hp: dict, out_ch
     )
     pruned = network_cost(exp.arch, size, classes, result.widths, exp.width, m)
     doc = {
-        "kind": "pfs.channels", "format_version": io.FORMAT_VERSION,
+        "kind": "pfs.channels", "format_version": io.FORMAT_VERSION, "method": method,
         "arch": exp.arch, "dataset": exp.dataset, "expansion": exp.width, "multiplier": exp.multiplier,
         "num_classes": classes,
         "widths": result.widths, "full_widths": default_widths(exp.arch, exp.width),

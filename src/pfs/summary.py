@@ -5,6 +5,7 @@ from __future__ import annotations
 import pandas as pd
 
 from pfs import io
+from pfs.references import compare, comparison_markdown, load_references
 from pfs.tables import seed_table, to_markdown
 
 COLUMNS = ["dataset", "arch", "method", "expansion", "multiplier", "sparsity", "ratio", "achieved_ratio",
@@ -23,9 +24,15 @@ def write_summary(paths: list[str], out: str) -> pd.DataFrame:
     return frame
 
 
-def write_tables(summary: pd.DataFrame, out_csv: str, out_md: str) -> pd.DataFrame:
-    """The seed-grouped table (pfs.tables) as CSV and markdown."""
+def write_tables(summary: pd.DataFrame, out_csv: str, out_md: str, out_comparison: str,
+                 references: str | None = None) -> pd.DataFrame:
+    """The seed-grouped table (pfs.tables) as CSV and markdown, and its comparison with the published figures of
+    the ``references`` file (pfs.references) as CSV and as a second section of the markdown."""
     table = seed_table(summary)
+    refs, tolerance = load_references(references) if references else (pd.DataFrame(), 0.0)
+    comparison = compare(table, refs, tolerance)
     io.write_csv(out_csv, table)
-    io.atomic_write_text(out_md, "# Results (mean ± std over seeds)\n\n" + to_markdown(table))
+    io.write_csv(out_comparison, comparison)
+    io.atomic_write_text(out_md, "# Results (mean ± std over seeds)\n\n" + to_markdown(table)
+                         + "\n# Against published figures\n\n" + comparison_markdown(comparison, references))
     return table

@@ -9,7 +9,7 @@ import pandas as pd
 GROUP = ["dataset", "arch", "method", "expansion", "multiplier", "sparsity", "ratio", "schedule"]
 TABLE_COLUMNS = [*GROUP, "n", "macs", "params", "macs_reduction", "top1_mean", "top1_std", "top5_mean",
                  "best_top1_mean", "top1_drop", "epochs"]
-_METHOD_ORDER = {"full": 0, "pfs": 1}
+_METHOD_ORDER = {"full": 0, "pfs": 1, "uniform": 2, "random": 3}
 
 
 def seed_table(summary: pd.DataFrame) -> pd.DataFrame:

@@ -92,6 +92,14 @@ def check_config(config: dict) -> None:
             f"dataset {data['name']} not found: {Path(data['root']) / folder} does not exist. Set dataset.root to "
             f"the folder holding {folder}/ (torchvision's layout) or set dataset.download: true"
         )
+    if config.get("references"):  # a bad references file fails now, not after the last training job
+        from pfs.errors import PfsError  # noqa: PLC0415 - torch-free, like pfs.references
+        from pfs.references import load_references  # noqa: PLC0415
+
+        try:
+            load_references(config["references"])
+        except PfsError as exc:
+            raise ConfigError(f"config references: {exc}") from None
     if data["name"] == "digits" and data["val_size"] >= 1437:
         raise ConfigError(f"dataset.val_size={data['val_size']} leaves no digits to learn gates on; use < 1437")
 
@@ -146,3 +154,18 @@ def uniform_runs(config: dict) -> list[dict]:
              "schedule": sched}
             for arch, p, seed, sched in itertools.product(grid["archs"], grid["ratios"], grid["seeds"],
                                                           grid["schedules"])]
+
+
+def random_runs(config: dict) -> list[dict]:
+    """Wildcards of the random-gates ablation runs (grid.random_gates): gates drawn at random for each gate-learning
+    network (arch, expansion, multiplier, seed), pruned to each ratio and trained with each schedule."""
+    grid = config["grid"]
+    if not grid.get("random_gates"):
+        return []
+    runs = []
+    for arch in grid["archs"]:
+        for e, m, seed, p, sched in itertools.product(grid["expansions"][arch], multipliers(config, arch),
+                                                      grid["seeds"], grid["ratios"], grid["schedules"]):
+            runs.append({"dataset": config["dataset"]["name"], "arch": arch, "expansion": str(e),
+                         "multiplier": fmt(m), "seed": str(seed), "ratio": fmt(p), "schedule": sched})
+    return runs
