@@ -28,6 +28,16 @@ def test_atomic_write_text_writes_the_file_and_leaves_no_temp_file(tmp_path):
     assert sorted(p.name for p in target.parent.iterdir()) == ["out.txt"]
 
 
+def test_atomic_writes_get_the_mode_a_plain_write_gets(tmp_path):
+    """mkstemp makes 0600 files: results on a shared filesystem would be unreadable to the rest of the group."""
+    (tmp_path / "plain.txt").write_text("x")
+    io.atomic_write_text(tmp_path / "atomic.txt", "x")
+    io.save_artifact(tmp_path / "a.pt", "pfs.test", {"x": 1})
+    want = (tmp_path / "plain.txt").stat().st_mode & 0o777
+    assert (tmp_path / "atomic.txt").stat().st_mode & 0o777 == want
+    assert (tmp_path / "a.pt").stat().st_mode & 0o777 == want
+
+
 def test_atomic_path_keeps_the_old_file_when_the_writer_raises(tmp_path):
     target = tmp_path / "out.txt"
     target.write_text("old")

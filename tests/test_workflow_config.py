@@ -19,6 +19,7 @@ from pfs.workflow import (
     check_output_folders,
     check_schema,
     pruned_runs,
+    random_runs,
     train_settings,
 )
 
@@ -136,7 +137,7 @@ def test_building_the_dag_imports_no_torch():
     import subprocess
     import sys
 
-    code = "import sys, pfs.workflow; print('torch' in sys.modules, 'torchvision' in sys.modules)"
+    code = ("import sys, pfs.workflow, pfs.references; print('torch' in sys.modules, 'torchvision' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split() == ["False", "False"]
 
@@ -152,3 +153,26 @@ def test_an_output_folder_that_is_a_file_or_not_writable_is_refused(tmp_path, mo
     monkeypatch.setattr(os, "access", lambda path, mode: False)  # root writes anywhere: a chmod would not show it
     with pytest.raises(ConfigError, match=r"logs/ is not writable by this user: make it writable \(chmod u\+w logs\)"):
         check_output_folders(["logs"])
+
+
+def test_random_gates_runs_follow_the_gate_learning_grid_without_sparsity(default):
+    assert random_runs(default) == []  # off unless grid.random_gates
+    default["grid"].update(random_gates=True, seeds=[0, 1], ratios=[0.5, 0.7], schedules=["scratch_b"])
+    runs = random_runs(default)
+    assert len(runs) == 4 and all("sparsity" not in r for r in runs)
+    assert {(r["seed"], r["ratio"], r["schedule"]) for r in runs} == {
+        (s, p, "scratch_b") for s in ("0", "1") for p in ("0.5", "0.7")}
+    assert {(r["arch"], r["expansion"], r["multiplier"]) for r in runs} == {("resnet20", "20", "1")}
+
+
+def test_a_bad_references_file_is_refused_before_the_dag(default, tmp_path):
+    default["references"] = str(tmp_path / "missing.yaml")
+    with pytest.raises(ConfigError, match="config references: references file .*missing.yaml does not exist"):
+        check_config(default)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("format_version: 1\nreferences:\n  - {dataset: cifar10, arch: resnet56, method: X, ratio: 0.5}\n")
+    default["references"] = str(bad)
+    with pytest.raises(ConfigError, match="references.0: 'top1' is a required property"):
+        check_config(default)
+    default["references"] = ""
+    check_config(default)  # none configured

@@ -21,6 +21,16 @@ FORMAT_VERSION = 1
 REMEDY = "delete it and rerun the stage that makes it"
 
 
+def _file_mode() -> int:
+    """0666 less the process umask: the mode open() would give a new file."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+_FILE_MODE = _file_mode()
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temp path in the target's folder; on success rename it over ``path`` (never a half-written file)."""
@@ -30,6 +40,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     os.close(fd)
     try:
         yield Path(tmp)
+        os.chmod(tmp, _FILE_MODE)  # mkstemp makes 0600: results must be readable like any file the user writes
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

@@ -31,7 +31,8 @@ def seed_table(summary: pd.DataFrame) -> pd.DataFrame:
     table["sparsity"] = table["sparsity"].where(table["sparsity"] >= 0)
     table["multiplier"] = table["multiplier"].where(table["multiplier"] >= 0)
     table["_order"] = table["method"].map(_METHOD_ORDER).fillna(len(_METHOD_ORDER))
-    table = table.sort_values(["dataset", "arch", "_order", "ratio", "schedule"], ignore_index=True)
+    table["_schedule"] = table["schedule"].map({"scratch_e": 0, "scratch_b": 1})
+    table = table.sort_values(["dataset", "arch", "_order", "ratio", "_schedule"], ignore_index=True)
     return table[TABLE_COLUMNS]
 
 

@@ -17,7 +17,7 @@ import yaml
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 SNAKEMAKE = BIN / "snakemake"
-WORKFLOW_FILES = ("Snakefile", "config.yaml", "rules", "workflow_scripts", "schemas", "envs", "report")
+WORKFLOW_FILES = ("Snakefile", "config.yaml", "configs", "rules", "workflow_scripts", "schemas", "envs", "report")
 
 # One gate-learning network, one pruned network trained twice (Scratch-E, Scratch-B), one full baseline.
 TINY_CONFIG = {

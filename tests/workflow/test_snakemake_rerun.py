@@ -76,6 +76,7 @@ KEY_RERUNS = {
     "grid.schedules": (["scratch_e"], dict(SUMMARY_JOBS)),  # fewer runs: only the summary changes
     "grid.full_baseline": (False, dict(SUMMARY_JOBS)),
     "grid.uniform_baseline": (True, {"prune_uniform": 1, "train_uniform": 2, **SUMMARY_JOBS}),
+    "grid.random_gates": (True, {"random_gates": 1, "prune_random": 1, "train_random": 2, **SUMMARY_JOBS}),
     "gates.epochs": (2, GATES_DOWN),
     "gates.lr": (0.02, GATES_DOWN),
     "gates.lambda": (0.4, GATES_DOWN),
@@ -94,6 +95,7 @@ KEY_RERUNS = {
     }.items() if key != "optimizer"},
     "train.optimizer": ("sgd", NOTHING),  # the only optimiser: restating it changes nothing
     "train_by_arch": ({"resnet20": {"lr": 0.05}}, TRAINING),
+    "references": ("", dict(SUMMARY_JOBS)),  # the comparison table (and its stars in the accuracy plot) only
     "device": ("cpu", NOTHING),
     "checkpoint_dir": ("elsewhere", NOTHING),
     **{f"resources.{key}": (value, NOTHING) for key, value in
