@@ -43,28 +43,37 @@ def _standard_macs(rows: pd.DataFrame) -> float:
     return float((rows["macs"] / (1 - rows["macs_reduction"])).median())
 
 
+def reference_points(rows: pd.DataFrame, references: pd.DataFrame) -> list[tuple[float, float, str]]:
+    """(MACs, top-1 %, name) of each published reference (comparison rows with a figure) of the dataset+arch of
+    ``rows``: at its stated MACs, or else at its ratio of our standard network's MACs."""
+    if rows.empty or references.empty:
+        return []
+    dataset, arch = rows["dataset"].iloc[0], rows["arch"].iloc[0]
+    mine = references[(references["dataset"] == dataset) & (references["arch"] == arch)
+                      & references["ref_top1"].notna()]
+    mine = mine.drop_duplicates(["ref_method", "ref_ratio", "ref_top1"])
+    return [(float(r.ref_macs) if pd.notna(r.ref_macs) else (1 - r.ref_ratio) * _standard_macs(rows),
+             float(r.ref_top1), str(r.ref_method)) for r in mine.itertuples(index=False)]
+
+
 def accuracy_vs_macs(table: pd.DataFrame, out: str | Path, references: pd.DataFrame | None = None) -> None:
     """Top-1 (mean over seeds, std as error bar) against MACs, one colour per method, one panel per dataset+arch;
     published ``references`` (pfs.references.compare's rows) of the same dataset+arch as labelled grey stars, at
     their stated MACs or else at their ratio of our standard network's MACs."""
     groups = list(table.groupby(["dataset", "arch"], sort=False)) or [(("", "no runs"), table)]
     fig, axes = plt.subplots(1, len(groups), figsize=(5.5 * len(groups), 4.2), squeeze=False)
-    refs = references if references is not None else pd.DataFrame(columns=["dataset", "arch", "ref_top1"])
-    refs = refs[refs["ref_top1"].notna()]
+    refs = references if references is not None else pd.DataFrame()
     for ax, ((dataset, arch), rows) in zip(axes[0], groups, strict=True):
         for (method, schedule), sub in rows.groupby(["method", "schedule"], sort=False):
             color, marker = _STYLE.get(method, ("tab:gray", "x"))
             fill = "none" if schedule == "scratch_b" else color
             ax.errorbar(sub["macs"] / 1e6, 100 * sub["top1_mean"], yerr=100 * sub["top1_std"], fmt=marker,
                         color=color, mfc=fill, capsize=3, label=f"{method} {schedule}")
-        mine = refs[(refs["dataset"] == dataset) & (refs["arch"] == arch)]
-        mine = mine.drop_duplicates(["ref_method", "ref_ratio", "ref_schedule", "ref_top1"])
-        for n, ref in enumerate(mine.itertuples(index=False)):
-            macs = ref.ref_macs if pd.notna(ref.ref_macs) else (1 - ref.ref_ratio) * _standard_macs(rows)
-            ax.plot(macs / 1e6, ref.ref_top1, "*", color="dimgray", markersize=11,
+        for n, (macs, top1, name) in enumerate(reference_points(rows, refs)):
+            ax.plot(macs / 1e6, top1, "*", color="dimgray", markersize=11,
                     label="published (grey stars)" if n == 0 else None)
-            ax.annotate(ref.ref_method, (macs / 1e6, ref.ref_top1), fontsize=6, xytext=(4, 4),
-                        textcoords="offset points", color="dimgray")
+            ax.annotate(name, (macs / 1e6, top1), fontsize=6, xytext=(4, 4), textcoords="offset points",
+                        color="dimgray")
         ax.set(title=f"{arch} on {dataset}", xlabel="MACs (millions)", ylabel="top-1 accuracy (%)")
         ax.grid(alpha=0.3)
         if len(rows):

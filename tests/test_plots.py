@@ -1,0 +1,49 @@
+"""The accuracy plot with published references (pfs.plots): where the grey stars go, and that the PNG is written."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from pfs.plots import accuracy_vs_macs, reference_points
+from pfs.references import COMPARISON_COLUMNS
+
+
+def _table() -> pd.DataFrame:
+    return pd.DataFrame([
+        {"dataset": "cifar10", "arch": "resnet56", "method": "full", "schedule": "scratch_e", "macs": 125.0e6,
+         "macs_reduction": 0.0, "top1_mean": 0.94, "top1_std": 0.002},
+        {"dataset": "cifar10", "arch": "resnet56", "method": "pfs", "schedule": "scratch_b", "macs": 62.5e6,
+         "macs_reduction": 0.5, "top1_mean": 0.935, "top1_std": 0.001},
+        {"dataset": "cifar10", "arch": "vgg16_bn", "method": "pfs", "schedule": "scratch_b", "macs": 150e6,
+         "macs_reduction": 0.52, "top1_mean": 0.93, "top1_std": 0.0},
+    ])
+
+
+def _refs(rows) -> pd.DataFrame:
+    return pd.DataFrame(rows).reindex(columns=COMPARISON_COLUMNS)
+
+
+def test_references_sit_at_their_macs_or_at_their_ratio_of_our_standard_network():
+    refs = _refs([
+        {"dataset": "cifar10", "arch": "resnet56", "ref_method": "A", "ref_ratio": 0.6, "ref_top1": 92.0},
+        {"dataset": "cifar10", "arch": "resnet56", "ref_method": "B", "ref_ratio": 0.5, "ref_macs": 60e6,
+         "ref_top1": 93.0},
+        {"dataset": "cifar10", "arch": "resnet56", "ref_method": "B", "ref_ratio": 0.5, "ref_macs": 60e6,
+         "ref_top1": 93.0},  # the same reference matched twice (two runs of ours): one star
+        {"dataset": "cifar10", "arch": "resnet56", "ref_method": "empty", "ref_ratio": 0.5},
+        {"dataset": "cifar10", "arch": "vgg16_bn", "ref_method": "C", "ref_ratio": 0.5, "ref_top1": 93.5},
+    ])
+    table = _table()
+    points = reference_points(table[table["arch"] == "resnet56"], refs)
+    assert points == [(pytest.approx(0.4 * 125e6), 92.0, "A"), (60e6, 93.0, "B")]
+    vgg = reference_points(table[table["arch"] == "vgg16_bn"], refs)
+    assert vgg == [(pytest.approx(0.5 * 150e6 / 0.48), 93.5, "C")]
+    assert reference_points(table, _refs([])) == []
+
+
+def test_accuracy_plot_is_written_with_and_without_references(tmp_path):
+    refs = _refs([{"dataset": "cifar10", "arch": "resnet56", "ref_method": "A", "ref_ratio": 0.6, "ref_top1": 92.0}])
+    for name, references in (("with.png", refs), ("without.png", None)):
+        accuracy_vs_macs(_table(), tmp_path / name, references)
+        assert (tmp_path / name).read_bytes()[:4] == b"\x89PNG"
