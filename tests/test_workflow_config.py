@@ -176,3 +176,14 @@ def test_a_bad_references_file_is_refused_before_the_dag(default, tmp_path):
         check_config(default)
     default["references"] = ""
     check_config(default)  # none configured
+
+
+def test_every_training_rule_gets_the_early_term_signal_under_the_slurm_profile():
+    """A training rule missing from profiles/slurm would be killed at its time limit without a checkpoint."""
+    import re
+
+    rules = set(re.findall(r"^rule (train_\w+):", (REPO / "rules" / "train.smk").read_text(), re.M))
+    profile = yaml.safe_load((REPO / "profiles" / "slurm" / "config.yaml").read_text())
+    assert rules == {"train_pruned", "train_full", "train_uniform", "train_random"}
+    assert {rule: profile["set-resources"].get(rule) for rule in rules} == {
+        rule: {"slurm_extra": "'--signal=TERM@300'"} for rule in rules}

@@ -31,6 +31,7 @@ TINY_CONFIG = {
         "schedules": ["scratch_e", "scratch_b"],
         "full_baseline": True,
         "uniform_baseline": False,  # its own test: tests/workflow/test_uniform_baseline.py
+        "random_gates": False,  # its own test: tests/workflow/test_seed_grid.py
     },
     "gates": {"epochs": 1, "batch_size": 128},
     "train": {"epochs": 1, "batch_size": 128},
