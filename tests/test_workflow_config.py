@@ -156,6 +156,7 @@ def test_an_output_folder_that_is_a_file_or_not_writable_is_refused(tmp_path, mo
 
 
 def test_random_gates_runs_follow_the_gate_learning_grid_without_sparsity(default):
+    default["grid"]["random_gates"] = False
     assert random_runs(default) == []  # off unless grid.random_gates
     default["grid"].update(random_gates=True, seeds=[0, 1], ratios=[0.5, 0.7], schedules=["scratch_b"])
     runs = random_runs(default)
