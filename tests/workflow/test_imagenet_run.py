@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-from smk_run import REPO, SUMMARY_JOBS, copy_workflow, job_counts, planned_jobs, snakemake, tail, write_jpeg_tree
+from smk_run import SUMMARY_JOBS, copy_workflow, job_counts, planned_jobs, snakemake, tail, write_jpeg_tree
 
 pytestmark = pytest.mark.slow
 
@@ -94,9 +94,7 @@ def test_reruns_follow_the_changed_setting(imagenet_run):
 
 def test_paper_imagenet_plans_the_papers_grid(tmp_path):
     root = write_jpeg_tree(tmp_path / "imagenet", train=2, val=1)
-    workdir = copy_workflow(tmp_path / "wf")
-    (workdir / "configs").mkdir()
-    shutil.copy2(REPO / "configs" / "paper_imagenet.yaml", workdir / "configs")
+    workdir = copy_workflow(tmp_path / "wf")  # configs/ included
     result = snakemake(workdir, "-n", "paper_imagenet", "--configfile", "configs/paper_imagenet.yaml",
                        "--config", f"dataset={{root: '{root}'}}")
     assert result.returncode == 0, tail(result.stdout)
