@@ -119,10 +119,11 @@ def job_counts(output: str) -> dict[str, int]:
     return counts
 
 
-def planned_jobs(workdir: Path, change: dict) -> tuple[dict[str, int], str]:
-    """Dry-run the tiny config with ``change`` layered on top (a second --configfile); return the planned jobs."""
-    write_yaml(workdir / "change.yaml", change)
-    result = snakemake(workdir, "-n", "--configfile", "tiny.yaml", "change.yaml")
+def planned_jobs(workdir: Path, change: dict, name: str = "change.yaml") -> tuple[dict[str, int], str]:
+    """Dry-run the tiny config with ``change`` layered on top (a second --configfile, written to ``name``: dry
+    runs with distinct names may run side by side in one workdir); return the planned jobs."""
+    write_yaml(workdir / name, change)
+    result = snakemake(workdir, "-n", "--configfile", "tiny.yaml", name)
     assert result.returncode == 0, tail(result.stdout)
     return job_counts(result.stdout), result.stdout
 

@@ -1,49 +1,22 @@
-"""A real run of a tiny grid with 2 seeds and 2 pruning methods (PFS and the random-gates ablation) beside the
-unpruned network: summary.csv has one row per run, table.csv one per method with the seed mean, std and n, and
-comparison.csv puts synthetic reference figures beside them with the difference."""
+"""A real run of a tiny grid with 2 seeds and 3 pruning methods (PFS, the uniform-width baseline and the
+random-gates ablation) beside the unpruned network (the seed_grid fixture, conftest.py): summary.csv has one row per
+run, table.csv one per method with the seed mean, std and n, and comparison.csv puts synthetic reference figures
+beside them with the difference."""
 
 from __future__ import annotations
 
 import json
+import os
 import struct
 
 import pandas as pd
 import pytest
 import yaml
-from smk_run import SUMMARY_JOBS, copy_workflow, job_counts, planned_jobs, snakemake, tail
+from smk_run import SUMMARY_JOBS, planned_jobs
 
 pytestmark = pytest.mark.slow
 
 RANDOM = "results/digits/resnet20/random/e20_m1"
-# synthetic reference figures (not anyone's published numbers): one unpruned, one PFS-only at our ratio, one at a
-# ratio we do not run, one whose figure is not filled in
-REFERENCES = {"format_version": 1, "match_tolerance": 0.02, "references": [
-    {"dataset": "digits", "arch": "resnet20", "method": "Test full", "ratio": 0, "top1": 50.0,
-     "source": "synthetic, for the test"},
-    {"dataset": "digits", "arch": "resnet20", "method": "Test PFS", "ratio": 0.5, "schedule": "scratch_e",
-     "our_methods": ["pfs"], "top1": 40.0, "baseline_top1": 50.0, "source": "synthetic, for the test"},
-    {"dataset": "digits", "arch": "resnet20", "method": "Test far", "ratio": 0.8, "top1": 30.0,
-     "source": "synthetic, for the test"},
-    {"dataset": "digits", "arch": "resnet20", "method": "Test empty", "ratio": 0.5, "top1": None,
-     "source": "synthetic, for the test"},
-    {"dataset": "cifar10", "arch": "resnet56", "method": "Other grid", "ratio": 0.5, "top1": 93.0,
-     "source": "synthetic, for the test"},
-]}
-
-
-@pytest.fixture(scope="module")
-def seed_grid(tmp_path_factory):
-    workdir = copy_workflow(tmp_path_factory.mktemp("seeds"), {
-        "grid": {"seeds": [0, 1], "schedules": ["scratch_e"], "random_gates": True},
-        "references": "refs.yaml",
-    })
-    (workdir / "refs.yaml").write_text(yaml.safe_dump(REFERENCES, sort_keys=False))
-    result = snakemake(workdir, "--cores", "2", "--configfile", "tiny.yaml")
-    if result.returncode != 0:
-        pytest.fail(f"the tiny 2-seed grid failed:\n{tail(result.stdout)}")
-    assert job_counts(result.stdout) == {"learn_gates": 2, "prune": 2, "train_pruned": 2, "random_gates": 2,
-                                         "prune_random": 2, "train_random": 2, "train_full": 2, **SUMMARY_JOBS}
-    return workdir
 
 
 def test_random_gates_are_pruned_to_the_ratio_and_trained_as_method_random(seed_grid):
@@ -59,11 +32,11 @@ def test_random_gates_are_pruned_to_the_ratio_and_trained_as_method_random(seed_
 
 def test_summary_has_one_row_per_run_and_the_table_one_per_method_with_seed_statistics(seed_grid):
     summary = pd.read_csv(seed_grid / "results" / "summary.csv")
-    assert len(summary) == 6
+    assert len(summary) == 8
     assert sorted(zip(summary["method"], summary["seed"], strict=True)) == [
-        (m, s) for m in ("full", "pfs", "random") for s in (0, 1)]
+        (m, s) for m in ("full", "pfs", "random", "uniform") for s in (0, 1)]
     table = pd.read_csv(seed_grid / "results" / "table.csv")
-    assert table["method"].tolist() == ["full", "pfs", "random"] and table["n"].tolist() == [2, 2, 2]
+    assert table["method"].tolist() == ["full", "pfs", "uniform", "random"] and table["n"].tolist() == [2, 2, 2, 2]
     for row in table.itertuples():
         runs = summary[summary["method"] == row.method]
         assert row.top1_mean == pytest.approx(runs["top1"].mean())
@@ -79,8 +52,8 @@ def test_references_are_tabled_beside_our_runs_with_the_difference(seed_grid):
     table = pd.read_csv(seed_grid / "results" / "table.csv").set_index("method")
     comparison = pd.read_csv(seed_grid / "results" / "comparison.csv")
     pairs = sorted(zip(comparison["ref_method"], comparison["method"].fillna("-"), strict=True))
-    assert pairs == [("Test PFS", "pfs"), ("Test empty", "pfs"), ("Test empty", "random"), ("Test far", "-"),
-                     ("Test full", "full")]  # no row for the cifar10 reference
+    assert pairs == [("Test PFS", "pfs"), ("Test empty", "pfs"), ("Test empty", "random"), ("Test empty", "uniform"),
+                     ("Test far", "-"), ("Test full", "full")]  # no row for the cifar10 reference
     rows = comparison.set_index(["ref_method", comparison["method"].fillna("-")])
     assert rows.loc[("Test full", "full"), "top1_diff"] == pytest.approx(100 * table.loc["full", "top1_mean"] - 50)
     pfs = rows.loc[("Test PFS", "pfs")]
@@ -101,13 +74,15 @@ def test_plots_are_non_empty_pngs(seed_grid):
 
 def test_editing_the_references_file_only_resummarizes(seed_grid):
     refs = seed_grid / "refs.yaml"
-    original = refs.read_text()
+    original, stat = refs.read_text(), refs.stat()
     try:
         refs.write_text(original.replace("top1: 40.0", "top1: 41.0"))
         planned, output = planned_jobs(seed_grid, {})
         assert planned == dict(SUMMARY_JOBS), output
-    finally:
+    finally:  # as it was, times included: the session's other tests plan against this run
         refs.write_text(original)
+        os.utime(refs, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert planned_jobs(seed_grid, {})[0] == {}
 
 
 def test_turning_the_ablation_off_only_resummarizes(seed_grid):
