@@ -17,7 +17,6 @@ import yaml
 
 from pfs.errors import PfsError
 
-FORMAT_VERSION = 1
 DEFAULT_TOLERANCE = 0.02
 SCHEMA = Path(__file__).resolve().parent / "references.schema.yaml"
 COMPARISON_COLUMNS = ["dataset", "arch", "ref_method", "ref_ratio", "ref_schedule", "ref_macs", "ref_top1",
