@@ -157,15 +157,10 @@ def uniform_runs(config: dict) -> list[dict]:
 
 
 def random_runs(config: dict) -> list[dict]:
-    """Wildcards of the random-gates ablation runs (grid.random_gates): gates drawn at random for each gate-learning
-    network (arch, expansion, multiplier, seed), pruned to each ratio and trained with each schedule."""
-    grid = config["grid"]
-    if not grid.get("random_gates"):
+    """Wildcards of the random-gates ablation runs (grid.random_gates): the gate-pruned runs without their sparsity
+    (random gates are drawn once per arch, expansion, multiplier and seed, then pruned to each ratio and trained
+    with each schedule), de-duplicated in order."""
+    if not config["grid"].get("random_gates"):
         return []
-    runs = []
-    for arch in grid["archs"]:
-        for e, m, seed, p, sched in itertools.product(grid["expansions"][arch], multipliers(config, arch),
-                                                      grid["seeds"], grid["ratios"], grid["schedules"]):
-            runs.append({"dataset": config["dataset"]["name"], "arch": arch, "expansion": str(e),
-                         "multiplier": fmt(m), "seed": str(seed), "ratio": fmt(p), "schedule": sched})
-    return runs
+    runs = (tuple((k, v) for k, v in run.items() if k != "sparsity") for run in pruned_runs(config))
+    return [dict(run) for run in dict.fromkeys(runs)]
