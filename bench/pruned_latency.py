@@ -79,7 +79,7 @@ def prune(arch: str, size: int, classes: int, expansion: int, ratio: float, tole
     start = time.perf_counter()
     result = prune_to_macs(gates, ratio, base["macs"],
                            lambda w: network_cost(arch, size, classes, w, expansion)["macs"],
-                           PruneConfig(tolerance=tolerance, round_to=round_to))
+                           PruneConfig(tolerance=tolerance, round_to=round_to), seed=seed)
     seconds = time.perf_counter() - start
     cost = network_cost(arch, size, classes, result.widths, expansion)
     return {"widths": result.widths, "macs": cost["macs"], "params": cost["params"],

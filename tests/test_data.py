@@ -188,6 +188,39 @@ def test_training_sets_pair_augmented_train_with_plain_test(tiny_cifar10):
     assert x.shape == (3, 32, 32) and x.dtype == torch.float32 and y.dtype == torch.int64
 
 
+@pytest.mark.parametrize("name", ["digits", "cifar10"])
+def test_color_augment_is_refused_for_datasets_other_than_imagenet(tmp_path, name):
+    with pytest.raises(PfsError, match=f"train.color_augment is the official ImageNet .* dataset {name} .* set "
+                                       "train.color_augment: false"):
+        data.training_sets(DataSettings(name, root=str(tmp_path)), color_augment=True)
+
+
+# ---------------------------------------------------------------- distributed shards
+
+
+def _shard_orders(seed: int, epochs: int = 3, world_size: int = 2) -> list[list[list[int]]]:
+    """Per epoch, the sample order each rank's training loader reads (as the training loop sets the epoch)."""
+    dataset = torch.utils.data.TensorDataset(torch.arange(40))
+    loaders = [data.make_loader(dataset, 5, True, 0, torch.device("cpu"), rank=rank, world_size=world_size,
+                                seed=seed) for rank in range(world_size)]
+    orders = []
+    for epoch in range(epochs):
+        for loader in loaders:
+            loader.sampler.set_epoch(epoch)
+        orders.append([[int(v) for (batch,) in loader for v in batch] for loader in loaders])
+    return orders
+
+
+def test_distributed_training_shards_are_shuffled_by_the_runs_seed():
+    seed0, seed1 = _shard_orders(0), _shard_orders(1)
+    assert _shard_orders(0) == seed0  # the same seed reads the same shards in the same order
+    for epoch in range(3):
+        assert sorted(seed0[epoch][0] + seed0[epoch][1]) == list(range(40))  # the ranks split the set
+        assert seed0[epoch] != seed1[epoch]  # another seed, another order in every epoch
+    assert seed0[0] != seed0[1]  # and another order every epoch
+    assert seed1[0] not in seed0  # seed 1 does not replay seed 0's epochs one epoch late
+
+
 # ---------------------------------------------------------------- devices
 
 

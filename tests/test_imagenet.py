@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 from pathlib import Path
 
@@ -13,11 +14,15 @@ from PIL import Image
 
 from pfs.data import (
     DATASETS,
+    IMAGENET_EIGVAL,
+    IMAGENET_EIGVEC,
     DataSettings,
     IndexedImageDataset,
+    Lighting,
     gate_learning_sets,
     imagenet_gate_learning_sets,
     imagenet_gate_split,
+    imagenet_training_sets,
     load_images,
     make_imagenet_transform,
     make_loader,
@@ -213,6 +218,82 @@ def test_imagenet_transforms_follow_the_official_augmentation():
     val = make_imagenet_transform(train=False).transforms
     assert [type(t) for t in val] == [v2.ToImage, v2.Resize, v2.CenterCrop, v2.ToDtype, v2.Normalize]
     assert list(val[1].size) == [256] and tuple(val[2].size) == (224, 224)
+
+
+def test_color_augment_adds_the_official_jitter_and_lighting_between_crop_and_flip():
+    from torchvision.transforms import v2
+
+    train = make_imagenet_transform(train=True, min_scale=0.25, color_augment=True).transforms
+    assert [type(t) for t in train] == [v2.ToImage, v2.RandomResizedCrop, v2.ColorJitter, v2.ToDtype, Lighting,
+                                        v2.RandomHorizontalFlip, v2.ToDtype, v2.Normalize]
+    jitter = train[2]
+    assert jitter.brightness == jitter.contrast == jitter.saturation == (0.6, 1.4) and jitter.hue is None
+    assert train[4].alphastd == 0.1
+
+
+def _grey_draws(color_augment: bool, n: int = 150) -> torch.Tensor:
+    """Per-channel means of ``n`` augmented draws of a mid-grey image, back in [0, 1] pixel units (n x 3)."""
+    info = dataclasses.replace(DATASETS["imagenet"], image_size=32)  # 32x32 crops: the same statistics, faster
+    grey = Image.new("RGB", (40, 30), (128, 128, 128))
+    transform = make_imagenet_transform(train=True, min_scale=0.25, info=info, color_augment=color_augment)
+    torch.manual_seed(0)
+    means = torch.stack([transform(grey).mean(dim=(1, 2)) for _ in range(n)])
+    return means * torch.tensor(info.std) + torch.tensor(info.mean)
+
+
+def test_color_jitter_changes_the_brightness_of_each_image_and_no_jitter_leaves_it():
+    plain, jittered = _grey_draws(False), _grey_draws(True)
+    # crops and flips of a solid grey image are that grey image
+    torch.testing.assert_close(plain, torch.full_like(plain, 128 / 255), atol=1e-3, rtol=0)
+    # on a grey image contrast and saturation change nothing: the brightness factor, uniform in [0.6, 1.4], does
+    factor = jittered.mean(dim=1) / (128 / 255)
+    assert factor.min() < 0.7 and factor.max() > 1.3
+    assert factor.min() > 0.5 and factor.max() < 1.5  # the lighting noise moves it by ~0.025 (one std) too
+    assert 0.18 < float(factor.std()) < 0.28  # uniform on [0.6, 1.4]: std 0.8 / sqrt(12) = 0.23
+
+
+def test_lighting_adds_one_rgb_offset_per_image_with_the_pca_covariance():
+    lighting, image = Lighting(), torch.full((3, 4, 4), 0.5)
+    torch.manual_seed(0)
+    draws = torch.stack([lighting(image) - image for _ in range(20_000)])  # n x 3 x 4 x 4
+    offsets = draws[:, :, 0, 0].double()
+    torch.testing.assert_close(draws, offsets[:, :, None, None].float().expand_as(draws))  # constant per image
+    eigvec, eigval = torch.tensor(IMAGENET_EIGVEC).double(), torch.tensor(IMAGENET_EIGVAL).double()
+    expected = eigvec @ torch.diag((0.1 * eigval) ** 2) @ eigvec.T  # ~1.6e-4 each; sampling error ~1.6e-6
+    torch.testing.assert_close(offsets.T.cov(), expected, atol=1e-5, rtol=0)
+    torch.testing.assert_close(offsets.mean(0), torch.zeros(3, dtype=torch.float64), atol=5e-4, rtol=0)
+
+
+def test_lighting_draws_from_the_global_seed_and_clips_to_the_pixel_range():
+    lighting, image = Lighting(alphastd=50.0), torch.rand(3, 8, 8)
+    torch.manual_seed(3)
+    first = lighting(image)
+    torch.manual_seed(3)
+    assert torch.equal(lighting(image), first)  # the training loop's per-epoch seed fixes it
+    assert not torch.equal(lighting(image), first)
+    assert first.min() >= 0 and first.max() <= 1 and (first == 1).any() | (first == 0).any()
+    with pytest.raises(TypeError, match="float images"):
+        lighting(torch.zeros(3, 2, 2, dtype=torch.uint8))
+
+
+def test_colour_augmentation_reaches_training_from_scratch_only(tiny_imagenet, tmp_path):
+    lists = prepare_lists(tiny_imagenet, tmp_path / "lists")
+    settings = _settings(tiny_imagenet, lists)
+
+    def colour(dataset) -> bool:
+        return any(isinstance(t, Lighting) for t in dataset.transform.transforms)
+
+    train, test = training_sets(settings, min_scale=0.25, color_augment=True)
+    assert colour(train) and not colour(test)
+    assert not any(map(colour, training_sets(settings, min_scale=0.25)))
+    frame = read_list(lists["train"])
+    assert not any(map(colour, imagenet_training_sets(tiny_imagenet, frame, frame, 0.25)))
+    gate_train, gate_val, _ = gate_learning_sets(settings, val_size=0, split_seed=0, val_per_class=1)
+    assert not colour(gate_train) and not colour(gate_val)  # the official gate learning has no colour jitter
+    image, _ = train[0]
+    assert image.shape == (3, 224, 224) and image.dtype == torch.float32
+    with pytest.raises(PfsError, match="training transforms only"):
+        make_imagenet_transform(train=False, color_augment=True)
 
 
 @pytest.mark.parametrize("min_scale", [0.0, -0.1, 1.5])

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import functools
+import logging
 
 import pytest
 import torch
+import yaml
 
+from pfs import io
 from pfs.errors import PfsError
 from pfs.macs import network_cost
 from pfs.models import default_widths, get_spec
 from pfs.prune import PruneConfig, gate_scores, keep_order, prune_to_macs, widths_for_keep
+from pfs.stages import Experiment, stage_prune
 
 IMAGE_AND_CLASSES = {"cifar": (32, 10), "imagenet": (224, 1000)}  # the resolution MACs are counted at, per domain
 
@@ -37,7 +41,7 @@ def random_gates(arch: str, expansion: int, seed: int = 0) -> list[torch.Tensor]
 
 
 def reduction_keeping(gates, arch, expansion, k, min_width) -> float:
-    order, group_of, _ = keep_order(gates, min_width)
+    order, group_of, _ = keep_order(gates, min_width, seed=0)
     return 1 - _macs(arch, expansion, tuple(widths_for_keep(order, group_of, k, len(gates)))) / base_macs(arch)
 
 
@@ -98,42 +102,49 @@ def test_gate_scores_do_not_track_gradients():
 
 def test_keep_order_puts_forced_channels_first_then_descending_scores():
     gates = [torch.tensor([0.1, 0.9, 0.5]), torch.tensor([0.2, 0.2])]
-    order, group_of, forced = keep_order(gates, min_width=1)
-    # group maxima first (0.9 at 1; tie 0.2/0.2 in group 1 broken by position: 3), then 0.5, 0.2 (4), 0.1
-    assert order.tolist() == [1, 3, 2, 4, 0]
+    order, group_of, forced = keep_order(gates, min_width=1, seed=0)
+    # group maxima first (0.9 at 1; one of the tied 0.2s of group 1), then 0.5, the other 0.2, 0.1
+    assert order.tolist() in ([1, 3, 2, 4, 0], [1, 4, 2, 3, 0])
     assert group_of.tolist() == [0, 0, 0, 1, 1]
     assert forced == 2
 
-    order, _, forced = keep_order(gates, min_width=2)
-    assert order.tolist() == [1, 2, 3, 4, 0]
+    order, _, forced = keep_order(gates, min_width=2, seed=0)
+    assert order.tolist() in ([1, 2, 3, 4, 0], [1, 2, 4, 3, 0])
     assert forced == 4
 
 
 def test_keep_order_forces_a_weak_groups_best_channel_ahead_of_stronger_ones():
     gates = [torch.tensor([0.9, 0.8, 0.7]), torch.tensor([0.01, 0.02])]
-    order, _, forced = keep_order(gates, min_width=1)
+    order, _, forced = keep_order(gates, min_width=1, seed=0)
     assert order.tolist() == [0, 4, 1, 2, 3]
     assert forced == 2
-    order, _, forced = keep_order(gates, min_width=2)
+    order, _, forced = keep_order(gates, min_width=2, seed=0)
     assert order.tolist() == [0, 1, 4, 3, 2]
     assert forced == 4
 
 
-def test_keep_order_breaks_ties_by_position_and_is_deterministic():
-    gates = [torch.zeros(4), torch.ones(3), torch.zeros(2)]
-    order, _, forced = keep_order(gates, min_width=1)
-    assert order.tolist() == [4, 0, 7, 5, 6, 1, 2, 3, 8]
-    assert forced == 3
+def test_keep_order_breaks_ties_by_a_seeded_permutation_and_is_deterministic_per_seed():
+    gates = [torch.zeros(4), torch.ones(3), torch.zeros(2)]  # channels 0-3, 4-6, 7-8
+    orders = {}
+    for seed in range(20):
+        order, group_of, forced = keep_order(gates, min_width=1, seed=seed)
+        assert forced == 3 and sorted(group_of[order[:3]].tolist()) == [0, 1, 2]  # one channel of each group
+        assert order[0] in (4, 5, 6) and set(order[3:5].tolist()) | {int(order[0])} == {4, 5, 6}  # ones first
+        assert torch.equal(order, keep_order([g.clone() for g in gates], 1, seed=seed)[0])
+        orders[seed] = order.tolist()
+    assert len({tuple(o) for o in orders.values()}) > 10  # the seed reorders the tied channels
+    # the first zero kept beyond the forced ones is not always group 0's (a stable sort would always pick channel 0)
+    assert {group_of[o[5]].item() for o in orders.values()} == {0, 2}
     gates = random_gates("resnet20", 8, seed=3)
-    first = keep_order(gates, 2)
+    first = keep_order(gates, 2, seed=0)
     for _ in range(3):
-        again = keep_order([g.clone() for g in gates], 2)
+        again = keep_order([g.clone() for g in gates], 2, seed=0)
         assert torch.equal(first[0], again[0]) and torch.equal(first[1], again[1]) and first[2] == again[2]
 
 
 def test_keep_order_is_a_permutation_of_all_channels():
     gates = random_gates("vgg11_bn", 16, seed=1)
-    order, group_of, forced = keep_order(gates, min_width=3)
+    order, group_of, forced = keep_order(gates, min_width=3, seed=0)
     total = sum(g.numel() for g in gates)
     assert sorted(order.tolist()) == list(range(total))
     assert forced == 3 * len(gates)
@@ -142,7 +153,7 @@ def test_keep_order_is_a_permutation_of_all_channels():
 
 def test_widths_for_keep_counts_kept_channels_per_group():
     gates = [torch.tensor([0.1, 0.9, 0.5]), torch.tensor([0.2, 0.2]), torch.tensor([0.3])]
-    order, group_of, forced = keep_order(gates, min_width=1)
+    order, group_of, forced = keep_order(gates, min_width=1, seed=0)
     assert forced == 3
     assert widths_for_keep(order, group_of, forced, 3) == [1, 1, 1]
     assert widths_for_keep(order, group_of, 4, 3) == [2, 1, 1]
@@ -164,7 +175,7 @@ def test_widths_for_keep_counts_kept_channels_per_group():
 def test_prune_to_macs_hits_the_ratio_with_the_strongest_channels(arch, expansion, ratio):
     cfg = PruneConfig()
     gates = random_gates(arch, expansion)
-    result = prune_to_macs(gates, ratio, base_macs(arch), macs_of(arch, expansion), cfg)
+    result = prune_to_macs(gates, ratio, base_macs(arch), macs_of(arch, expansion), cfg, seed=0)
     check_result(result, gates, arch, expansion, ratio, cfg)
     assert result.kept_channels < result.total_channels
 
@@ -179,7 +190,7 @@ def test_prune_to_macs_hits_the_ratio_on_imagenet_networks(arch, expansion, rati
     cfg = PruneConfig()
     assert base_macs(arch) == base  # measured against the standard network at 224x224
     gates = random_gates(arch, expansion)
-    result = prune_to_macs(gates, ratio, base, macs_of(arch, expansion), cfg)
+    result = prune_to_macs(gates, ratio, base, macs_of(arch, expansion), cfg, seed=0)
     check_result(result, gates, arch, expansion, ratio, cfg)
     assert abs(result.achieved_ratio - ratio) / ratio <= 1e-3
     assert result.macs == pytest.approx(base * (1 - ratio), rel=1e-3 * ratio / (1 - ratio))
@@ -196,14 +207,14 @@ def test_prune_to_macs_meets_tolerance_or_says_one_channel_is_too_coarse(arch, e
     # so whether the target is reachable depends on where the gate ranking puts the boundary
     cfg = PruneConfig()
     gates = random_gates(arch, expansion, seed)
-    order, _, forced = keep_order(gates, cfg.min_width)
+    order, _, forced = keep_order(gates, cfg.min_width, seed=0)
     lo, hi = forced, len(order)  # the largest k whose reduction is still >= ratio, by bisection
     while hi - lo > 1:
         mid = (lo + hi) // 2
         lo, hi = (mid, hi) if reduction_keeping(gates, arch, expansion, mid, 1) >= ratio else (lo, mid)
     errors = [abs(reduction_keeping(gates, arch, expansion, k, 1) - ratio) / ratio for k in (lo, hi)]
     try:
-        result = prune_to_macs(gates, ratio, base_macs(arch), macs_of(arch, expansion), cfg)
+        result = prune_to_macs(gates, ratio, base_macs(arch), macs_of(arch, expansion), cfg, seed=0)
     except PfsError as exc:
         assert "prune.tolerance=0.001" in str(exc)
         assert min(errors) > cfg.tolerance  # neither neighbour of the target was acceptable
@@ -220,9 +231,9 @@ def test_boundary_fill_meets_the_paper_tolerance_where_the_threshold_alone_canno
     # resnet56 at e=20, seed 0: the channel at the threshold is a first-stage one (~0.3% of the MACs each)
     gates = random_gates("resnet56", 20, seed=0)
     with pytest.raises(PfsError, match=r"prune\.max_fill=0"):
-        prune_to_macs(gates, 0.5, base_macs("resnet56"), macs_of("resnet56", 20), PruneConfig(max_fill=0))
+        prune_to_macs(gates, 0.5, base_macs("resnet56"), macs_of("resnet56", 20), PruneConfig(max_fill=0), seed=0)
     cfg = PruneConfig()
-    result = prune_to_macs(gates, 0.5, base_macs("resnet56"), macs_of("resnet56", 20), cfg)
+    result = prune_to_macs(gates, 0.5, base_macs("resnet56"), macs_of("resnet56", 20), cfg, seed=0)
     check_result(result, gates, "resnet56", 20, 0.5, cfg)
     assert result.out_of_order >= 1
 
@@ -230,15 +241,15 @@ def test_boundary_fill_meets_the_paper_tolerance_where_the_threshold_alone_canno
 def test_prune_to_macs_with_a_looser_tolerance_always_succeeds_on_resnet56():
     cfg = PruneConfig(tolerance=0.01)
     gates = random_gates("resnet56", 20, seed=0)
-    result = prune_to_macs(gates, 0.5, base_macs("resnet56"), macs_of("resnet56", 20), cfg)
+    result = prune_to_macs(gates, 0.5, base_macs("resnet56"), macs_of("resnet56", 20), cfg, seed=0)
     check_result(result, gates, "resnet56", 20, 0.5, cfg)
 
 
 def test_prune_to_macs_is_deterministic():
     gates = random_gates("vgg16_bn", 80, seed=5)
-    first = prune_to_macs(gates, 0.5, base_macs("vgg16_bn"), macs_of("vgg16_bn", 80), PruneConfig())
+    first = prune_to_macs(gates, 0.5, base_macs("vgg16_bn"), macs_of("vgg16_bn", 80), PruneConfig(), seed=0)
     again = prune_to_macs([g.clone() for g in gates], 0.5, base_macs("vgg16_bn"), macs_of("vgg16_bn", 80),
-                          PruneConfig())
+                          PruneConfig(), seed=0)
     assert first == again
 
 
@@ -249,10 +260,10 @@ def test_prune_to_macs_honours_min_width(min_width):
     for g in gates[:5]:
         g.mul_(0.01)
     cfg = PruneConfig(min_width=min_width)
-    result = prune_to_macs(gates, 0.7, base_macs("vgg16_bn"), macs_of("vgg16_bn", 80), cfg)
+    result = prune_to_macs(gates, 0.7, base_macs("vgg16_bn"), macs_of("vgg16_bn", 80), cfg, seed=0)
     check_result(result, gates, "vgg16_bn", 80, 0.7, cfg)
     assert result.widths[:5] == [min_width] * 5
-    unforced = prune_to_macs(gates, 0.7, base_macs("vgg16_bn"), macs_of("vgg16_bn", 80), PruneConfig())
+    unforced = prune_to_macs(gates, 0.7, base_macs("vgg16_bn"), macs_of("vgg16_bn", 80), PruneConfig(), seed=0)
     assert min(unforced.widths[:5]) < min_width
 
 
@@ -260,7 +271,7 @@ def test_prune_to_macs_keeps_zero_gated_groups_at_min_width_not_zero():
     gates = random_gates("vgg11_bn", 80, seed=4)
     gates[3].zero_()
     cfg = PruneConfig(min_width=1)
-    result = prune_to_macs(gates, 0.5, base_macs("vgg11_bn"), macs_of("vgg11_bn", 80), cfg)
+    result = prune_to_macs(gates, 0.5, base_macs("vgg11_bn"), macs_of("vgg11_bn", 80), cfg, seed=0)
     assert result.widths[3] == 1
     assert min(result.widths) >= 1
 
@@ -268,7 +279,7 @@ def test_prune_to_macs_keeps_zero_gated_groups_at_min_width_not_zero():
 def test_unreachable_ratio_given_min_width_is_refused():
     gates = random_gates("vgg16_bn", 80)
     with pytest.raises(PfsError, match=r"ratio 0\.999 cannot be reached: keeping only prune\.min_width=8") as info:
-        prune_to_macs(gates, 0.999, base_macs("vgg16_bn"), macs_of("vgg16_bn", 80), PruneConfig(min_width=8))
+        prune_to_macs(gates, 0.999, base_macs("vgg16_bn"), macs_of("vgg16_bn", 80), PruneConfig(min_width=8), seed=0)
     assert "lower the ratio" in str(info.value)
 
 
@@ -277,20 +288,20 @@ def test_ratio_below_what_a_narrow_expansion_already_saves_is_refused():
     gates = random_gates("resnet56", 8)
     with pytest.raises(PfsError, match=r"ratio 0\.3 cannot be reached: the unpruned gate network is already 0\.7") \
             as info:
-        prune_to_macs(gates, 0.3, base_macs("resnet56"), macs_of("resnet56", 8), PruneConfig())
+        prune_to_macs(gates, 0.3, base_macs("resnet56"), macs_of("resnet56", 8), PruneConfig(), seed=0)
     assert "raise the expansion" in str(info.value)
 
 
 def test_min_width_above_the_narrowest_group_is_refused():
     gates = random_gates("resnet20", 4)  # narrowest group has 4 channels
     with pytest.raises(PfsError, match=r"prune\.min_width=5 exceeds the narrowest group \(4 channels\)"):
-        prune_to_macs(gates, 0.5, base_macs("resnet20"), macs_of("resnet20", 4), PruneConfig(min_width=5))
+        prune_to_macs(gates, 0.5, base_macs("resnet20"), macs_of("resnet20", 4), PruneConfig(min_width=5), seed=0)
 
 
 @pytest.mark.parametrize("ratio", [0.0, 1.0, -0.2, 1.5])
 def test_ratio_outside_the_open_unit_interval_is_refused(ratio):
     with pytest.raises(PfsError, match=f"ratio must be in \\(0, 1\\), got {ratio}"):
-        prune_to_macs([torch.ones(4)], ratio, 100, lambda w: 10 * w[0], PruneConfig())
+        prune_to_macs([torch.ones(4)], ratio, 100, lambda w: 10 * w[0], PruneConfig(), seed=0)
 
 
 @pytest.mark.parametrize(("kwargs", "message"), [
@@ -306,11 +317,171 @@ def test_prune_config_is_validated(kwargs, message):
 def test_prune_to_macs_on_a_toy_cost_model_keeps_the_exact_count():
     # MACs proportional to the kept channels: ratio 0.5 of 10 channels keeps exactly the 5 strongest
     gates = [torch.tensor([0.9, 0.1, 0.8, 0.2, 0.7]), torch.tensor([0.3, 0.6, 0.4, 0.5, 0.05])]
-    result = prune_to_macs(gates, 0.5, 100, lambda w: 10 * sum(w), PruneConfig(min_width=1))
+    result = prune_to_macs(gates, 0.5, 100, lambda w: 10 * sum(w), PruneConfig(min_width=1), seed=0)
     assert result.widths == [3, 2]  # 0.9, 0.8, 0.7 and 0.6, 0.5
     assert result.macs == 50 and result.achieved_ratio == 0.5
     assert result.kept_channels == 5 and result.total_channels == 10
     assert result.threshold == pytest.approx(0.5)
+
+
+# ---------------------------------------------------------------- ties (clamped gates at exactly 0)
+
+TOY_DISTINCT, TOY_ZEROS = (2, 4, 6, 8), (6, 12, 18, 32)  # per group: distinct non-zero gates, then exact zeros
+
+
+def tied_toy_gates() -> list[torch.Tensor]:
+    """Four groups of 8-40 channels: a few distinct non-zero gates each, the rest exactly 0 (68 tied channels)."""
+    values = torch.linspace(1.0, 0.05, sum(TOY_DISTINCT))[torch.randperm(sum(TOY_DISTINCT),
+                                                                          generator=torch.Generator().manual_seed(0))]
+    return [torch.cat([part, torch.zeros(z)]) for part, z in zip(values.split(TOY_DISTINCT), TOY_ZEROS, strict=True)]
+
+
+def prune_toy(gates: list[torch.Tensor], seed: int):
+    """MACs proportional to the channels kept: ratio 0.5 of 88 channels keeps exactly 44 (24 of the 68 zeros)."""
+    total = sum(g.numel() for g in gates)
+    return prune_to_macs(gates, 0.5, total, lambda w: sum(w), PruneConfig(), seed=seed)
+
+
+def distinct_gates(widths: list[int], seed: int = 0) -> list[torch.Tensor]:
+    """Gates with no two channels equal: a shuffle of 1/n, 2/n, ..., 1."""
+    n = sum(widths)
+    values = (torch.randperm(n, generator=torch.Generator().manual_seed(seed)) + 1).float() / n
+    return list(values.split(widths))
+
+
+def test_tied_channels_are_kept_in_proportion_to_each_groups_share_of_the_tie():
+    gates, seeds = tied_toy_gates(), 300
+    results = [prune_toy(gates, seed) for seed in range(seeds)]
+    assert {(r.threshold, r.tied_at_threshold, r.kept_by_tie) for r in results} == {(0.0, 68, 24)}
+    kept_zeros = torch.tensor([[w - d for w, d in zip(r.widths, TOY_DISTINCT, strict=True)] for r in results],
+                              dtype=torch.float64)  # every non-zero gate is kept: the rest of a width is zeros
+    tied, keep = sum(TOY_ZEROS), 24
+    for i, zeros in enumerate(TOY_ZEROS):  # a uniform choice of 24 of the 68 zeros: hypergeometric per group
+        share = zeros / tied
+        sd = (keep * share * (1 - share) * (tied - keep) / (tied - 1)) ** 0.5
+        assert abs(kept_zeros[:, i].mean() - keep * share) <= 4 * sd / seeds ** 0.5, (i, kept_zeros[:, i].mean())
+    # a stable sort would keep all 6 zeros of group 0 and all 12 of group 1, and none of group 3, in every run
+    assert (kept_zeros[:, 0] == TOY_ZEROS[0]).double().mean() < 0.05
+    assert (kept_zeros[:, 3] > 0).all()
+
+
+def test_distinct_scores_give_the_same_order_and_widths_whatever_the_seed():
+    widths = default_widths("resnet20", 16)
+    gates = distinct_gates(widths)
+    orders = [keep_order(gates, 2, seed=seed)[0] for seed in range(4)]
+    assert all(torch.equal(o, orders[0]) for o in orders)
+    cfg = PruneConfig(tolerance=0.01)
+    results = [prune_to_macs(gates, 0.5, base_macs("resnet20"), macs_of("resnet20", 16), cfg, seed=seed)
+               for seed in (0, 1, 7)]
+    assert results[1:] == results[:1] * 2
+    assert (results[0].tied_at_threshold, results[0].kept_by_tie) == (1, 0)
+
+
+def test_tied_gates_give_the_same_widths_for_a_seed_and_different_widths_across_seeds():
+    gates = tied_toy_gates()
+    widths = {seed: prune_toy(gates, seed).widths for seed in range(10)}
+    assert all(prune_toy([g.clone() for g in gates], seed).widths == w for seed, w in widths.items())
+    assert len({tuple(w) for w in widths.values()}) >= 5
+
+
+def test_tie_counts_on_a_hand_checked_case():
+    gates = [torch.tensor([0.9, 0.4, 0.4, 0.0]), torch.tensor([0.8, 0.4, 0.0, 0.0, 0.0, 0.0])]  # 10 channels
+
+    def keep(n: int):  # MACs proportional to the channels kept: exactly n of them
+        return prune_to_macs(gates, 1 - n / 10, 100, lambda w: 10 * sum(w), PruneConfig(), seed=0)
+
+    full_tie, split_tie, zeros = keep(5), keep(4), keep(6)
+    # 0.9 and 0.8 are forced (min_width 1); then the three 0.4s tie
+    assert (full_tie.widths, full_tie.tied_at_threshold, full_tie.kept_by_tie) == ([3, 2], 3, 0)  # all three kept
+    assert full_tie.threshold == pytest.approx(0.4)
+    assert split_tie.widths in ([3, 1], [2, 2]) and (split_tie.tied_at_threshold, split_tie.kept_by_tie) == (3, 2)
+    assert split_tie.threshold == pytest.approx(0.4)
+    assert (zeros.threshold, zeros.tied_at_threshold, zeros.kept_by_tie) == (0.0, 5, 1)  # one of the five zeros
+    # a group's forced channel is kept by min_width, not by the tie, even when it scores the threshold
+    gates = [torch.tensor([0.9, 0.5]), torch.zeros(4)]
+    result = prune_to_macs(gates, 1 - 4 / 6, 60, lambda w: 10 * sum(w), PruneConfig(), seed=0)
+    assert (result.widths, result.threshold, result.tied_at_threshold, result.kept_by_tie) == ([2, 2], 0.0, 3, 1)
+
+
+def test_tie_counts_describe_the_final_kept_set_with_or_without_the_boundary_fill():
+    # group 0's channels cost 10 MACs, group 1's 1: only widths [3, 1] (31 MACs) meet the target. The seeded order
+    # of the six zeros decides whether the top-k channels land there or the fill must drop zeros kept ahead of others
+    gates = [torch.tensor([0.9, 0.0, 0.0, 0.0]), torch.tensor([0.8, 0.0, 0.0, 0.0])]
+
+    def prune(seed: int, max_fill: int):
+        cfg = PruneConfig(tolerance=0.003, max_fill=max_fill)
+        return prune_to_macs(gates, 0.69, 100, lambda w: 10 * w[0] + w[1], cfg, seed=seed)
+
+    needs_fill = []
+    for seed in range(20):
+        result = prune(seed, max_fill=64)
+        # the fill dropped only tied zeros: none outscores a kept channel, so nothing is out of order
+        assert (result.widths, result.threshold, result.out_of_order) == ([3, 1], 0.0, 0)
+        assert (result.tied_at_threshold, result.kept_by_tie) == (6, 2)
+        try:
+            prune(seed, max_fill=0)
+        except PfsError:
+            needs_fill.append(seed)
+    assert 0 < len(needs_fill) < 20  # both paths were checked
+
+
+def test_stage_prune_records_the_tie_and_warns_when_it_decides_over_a_tenth_of_the_kept_channels(tmp_path, caplog):
+    exp = Experiment("cifar10", "resnet20", seed=3, expansion=16)
+    widths = default_widths("resnet20", 16)
+    hp = {"tolerance": 0.01}
+
+    def prune(name: str, gates: list[torch.Tensor]) -> tuple[dict, list[str]]:
+        io.save_artifact(tmp_path / f"{name}.pt", "pfs.gates", {
+            "arch": "resnet20", "dataset": "cifar10", "expansion": 16, "multiplier": 1.0, "widths": widths,
+            "gates": gates, "num_classes": 10})
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="pfs.stages"):
+            doc = stage_prune(exp, str(tmp_path / f"{name}.pt"), 0.5, hp, str(tmp_path / f"{name}.yaml"))
+        saved = yaml.safe_load((tmp_path / f"{name}.yaml").read_text())
+        assert saved["tied_at_threshold"] == doc["tied_at_threshold"] and saved["kept_by_tie"] == doc["kept_by_tie"]
+        return doc, [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+
+    distinct = distinct_gates(widths)
+    doc, warnings = prune("distinct", distinct)
+    assert (doc["tied_at_threshold"], doc["kept_by_tie"], warnings) == (1, 0, [])
+    # a small tie: the 15 channels ranked around the threshold set to its score decide a few channels, < 10%
+    flat = torch.cat(distinct)
+    rank = int((flat > doc["threshold"]).sum())
+    around = flat.sort(descending=True).indices[rank - 7:rank + 8]
+    flat[around] = doc["threshold"]
+    doc, warnings = prune("small_tie", list(flat.split(widths)))
+    assert 0 < doc["kept_by_tie"] <= 0.1 * doc["kept_channels"] and doc["tied_at_threshold"] >= 15
+    assert warnings == []
+    # clamped gates: 80% exactly 0, so the tie decides most of the kept channels
+    mask = torch.rand(sum(widths), generator=torch.Generator().manual_seed(1)) < 0.8
+    doc, warnings = prune("tied", list(torch.cat(distinct).masked_fill(mask, 0.0).split(widths)))
+    assert doc["threshold"] == 0.0 and doc["kept_by_tie"] > 0.1 * doc["kept_channels"]
+    assert len(warnings) == 1
+    message = warnings[0]
+    assert str(tmp_path / "tied.yaml") in message
+    assert f"a tie decided {doc['kept_by_tie']} of the {doc['kept_channels']} kept channels" in message
+    assert f"{doc['tied_at_threshold']} channels score exactly the threshold" in message
+    assert "the gates do not separate these channels" in message and "seed 3" in message
+
+
+def test_resnet56_with_mostly_zero_gates_spreads_the_tied_channels_over_all_stages():
+    # the issue's case: ~80% of the gates clamped to exactly 0, the rest distinct in (0, 1], ratio 0.5
+    widths = default_widths("resnet56", 20)  # 27 groups: stages of 9 at 20, 40 and 80 channels
+    mask = torch.rand(sum(widths), generator=torch.Generator().manual_seed(0)) < 0.8
+    gates = list(torch.cat(distinct_gates(widths)).masked_fill(mask, 0.0).split(widths))
+    nonzero = [int((g > 0).sum()) for g in gates]
+    result = prune_to_macs(gates, 0.5, base_macs("resnet56"), macs_of("resnet56", 20), PruneConfig(), seed=0)
+    check_result(result, gates, "resnet56", 20, 0.5, PruneConfig())
+    assert result.threshold == 0.0 and result.kept_by_tie > 0.1 * result.kept_channels
+    kept_zeros = [w - n for w, n in zip(result.widths, nonzero, strict=True)]
+    # a stable sort keeps the first groups at full width and no zero-gated channel of stage 3
+    assert all(w < f for w, f in zip(result.widths, widths, strict=True)) and result.widths[19:] != [1] * 8
+    assert all(k > 0 for k in kept_zeros[18:])
+    zeros = [w - n for w, n in zip(widths, nonzero, strict=True)]
+    overall = sum(kept_zeros) / sum(zeros)
+    for stage in range(3):  # each stage keeps its share of the tied channels (9 groups pooled)
+        part = slice(9 * stage, 9 * stage + 9)
+        assert 0.5 * overall < sum(kept_zeros[part]) / sum(zeros[part]) < 1.5 * overall, stage
 
 
 # ---------------------------------------------------------------- rounding to multiples (tensor cores)
@@ -321,12 +492,12 @@ def test_prune_to_macs_on_a_toy_cost_model_keeps_the_exact_count():
 def test_round_to_8_gives_multiples_of_8_that_still_meet_the_ratio(arch, expansion, ratio):
     gates = random_gates(arch, expansion)
     cfg = PruneConfig(tolerance=0.01, round_to=8)
-    result = prune_to_macs(gates, ratio, base_macs(arch), macs_of(arch, expansion), cfg)
+    result = prune_to_macs(gates, ratio, base_macs(arch), macs_of(arch, expansion), cfg, seed=0)
     full = default_widths(arch, expansion)
     assert all(w % 8 == 0 or w == f for w, f in zip(result.widths, full, strict=True))
     assert result.macs == _macs(arch, expansion, tuple(result.widths))
     assert abs(result.achieved_ratio - ratio) / ratio <= cfg.tolerance
-    plain = prune_to_macs(gates, ratio, base_macs(arch), macs_of(arch, expansion), PruneConfig(tolerance=0.01))
+    plain = prune_to_macs(gates, ratio, base_macs(arch), macs_of(arch, expansion), PruneConfig(tolerance=0.01), seed=0)
     assert result.widths != plain.widths and any(w % 8 for w in plain.widths)
 
 
@@ -342,7 +513,7 @@ def test_round_to_must_be_positive_and_a_coarse_step_names_it_in_the_error():
     gates = random_gates("resnet20", 16)  # widths 16/32/64: steps of 16 channels cannot hit 0.1%
     with pytest.raises(PfsError, match="lower prune.round_to=16"):
         prune_to_macs(gates, 0.3, base_macs("resnet20"), macs_of("resnet20", 16),
-                      PruneConfig(tolerance=0.001, round_to=16, max_fill=0))
+                      PruneConfig(tolerance=0.001, round_to=16, max_fill=0), seed=0)
 
 
 # ---------------------------------------------------------------- the uniform-width baseline

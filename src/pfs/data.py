@@ -209,25 +209,64 @@ class IndexedImageDataset(Dataset):
         return self.transform(rgb), int(self.labels[i])
 
 
+# AlexNet-style PCA lighting noise (Krizhevsky et al. 2012): the principal components of ImageNet's RGB pixels in
+# [0, 1] (fb.resnet.torch's values, copied by the official code's datasets.Lighting)
+IMAGENET_EIGVAL = (0.2175, 0.0188, 0.0045)
+IMAGENET_EIGVEC = ((-0.5675, 0.7192, 0.4009), (-0.5808, -0.0045, -0.8140), (-0.5836, -0.6948, 0.4203))
+COLOR_JITTER = 0.4  # official ColorJitter brightness, contrast and saturation (no hue)
+LIGHTING_STD = 0.1  # official alphastd: std of each component's random weight
+
+
+class Lighting:
+    """PCA lighting noise on a float RGB image (C x H x W, values in [0, 1]): adds the same offset
+    ``eigvec @ (alpha * eigval)``, ``alpha ~ N(0, alphastd^2)`` per component, to every pixel, then clips to [0, 1]
+    (the official code clips too). ``alpha`` comes from torch's global generator (in a DataLoader worker, the
+    worker's, seeded from it) like the crop and flip, so a run is as reproducible as the rest of its augmentation.
+
+    The official code adds the offset to 0..255 uint8 pixels, where it is 1/255 of this size and the cast back to
+    uint8 floors it to a 0 or -1 step; here it has the scale its eigenvalues were computed for."""
+
+    def __init__(self, alphastd: float = LIGHTING_STD, eigval=IMAGENET_EIGVAL, eigvec=IMAGENET_EIGVEC) -> None:
+        self.alphastd = alphastd
+        self.eigval, self.eigvec = torch.tensor(eigval), torch.tensor(eigvec)
+
+    def __call__(self, image: torch.Tensor) -> torch.Tensor:
+        if not image.is_floating_point():
+            raise TypeError(f"Lighting works on float images in [0, 1], got {image.dtype}")
+        offset = self.eigvec @ (torch.randn(3) * self.alphastd * self.eigval)
+        out = (image + offset.to(image.device, image.dtype).view(3, 1, 1)).clamp(0, 1)
+        return out.as_subclass(type(image))  # keeps a tv_tensors.Image an Image for the transforms that follow
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(alphastd={self.alphastd})"
+
+
 def make_imagenet_transform(train: bool, min_scale: float = 0.08, info: DatasetInfo = DATASETS["imagenet"],
-                            resize: int = 256) -> v2.Transform:
-    """ImageNet augmentation (official code, without its colour jitter and lighting noise): train
-    RandomResizedCrop(image_size, scale=(min_scale, 1)) + flip; eval Resize(resize) + CenterCrop(image_size).
+                            resize: int = 256, color_augment: bool = False) -> v2.Transform:
+    """ImageNet augmentation of the official code: train RandomResizedCrop(image_size, scale=(min_scale, 1)),
+    [ColorJitter(0.4, 0.4, 0.4), PCA lighting noise (0.1)], flip; eval Resize(resize) + CenterCrop(image_size).
 
     Args:
         min_scale: smallest crop area as a fraction of the image: 0.25 for MobileNets, 0.08 for ResNet-50.
+        color_augment: add the colour jitter and lighting noise (official training from scratch only; its gate
+            learning and evaluation have neither).
     """
     from torchvision.transforms import v2
 
     if not 0 < min_scale <= 1:
         raise PfsError(f"min_scale (smallest random-crop area fraction) must be in (0, 1], got {min_scale}")
+    if color_augment and not train:
+        raise PfsError("colour augmentation (train.color_augment) is for training transforms only, never evaluation")
     steps: list[v2.Transform] = [v2.ToImage()]  # PIL -> uint8 tensor: the rest runs on tensors
     if train:
-        steps += [v2.RandomResizedCrop(info.image_size, scale=(min_scale, 1.0), antialias=True),
-                  v2.RandomHorizontalFlip()]
+        steps.append(v2.RandomResizedCrop(info.image_size, scale=(min_scale, 1.0), antialias=True))
+        if color_augment:  # the official order: crop, jitter, lighting, flip; lighting needs floats in [0, 1]
+            steps += [v2.ColorJitter(brightness=COLOR_JITTER, contrast=COLOR_JITTER, saturation=COLOR_JITTER),
+                      v2.ToDtype(torch.float32, scale=True), Lighting()]
+        steps.append(v2.RandomHorizontalFlip())
     else:
         steps += [v2.Resize(resize, antialias=True), v2.CenterCrop(info.image_size)]
-    steps += [v2.ToDtype(torch.float32, scale=True), v2.Normalize(info.mean, info.std)]
+    steps += [v2.ToDtype(torch.float32, scale=True), v2.Normalize(info.mean, info.std)]  # ToDtype: no-op on floats
     return v2.Compose(steps)
 
 
@@ -256,12 +295,14 @@ def imagenet_gate_split(frame: pd.DataFrame, per_class: int = 50, seed: int = 0)
 
 
 def make_loader(dataset: Dataset, batch_size: int, train: bool, num_workers: int, device: torch.device,
-                rank: int = 0, world_size: int = 1) -> DataLoader:
+                rank: int = 0, world_size: int = 1, seed: int = 0) -> DataLoader:
     """A loader of ``batch_size`` per process; with ``world_size`` > 1 each rank reads its own shard (training:
-    a DistributedSampler; evaluation: every world_size-th image, so sums over ranks count each image once)."""
+    a DistributedSampler shuffled by the run's ``seed``; evaluation: every world_size-th image, so sums over ranks
+    count each image once)."""
     sampler = None
     if world_size > 1 and train:  # shuffled per epoch through sampler.set_epoch (the training loop calls it)
-        sampler = DistributedSampler(dataset, num_replicas=world_size, rank=rank, shuffle=True, seed=0)
+        # epoch e shuffles with seed * 100_003 + e (the training loop's per-epoch seed): no two seeds share an order
+        sampler = DistributedSampler(dataset, num_replicas=world_size, rank=rank, shuffle=True, seed=seed * 100_003)
     elif world_size > 1:  # every image exactly once over all ranks (DistributedSampler would pad with repeats)
         sampler = list(range(rank, len(dataset), world_size))
     return DataLoader(
@@ -323,11 +364,15 @@ def gate_learning_sets(settings: DataSettings, val_size: int, split_seed: int, v
     return train, val, val_idx
 
 
-def training_sets(settings: DataSettings, min_scale: float = 0.08):
+def training_sets(settings: DataSettings, min_scale: float = 0.08, color_augment: bool = False):
     """(whole training set, test set), for training from scratch. ImageNet: the training and validation index
-    tables, with random-resized crops of at least ``min_scale`` of the image area."""
+    tables, with random-resized crops of at least ``min_scale`` of the image area and, with ``color_augment``,
+    the official colour jitter and lighting noise (ImageNet only: other datasets refuse it)."""
     if settings.name == "imagenet":
-        return imagenet_training_sets(settings.root, *imagenet_lists(settings), min_scale)
+        return imagenet_training_sets(settings.root, *imagenet_lists(settings), min_scale, color_augment)
+    if color_augment:
+        raise PfsError(f"train.color_augment is the official ImageNet colour jitter and lighting noise; dataset "
+                       f"{settings.name} has no such augmentation: set train.color_augment: false")
     info = dataset_info(settings.name)
     train = TensorImageDataset(*load_images(settings, train=True), make_transform(info, train=True))
     test = TensorImageDataset(*load_images(settings, train=False), make_transform(info, train=False))
@@ -343,9 +388,12 @@ def imagenet_gate_learning_sets(root: str | Path, train_frame: pd.DataFrame, min
             IndexedImageDataset(root, val, make_imagenet_transform(False)), val)
 
 
-def imagenet_training_sets(root: str | Path, train_frame: pd.DataFrame, val_frame: pd.DataFrame, min_scale: float):
-    """(whole training index, validation index) as datasets, for training from scratch."""
-    return (IndexedImageDataset(root, train_frame, make_imagenet_transform(True, min_scale)),
+def imagenet_training_sets(root: str | Path, train_frame: pd.DataFrame, val_frame: pd.DataFrame, min_scale: float,
+                           color_augment: bool = False):
+    """(whole training index, validation index) as datasets, for training from scratch (``color_augment``: the
+    training images only)."""
+    return (IndexedImageDataset(root, train_frame, make_imagenet_transform(True, min_scale,
+                                                                           color_augment=color_augment)),
             IndexedImageDataset(root, val_frame, make_imagenet_transform(False)))
 
 

@@ -7,7 +7,11 @@ against the unexpanded baseline network, meets the target).
 One channel of a small network can move MACs by more than the tolerance (a ResNet-56 first-stage channel is
 ~0.3% of its MACs). When neither side of the global threshold is within tolerance, a boundary fill drops a
 few more channels just above the threshold, weakest first, skipping any whose removal would overshoot; the
-number of channels so dropped out of rank order is reported (``out_of_order``, in channels.yaml).
+number of dropped channels that outscore a kept one is reported (``out_of_order``, in channels.yaml).
+
+Clamped gates tie: many are exactly 0 (and 1), so the threshold often falls inside a block of equal scores.
+Those ties are broken by a permutation seeded from the run's seed, not by position (a stable sort would keep the
+earliest layers' channels every time), and how many kept channels the tie decided is reported (``PruneResult``).
 """
 
 from __future__ import annotations
@@ -49,7 +53,9 @@ class PruneResult:
     kept_channels: int
     total_channels: int
     threshold: float  # score of the weakest channel kept by ranking (forced minimum channels aside)
-    out_of_order: int = 0  # channels dropped out of rank order to meet the tolerance (see prune_to_macs)
+    out_of_order: int = 0  # dropped channels scoring above the threshold (boundary fill; see prune_to_macs)
+    tied_at_threshold: int = 0  # ranked channels (forced ones aside) scoring exactly the threshold, kept or not
+    kept_by_tie: int = 0  # of those, the kept ones when the tie split them (0: all kept); see tie_counts
 
 
 def gate_scores(gates: list[torch.Tensor]) -> torch.Tensor:
@@ -57,16 +63,19 @@ def gate_scores(gates: list[torch.Tensor]) -> torch.Tensor:
     return torch.cat([g.detach().float().abs().flatten() for g in gates])
 
 
-def keep_order(gates: list[torch.Tensor], min_width: int) -> tuple[torch.Tensor, torch.Tensor, int]:
+def keep_order(gates: list[torch.Tensor], min_width: int, *, seed: int) -> tuple[torch.Tensor, torch.Tensor, int]:
     """Global channel order in which channels are kept, and each channel's group.
 
     The ``min_width`` strongest channels of every group come first (so no group ever drops below it), then all
-    others by descending score; ties break by position (stable sort), so the order is deterministic.
+    others by descending score. Channels of exactly equal score (within a group and globally) are ordered by a
+    permutation seeded from ``seed``, the run's seed: no layer wins ties for its position, the same seed gives
+    the same order, and distinct scores keep their order whatever the seed.
     Returns (order, group_of_channel, number_of_forced_channels).
     """
     scores = gate_scores(gates)
     group_of = torch.cat([torch.full((g.numel(),), i, dtype=torch.long) for i, g in enumerate(gates)])
-    ranked = torch.sort(scores, descending=True, stable=True).indices
+    perm = torch.randperm(len(scores), generator=torch.Generator().manual_seed(seed))
+    ranked = perm[torch.sort(scores[perm], descending=True, stable=True).indices]  # stable: ties keep perm's order
     rank_in_group = torch.zeros_like(group_of)
     seen = torch.zeros(len(gates), dtype=torch.long)
     for idx in ranked.tolist():  # position of each channel within its group's ranking
@@ -90,6 +99,23 @@ def round_widths(widths: list[int], multiple: int, full: list[int]) -> list[int]
 def widths_for_keep(order: torch.Tensor, group_of: torch.Tensor, k: int, num_groups: int) -> list[int]:
     """Per-group widths when the first ``k`` channels of ``order`` are kept."""
     return widths_of(order[:k], group_of, num_groups)
+
+
+def tie_counts(scores: torch.Tensor, kept_ranked: torch.Tensor, ranked: torch.Tensor) -> tuple[float, int, int]:
+    """(threshold, tied_at_threshold, kept_by_tie) of a final kept set.
+
+    ``ranked``: the channels that compete in the global ranking (all but each group's forced ``min_width``);
+    ``kept_ranked``: those of them that are kept (after any boundary fill). The threshold is the score of the
+    weakest kept one; ``tied_at_threshold`` counts the ranked channels with exactly that score, kept or dropped;
+    ``kept_by_tie`` counts the kept ones among them when some of them were dropped (the seeded permutation, or
+    the boundary fill, chose between channels the gates do not separate), and is 0 when all of them were kept.
+    """
+    if len(kept_ranked) == 0:
+        return float("nan"), 0, 0
+    threshold = scores[kept_ranked].min()
+    tied = int((scores[ranked] == threshold).sum())
+    kept_tied = int((scores[kept_ranked] == threshold).sum())
+    return float(threshold), tied, kept_tied if kept_tied < tied else 0
 
 
 def _fill_to_tolerance(order, group_of, hi: int, forced: int, reduction_of, ratio: float, tol: float,
@@ -120,12 +146,18 @@ def prune_to_macs(
     base_macs: int,
     macs_of: Callable[[list[int]], int],
     cfg: PruneConfig,
+    *,
+    seed: int,
 ) -> PruneResult:
     """Keep the globally highest-gated channels so that ``1 - macs/base_macs`` is as close to ``ratio`` as possible.
 
     ``macs_of(widths)`` gives the MACs of the pruned network; it is non-decreasing in every width, so the
     achieved reduction is monotone in the number of kept channels and bisection on that number finds the
     closest achievable value; the boundary fill (module docstring) closes a gap the threshold alone cannot.
+    ``seed`` (the run's seed) breaks ties between equal scores (keep_order). The threshold, the tie counts
+    (tie_counts) and ``out_of_order`` describe the final kept set, before ``cfg.round_to`` rounds widths up:
+    ``out_of_order`` counts the dropped channels that score strictly above the threshold (0 without a fill); a
+    channel the fill drops at the threshold score outscores no kept one, so it counts as tied and not kept.
     Raises PfsError when the target cannot be met within ``cfg.tolerance``.
     """
     if not 0 < ratio < 1:
@@ -134,7 +166,7 @@ def prune_to_macs(
     if cfg.min_width > min(sizes):
         raise PfsError(f"prune.min_width={cfg.min_width} exceeds the narrowest group ({min(sizes)} channels); "
                        f"set prune.min_width to at most {min(sizes)}")
-    order, group_of, forced = keep_order(gates, cfg.min_width)
+    order, group_of, forced = keep_order(gates, cfg.min_width, seed=seed)
     total = len(order)
 
     num_groups = len(gates)
@@ -171,15 +203,14 @@ def prune_to_macs(
         else:
             hi = mid
     k = min((lo, hi), key=lambda c: (abs(reduction(c) - ratio), -c))
-    kept, achieved, out_of_order = order[:k], reduction(k), 0
+    kept, achieved = order[:k], reduction(k)
     log.info("bisection: %d MACs evaluations, keep %d/%d channels, reduction %.5f (target %s)",
              len(cache), k, total, achieved, ratio)
     if abs(achieved - ratio) / ratio > cfg.tolerance and cfg.max_fill > 0:
         filled = _fill_to_tolerance(order, group_of, hi, forced, reduction_of, ratio, cfg.tolerance, cfg.max_fill)
         if filled is not None:
-            kept, achieved, out_of_order = filled
-            log.info("boundary fill: dropped %d channel(s) out of rank order, reduction %.5f", out_of_order,
-                     achieved)
+            kept, achieved, dropped = filled
+            log.info("boundary fill: dropped %d more channel(s) near the threshold, reduction %.5f", dropped, achieved)
     if abs(achieved - ratio) / ratio > cfg.tolerance:
         raise PfsError(
             f"ratio {ratio} cannot be met within prune.tolerance={cfg.tolerance}: keeping {lo} channels gives "
@@ -190,10 +221,14 @@ def prune_to_macs(
                if cfg.round_to > 1 else "")
         )
     widths = widths_for(kept)
-    scores = gate_scores(gates)
-    ranked_kept = kept[forced:] if out_of_order == 0 else order[forced:hi]
-    threshold = float(scores[ranked_kept].min()) if len(ranked_kept) else float("nan")
-    return PruneResult(widths, macs_of(widths), achieved, sum(widths), total, threshold, out_of_order)
+    # the fill drops only ranked channels, so the forced ones stay the first ``forced`` of ``kept``
+    scores, ranked = gate_scores(gates), order[forced:]
+    threshold, tied, kept_by_tie = tie_counts(scores, kept[forced:], ranked)
+    is_kept = torch.zeros(total, dtype=torch.bool)
+    is_kept[kept] = True
+    out_of_order = int((scores[ranked[~is_kept[ranked]]] > threshold).sum())
+    return PruneResult(widths, macs_of(widths), achieved, sum(widths), total, threshold, out_of_order, tied,
+                       kept_by_tie)
 
 
 

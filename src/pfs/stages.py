@@ -155,6 +155,7 @@ def stage_prune(exp: Experiment, gates_path: str, ratio: float, hp: dict, out_ch
     full = network_cost(exp.arch, size, classes, expansion=exp.width, multiplier=m)
     result = prune_to_macs(
         gates, ratio, base["macs"], lambda w: network_cost(exp.arch, size, classes, w, exp.width, m)["macs"], cfg,
+        seed=exp.seed,  # breaks ties between equal gates (clamped ones sit at exactly 0 or 1)
     )
     pruned = network_cost(exp.arch, size, classes, result.widths, exp.width, m)
     doc = {
@@ -167,11 +168,18 @@ def stage_prune(exp: Experiment, gates_path: str, ratio: float, hp: dict, out_ch
         "macs_baseline": base["macs"], "params_baseline": base["params"],
         "macs_expanded": full["macs"], "params_expanded": full["params"],
         "kept_channels": result.kept_channels, "total_channels": result.total_channels,
-        "threshold": result.threshold, "out_of_order": result.out_of_order, "min_width": cfg.min_width,
+        "threshold": result.threshold, "tied_at_threshold": result.tied_at_threshold,
+        "kept_by_tie": result.kept_by_tie, "out_of_order": result.out_of_order, "min_width": cfg.min_width,
         "round_to": cfg.round_to, "tolerance": cfg.tolerance,
         "gates_file": str(gates_path), "gates_sha256": io.sha256_file(gates_path),
     }
     io.write_yaml(out_channels, doc)
+    if result.kept_by_tie > 0.1 * result.kept_channels:
+        log.warning("%s: a tie decided %d of the %d kept channels (%d channels score exactly the threshold %g, seed "
+                    "%d chose which to keep); the gates do not separate these channels, so those widths are a "
+                    "seeded random choice: learn the gates longer or with a lower sparsity, or accept it",
+                    out_channels, result.kept_by_tie, result.kept_channels, result.tied_at_threshold,
+                    result.threshold, exp.seed)
     log.info("pruned %s to %s: MACs %d -> %d (reduction %.4f vs baseline %d)", exp.arch, result.widths,
              full["macs"], pruned["macs"], result.achieved_ratio, base["macs"])
     return doc
@@ -238,9 +246,10 @@ def uses_device_data(mode: str, dataset: str, device: torch.device) -> bool:
 
 
 def training_loaders(train_set, test_set, info, cfg: TrainConfig, data: DataSettings, device: torch.device,
-                     dist: Dist):
+                     dist: Dist, seed: int):
     """(train, test) batch iterables: on-device batches (pfs.device_data) or DataLoaders, sharded under torchrun.
-    ``train.batch_size`` is global: each of the ``world_size`` processes takes its share."""
+    ``train.batch_size`` is global: each of the ``world_size`` processes takes its share; the shards' order
+    follows the run's ``seed``."""
     batch = cfg.batch_size // dist.world_size
     shard = {"rank": dist.rank, "world_size": dist.world_size}
     if uses_device_data(cfg.device_data, data.name, device):
@@ -250,7 +259,7 @@ def training_loaders(train_set, test_set, info, cfg: TrainConfig, data: DataSett
         return tuple(DeviceBatches(ds.images, ds.labels, info, train, size, device, channels_last=channels_last,
                                    **shard)
                      for ds, train, size in ((train_set, True, batch), (test_set, False, cfg.eval_batch_size)))
-    return (make_loader(train_set, batch, True, data.num_workers, device, **shard),
+    return (make_loader(train_set, batch, True, data.num_workers, device, **shard, seed=seed),
             make_loader(test_set, cfg.eval_batch_size, False, data.num_workers, device, **shard))
 
 
@@ -271,7 +280,7 @@ def stage_train(exp: Experiment, method: str, widths: list[int] | None, ratio: f
     info = dataset_info(exp.dataset)
     classes = num_classes_of(data)
     min_scale = get_spec(exp.arch).min_crop_scale  # ImageNet random-resized-crop area (unused by other datasets)
-    train_set, test_set = training_sets(data, min_scale)
+    train_set, test_set = training_sets(data, min_scale, cfg.color_augment)
     torch.manual_seed(exp.seed)
     model = build_model(exp.arch, widths=widths, expansion=exp.width, num_classes=classes,
                         multiplier=exp.multiplier)
@@ -281,7 +290,7 @@ def stage_train(exp: Experiment, method: str, widths: list[int] | None, ratio: f
     key = io.stable_hash({**identity, "widths": model.widths, "train": dataclasses.asdict(cfg),
                           "epochs": epochs, "out": outputs["model"], "world_size": dist.world_size})
     checkpoint = Path(checkpoint_dir) / f"{key}.pt"
-    train_loader, test_loader = training_loaders(train_set, test_set, info, cfg, data, device, dist)
+    train_loader, test_loader = training_loaders(train_set, test_set, info, cfg, data, device, dist, exp.seed)
     result = train_from_scratch(model, train_loader, test_loader, cfg, epochs, exp.seed, device, checkpoint, key,
                                 stream, dist)
     augment = {"min_crop_scale": min_scale} if exp.dataset == "imagenet" else {}

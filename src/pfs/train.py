@@ -45,11 +45,12 @@ class TrainConfig:
     milestones: tuple[float, ...] = (0.5, 0.75)  # fractions of the epochs where lr is multiplied by gamma
     gamma: float = 0.1
     label_smoothing: float = 0.0
-    amp: bool = True  # bf16 autocast on CUDA (no effect on CPU)
+    amp: bool = False  # bf16 autocast on CUDA (no effect on CPU): a speed option; the paper trains in fp32
     scratch_b_epochs: int = 0  # 0: Scratch-B trains int(epochs / (1 - ratio)); N > 0: exactly N (official ImageNet)
     device_data: str = "auto"  # in-memory datasets held and augmented on the device: auto (on CUDA), always, never
     channels_last: bool = True  # NHWC memory format on CUDA (no effect on CPU)
     compile: bool = False  # torch.compile the network (pays a compile time at start)
+    color_augment: bool = False  # ImageNet only: the official ColorJitter(0.4, 0.4, 0.4) + PCA lighting noise (0.1)
 
     def __post_init__(self) -> None:
         if self.optimizer not in OPTIMIZERS:
