@@ -10,11 +10,11 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 from pfs.errors import PfsError
-from pfs.gates import GateConfig, learn_gates, nonzero_fraction, select_evaluation, sparsity_loss
+from pfs.gates import GateConfig, above_chance, learn_gates, nonzero_fraction, select_evaluation, sparsity_loss
 from pfs.models import build_model
 
 HISTORY_COLUMNS = ["eval", "epoch", "step", "loss", "ce", "reg", "train_top1", "val_top1", "mean_gate",
-                   "nonzero_fraction", "selected"]
+                   "nonzero_fraction", "sparsity", "target_met", "selected"]
 
 
 # --- the loss and the statistics --------------------------------------------------------------------------------
@@ -135,6 +135,11 @@ def test_learn_gates_history_has_one_row_per_epoch_and_marks_the_selection(learn
     flat = torch.cat(result.gates)
     assert row["mean_gate"] == pytest.approx(float(flat.mean()), abs=1e-6)
     assert row["nonzero_fraction"] == pytest.approx(nonzero_fraction(result.gates))
+    assert h["target_met"].tolist() == (h["nonzero_fraction"] <= 0.5).tolist() and (h["sparsity"] == 0.5).all()
+    report = result.report()
+    assert report["target_met"] == result.target_met == bool(row["target_met"])
+    assert report["min_nonzero_fraction"] == pytest.approx(h["nonzero_fraction"].min())
+    assert report["val_top1"] == row["val_top1"]
 
 
 def test_eval_interval_evaluates_every_n_steps_and_at_the_end_of_each_epoch():
@@ -186,3 +191,9 @@ def test_strong_sparsity_regulariser_drives_the_mean_gate_down():
 def test_gate_config_is_validated(kwargs, message):
     with pytest.raises(PfsError, match=message):
         GateConfig(**kwargs)
+
+
+@pytest.mark.parametrize("top1, n, expected", [(0.25, 300, True), (0.133, 300, False), (0.375, 8, False),
+                                               (0.9, 8, True)])
+def test_above_chance_needs_three_binomial_standard_deviations(top1, n, expected):
+    assert above_chance(top1, n, num_classes=10) is expected

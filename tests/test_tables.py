@@ -48,3 +48,19 @@ def test_markdown_shows_mean_std_and_n_per_dataset():
     assert "| resnet56 | full | 16 |  | scratch_e | 125.00M | 0.00 | 855.0k | 94.50 ± 0.71 (n=2) | 0.00 |" in text
     assert "| resnet56 | pfs | 20 | 0.2 | scratch_e | 62.00M | 49.95 | 430.0k | 93.00 ± 0.00 (n=1) | 1.50 |" in text
     assert to_markdown(seed_table(_summary([]))) == "No finished training runs yet.\n"
+
+
+def test_target_met_holds_only_when_every_seed_met_it_and_is_empty_without_learned_gates():
+    rows = [_run("full", 0, 0.94)]
+    rows += [{**_run("pfs", s, 0.93), "target_met": met, "gates_nonzero_fraction": nz}
+             for s, met, nz in ((0, True, 0.18), (1, False, 0.30))]
+    rows += [{**_run("pfs", 0, 0.90, ratio=0.7), "target_met": True, "gates_nonzero_fraction": 0.18}]
+    table = seed_table(_summary(rows))
+    full, missed, met = (table.iloc[i] for i in range(3))
+    assert pd.isna(full["target_met"]) and missed["target_met"] is False and met["target_met"] is True
+    assert missed["gates_nonzero_fraction"] == pytest.approx(0.24)
+    text = to_markdown(table)
+    assert "| gates at target |" in text
+    full_line = next(line for line in text.splitlines() if "| resnet56 | full |" in line)
+    assert full_line.endswith("| 160 |  |")
+    assert "| **no** (non-zero 0.24) |" in text and text.count("| yes |") == 1

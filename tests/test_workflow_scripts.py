@@ -164,6 +164,56 @@ def test_learn_gates_writes_gates_and_their_history(pipeline):
     assert history["selected"].tolist() == [True]
 
 
+def test_gates_that_miss_their_target_are_flagged_in_every_file_and_warned_once(pipeline):
+    """The tiny pipeline's one gate epoch never reaches r: the fallback is kept, and gates.pt, channels.yaml,
+    metrics.json, summary.csv, table.csv and table.md all say so; the job log has one WARNING naming the run."""
+    data = io.load_artifact(pipeline["gates"]["gates"], "pfs.gates")
+    assert data["target_met"] is False and data["nonzero_fraction"] > 0.5
+    assert data["min_nonzero_fraction"] == data["nonzero_fraction"]  # one evaluation only
+    history = pd.read_csv(pipeline["gates"]["history"])
+    assert history["target_met"].tolist() == [False] and history["sparsity"].tolist() == [0.5]
+    log_text = (pipeline["logs"] / "learn_gates.log").read_text()
+    warnings = [line for line in log_text.splitlines() if " WARNING " in line and "target" in line]
+    assert len(warnings) == 1
+    run = str(Path(pipeline["gates"]["gates"]).parent)
+    assert run in warnings[0] and "did NOT reach its target" in warnings[0]
+    assert f"{data['min_nonzero_fraction']:.4f} > r = 0.5" in warnings[0]
+    assert "gates.epochs" in warnings[0] and "gates.lr" in warnings[0]
+    doc = yaml.safe_load(Path(pipeline["channels"]).read_text())
+    assert doc["target_met"] is False and doc["gates_nonzero_fraction"] == pytest.approx(data["nonzero_fraction"])
+    assert "did not reach its target" in (pipeline["logs"] / "prune.log").read_text()
+    metrics = json.loads(Path(pipeline["pruned"]["metrics"]).read_text())
+    assert metrics["target_met"] is False
+    summary = pd.read_csv(pipeline["summary"]).set_index("method")
+    assert summary.loc["pfs", "target_met"] == False  # noqa: E712 - read back from CSV
+    assert pd.isna(summary.loc["full", "target_met"])  # no learned gates: nothing to meet
+    folder = Path(pipeline["summary"]).parent
+    table = pd.read_csv(folder / "table.csv").set_index("method")
+    assert table.loc["pfs", "target_met"] == False and pd.isna(table.loc["full", "target_met"])  # noqa: E712
+    markdown = (folder / "table.md").read_text()
+    assert "| gates at target |" in markdown
+    assert f"| **no** (non-zero {data['nonzero_fraction']:.2f}) |" in markdown
+
+
+def test_gates_that_meet_their_target_are_kept_as_the_best_sparse_evaluation_without_warning(scripts, pipeline,
+                                                                                          tmp_path):
+    """Large gate steps for a few epochs bring the non-zero fraction under r: target_met, and no warning."""
+    config = make_config(tmp_path, pipeline["root"])
+    config["gates"].update(epochs=4, lr=0.5)
+    out = tmp_path / "results" / "cifar10" / "resnet20" / "e20_m1" / "s0.8" / "seed0"
+    log = tmp_path / "learn_gates.log"
+    gates = run_learn_gates(scripts, out, config, {**WILDCARDS, "sparsity": "0.8"}, log)
+    data = io.load_artifact(gates["gates"], "pfs.gates")
+    history = pd.read_csv(gates["history"])
+    assert history["target_met"].tolist() == [False, False, True, True]  # non-zero fraction 1, 0.98, 0.70, 0.65
+    assert data["target_met"] is True and data["nonzero_fraction"] <= 0.8
+    kept = history[history["selected"]].iloc[0]
+    assert bool(kept["target_met"]) and kept["nonzero_fraction"] == pytest.approx(data["nonzero_fraction"])
+    assert data["min_nonzero_fraction"] == pytest.approx(history["nonzero_fraction"].min())
+    text = log.read_text()
+    assert "did NOT reach its target" not in text and "(target <= 0.8)" in text
+
+
 def test_prune_writes_channels_within_tolerance_of_the_ratio(pipeline):
     doc = io.load_yaml_artifact(pipeline["channels"], "pfs.channels")
     assert doc["arch"] == "resnet20" and doc["expansion"] == 20 and doc["target_ratio"] == 0.5

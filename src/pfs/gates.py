@@ -48,8 +48,25 @@ class GateResult:
     history: pd.DataFrame  # one row per evaluation (the end of every epoch, and every eval_interval steps)
 
     @property
+    def _kept(self) -> pd.Series:
+        return self.history.loc[self.history["eval"] == self.selected].iloc[0]
+
+    @property
     def selected_epoch(self) -> int:
-        return int(self.history.loc[self.history["eval"] == self.selected, "epoch"].iloc[0])
+        return int(self._kept["epoch"])
+
+    @property
+    def target_met(self) -> bool:
+        """Whether the kept gates meet the target: a non-zero fraction of at most r (else they are the fallback,
+        the last evaluation's, and pruning ranks gates that never became sparse)."""
+        return bool(self._kept["target_met"])
+
+    def report(self) -> dict[str, float | bool]:
+        """What gates.pt, channels.yaml and the tables record about the kept evaluation: whether it met the
+        target, its non-zero fraction and held-out top-1, and the lowest non-zero fraction reached at all."""
+        return {"target_met": self.target_met, "nonzero_fraction": float(self._kept["nonzero_fraction"]),
+                "min_nonzero_fraction": float(self.history["nonzero_fraction"].min()),
+                "val_top1": float(self._kept["val_top1"])}
 
 
 def random_gates(widths: list[int], seed: int) -> list[torch.Tensor]:
@@ -161,7 +178,27 @@ def learn_gates(model: GatedNet, train_loader: DataLoader, val_loader: DataLoade
             evaluation(epoch, running)
     history = pd.DataFrame(rows)
     chosen = select_evaluation(history, cfg.sparsity)
+    history["sparsity"] = cfg.sparsity  # the target r, so the file (and its plot) tells which evaluations meet it
+    history["target_met"] = history["nonzero_fraction"] <= cfg.sparsity
     history["selected"] = history["eval"] == chosen
-    log.info("selected evaluation %d of %d (epoch %d)", chosen, len(rows),
-             int(history.loc[history["selected"], "epoch"].iloc[0]))
-    return GateResult(snapshots[chosen - 1], chosen, history)
+    result = GateResult(snapshots[chosen - 1], chosen, history)
+    kept = result.report()
+    log.info("selected evaluation %d of %d (epoch %d): non-zero fraction %.4f (target <= %g%s), held-out top-1 %.4f",
+             chosen, len(rows), result.selected_epoch, kept["nonzero_fraction"], cfg.sparsity,
+             "" if result.target_met else ", NOT met: the last evaluation is kept", kept["val_top1"])
+    return result
+
+
+def above_chance(top1: float, n: int, num_classes: int, sigmas: float = 3.0) -> bool:
+    """Whether a top-1 of ``top1`` on ``n`` images is above chance (1 / num_classes) by more than ``sigmas``
+    binomial standard deviations: a held-out accuracy that chance alone would rarely give."""
+    chance = 1.0 / num_classes
+    return top1 > chance + sigmas * (chance * (1 - chance) / max(n, 1)) ** 0.5
+
+
+def target_missed_advice(run: str, sparsity: float, report: dict) -> str:
+    """The one warning line of a gate-learning run whose gates never became sparse enough."""
+    return (f"{run}: gate learning did NOT reach its target: the lowest non-zero gate fraction reached was "
+            f"{report['min_nonzero_fraction']:.4f} > r = {sparsity:g}, so the last evaluation's gates are kept (the "
+            "paper's fallback) and pruning ranks gates that never became sparse. Give it more steps or larger ones: "
+            "raise gates.epochs or gates.lr, lower gates.batch_size, or raise gates.lambda")

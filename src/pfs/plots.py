@@ -124,13 +124,23 @@ def gate_histograms(gates_files: list[str], out: str | Path) -> None:
 def gate_learning(histories: list[str], out: str | Path) -> None:
     """Held-out accuracy, mean gate and non-zero fraction at every evaluation of gate learning."""
     fig, axes = plt.subplots(1, 3, figsize=(15, 3.8))
+    targets = set()
     for path in sorted(histories)[:_MAX_PANELS]:
         h = pd.read_csv(path)
         label = "/".join(Path(path).parts[-5:-1])  # arch/e.._m../s../seed..
+        missed = "target_met" in h and not h["target_met"].any()  # no evaluation reached r: the last one is kept
+        if missed:
+            label += ": target r NOT met (x: fallback kept)"
         for ax, column in zip(axes, ("val_top1", "mean_gate", "nonzero_fraction"), strict=True):
             ax.plot(h["step"], h[column], marker="o", label=label)
             chosen = h[h["selected"]]
-            ax.plot(chosen["step"], chosen[column], "k*", markersize=12)
+            ax.plot(chosen["step"], chosen[column], "rX" if missed else "k*", markersize=12)
+        if "sparsity" in h:
+            targets.add(float(h["sparsity"].iloc[0]))
+    for r in sorted(targets):  # kept gates must lie on or below this line
+        axes[2].axhline(r, color="grey", linestyle="--", linewidth=1)
+        axes[2].annotate(f"target r = {r:g}", (0, r), xycoords=("axes fraction", "data"), fontsize=8,
+                         xytext=(4, 3), textcoords="offset points", color="grey")
     titles = ("held-out top-1", "mean gate", "fraction of non-zero gates")
     for ax, title in zip(axes, titles, strict=True):
         ax.set(title=f"{title} (star: kept)", xlabel="gate-learning step")

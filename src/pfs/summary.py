@@ -9,7 +9,8 @@ from pfs.references import compare, comparison_markdown, load_references
 from pfs.tables import seed_table, to_markdown
 
 COLUMNS = ["dataset", "arch", "method", "expansion", "multiplier", "sparsity", "ratio", "achieved_ratio",
-           "schedule", "seed", "macs", "params", "top1", "top5", "best_top1", "epochs", "train_time_s"]
+           "schedule", "seed", "macs", "params", "top1", "top5", "best_top1", "epochs", "train_time_s",
+           "target_met", "gates_nonzero_fraction"]  # the last two: learned gates only (did gate learning reach r)
 
 
 def collect(paths: list[str]) -> pd.DataFrame:

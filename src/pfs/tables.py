@@ -8,8 +8,14 @@ import pandas as pd
 # one table row per experiment: everything that identifies a run except its seed
 GROUP = ["dataset", "arch", "method", "expansion", "multiplier", "sparsity", "ratio", "schedule"]
 TABLE_COLUMNS = [*GROUP, "n", "macs", "params", "macs_reduction", "top1_mean", "top1_std", "top5_mean",
-                 "best_top1_mean", "top1_drop", "epochs"]
+                 "best_top1_mean", "top1_drop", "epochs", "target_met", "gates_nonzero_fraction"]
 _METHOD_ORDER = {"full": 0, "pfs": 1, "uniform": 2, "random": 3}
+
+
+def _all_met(values: pd.Series):
+    """Whether gate learning met its target in every seed of a row; empty (NA) for methods without learned gates."""
+    known = values.dropna()
+    return pd.NA if known.empty else bool(known.astype(bool).all())
 
 
 def seed_table(summary: pd.DataFrame) -> pd.DataFrame:
@@ -23,7 +29,8 @@ def seed_table(summary: pd.DataFrame) -> pd.DataFrame:
     table = grouped.agg(n=("seed", "nunique"), macs=("macs", "first"), params=("params", "first"),
                         macs_reduction=("achieved_ratio", "mean"), top1_mean=("top1", "mean"),
                         top1_std=("top1", "std"), top5_mean=("top5", "mean"), best_top1_mean=("best_top1", "mean"),
-                        epochs=("epochs", "first")).reset_index()
+                        epochs=("epochs", "first"), target_met=("target_met", _all_met),
+                        gates_nonzero_fraction=("gates_nonzero_fraction", "mean")).reset_index()
     table["top1_std"] = table["top1_std"].fillna(0.0)  # one seed: no spread
     full = table[table["method"] == "full"].groupby(["dataset", "arch"])["top1_mean"].mean()
     baseline = table.set_index(["dataset", "arch"]).index.map(full.to_dict().get)
@@ -40,20 +47,27 @@ def _pct(value: float) -> str:
     return "" if pd.isna(value) else f"{100 * value:.2f}"
 
 
+def _target(met, nonzero: float) -> str:
+    """'yes', or '**no** (non-zero 0.96)' when gate learning missed r in some seed; empty without learned gates."""
+    if pd.isna(met):
+        return ""
+    return "yes" if met else f"**no** (non-zero {nonzero:.2f})"
+
+
 def to_markdown(table: pd.DataFrame) -> str:
     """One markdown table per dataset: accuracies in %, top-1 as mean ± std over n seeds."""
     if table.empty:
         return "No finished training runs yet.\n"
     parts = []
     header = ("| arch | method | expansion | sparsity | schedule | MACs | MACs reduction (%) | params | "
-              "top-1 (%) | drop vs full (%) | top-5 (%) | epochs |")
+              "top-1 (%) | drop vs full (%) | top-5 (%) | epochs | gates at target |")
     for dataset, rows in table.groupby("dataset", sort=False):
-        lines = [f"## {dataset}", "", header, "|" + "---|" * 12]
+        lines = [f"## {dataset}", "", header, "|" + "---|" * 13]
         for r in rows.itertuples():
             sparsity = "" if pd.isna(r.sparsity) else f"{r.sparsity:g}"
             top1 = f"{100 * r.top1_mean:.2f} ± {100 * r.top1_std:.2f} (n={r.n})"
             lines.append(f"| {r.arch} | {r.method} | {r.expansion} | {sparsity} | {r.schedule} | {r.macs / 1e6:.2f}M "
                          f"| {_pct(r.macs_reduction)} | {r.params / 1e3:.1f}k | {top1} | {_pct(r.top1_drop)} | "
-                         f"{_pct(r.top5_mean)} | {r.epochs} |")
+                         f"{_pct(r.top5_mean)} | {r.epochs} | {_target(r.target_met, r.gates_nonzero_fraction)} |")
         parts.append("\n".join(lines))
     return "\n\n".join(parts) + "\n"
