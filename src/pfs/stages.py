@@ -27,7 +27,7 @@ from pfs.data import (
 )
 from pfs.distributed import Dist
 from pfs.errors import PfsError
-from pfs.gates import GateConfig, learn_gates, random_gates
+from pfs.gates import GateConfig, above_chance, learn_gates, random_gates, target_missed_advice
 from pfs.macs import count_macs, count_params, network_cost
 from pfs.models import build_model, default_widths, get_spec
 from pfs.prune import PruneConfig, prune_to_macs, uniform_to_macs
@@ -104,12 +104,20 @@ def stage_learn_gates(exp: Experiment, sparsity: float, hp: dict, data: DataSett
         make_loader(val_set, cfg.eval_batch_size, False, data.num_workers, device),
         cfg, device, stream,
     )
+    report = result.report()
+    run = str(Path(out_gates).parent)
+    if not result.target_met:
+        log.warning("%s", target_missed_advice(run, sparsity, report))
+    if not above_chance(report["val_top1"], len(val_set), classes):
+        log.warning("%s: the kept gates' held-out top-1 %.4f is not clearly above chance (1/%d on %d images): the "
+                    "gates barely steer the random network; raise gates.epochs or gates.lr", run, report["val_top1"],
+                    classes, len(val_set))
     io.write_csv(out_history, result.history)
     io.save_artifact(out_gates, "pfs.gates", {
         "arch": exp.arch, "dataset": exp.dataset, "expansion": exp.width, "multiplier": exp.multiplier,
         "sparsity": sparsity, "seed": exp.seed, "widths": model.widths, "gates": result.gates,
         "num_classes": classes, "selected": result.selected, "selected_epoch": result.selected_epoch,
-        "val_indices": val_idx, "split": dict(split),
+        **report, "val_indices": val_idx, "split": dict(split),
         "settings": dataclasses.asdict(cfg),
     })
 
@@ -132,9 +140,13 @@ def _identity_fields(exp: Experiment) -> tuple[tuple[str, object], ...]:
     return ("arch", exp.arch), ("dataset", exp.dataset), ("expansion", exp.width), ("multiplier", exp.multiplier)
 
 
-def _load_gates(path: str, exp: Experiment) -> tuple[list[torch.Tensor], int, str]:
-    """The gates of ``path`` (checked against ``exp``), the number of classes they were learned on, and their
-    method (pfs: learned; random: the ablation's random draw)."""
+GATE_REPORT = ("target_met", "gates_nonzero_fraction")  # what channels.yaml, metrics.json and the tables carry
+
+
+def _load_gates(path: str, exp: Experiment) -> tuple[list[torch.Tensor], int, str, dict]:
+    """The gates of ``path`` (checked against ``exp``), the number of classes they were learned on, their method
+    (pfs: learned; random: the ablation's random draw), and, for learned gates, whether gate learning met its
+    target and the kept gates' non-zero fraction (GATE_REPORT)."""
     data = io.load_artifact(path, "pfs.gates")
     for key, want in _identity_fields(exp):
         io.check_field(path, data, key, want)
@@ -142,13 +154,15 @@ def _load_gates(path: str, exp: Experiment) -> tuple[list[torch.Tensor], int, st
     got = [int(g.numel()) for g in data["gates"]]
     if got != want:
         raise PfsError(f"{path}: gate sizes {got} do not match {exp.arch} at expansion {exp.width} ({want})")
-    return (list(data["gates"]), int(data.get("num_classes", dataset_info(exp.dataset).num_classes)),
-            str(data.get("method", "pfs")))
+    method = str(data.get("method", "pfs"))
+    report = {"target_met": data.get("target_met"), "gates_nonzero_fraction": data.get("nonzero_fraction")}
+    return (list(data["gates"]), int(data.get("num_classes", dataset_info(exp.dataset).num_classes)), method,
+            report if method == "pfs" else {})
 
 
 def stage_prune(exp: Experiment, gates_path: str, ratio: float, hp: dict, out_channels: str) -> dict:
     cfg = settings_from(PruneConfig, hp, "prune")
-    gates, classes, method = _load_gates(gates_path, exp)
+    gates, classes, method, gate_report = _load_gates(gates_path, exp)
     size = dataset_info(exp.dataset).image_size
     base = network_cost(exp.arch, size, classes)  # the unexpanded standard network
     m = exp.multiplier
@@ -170,10 +184,14 @@ def stage_prune(exp: Experiment, gates_path: str, ratio: float, hp: dict, out_ch
         "kept_channels": result.kept_channels, "total_channels": result.total_channels,
         "threshold": result.threshold, "tied_at_threshold": result.tied_at_threshold,
         "kept_by_tie": result.kept_by_tie, "out_of_order": result.out_of_order, "min_width": cfg.min_width,
-        "round_to": cfg.round_to, "tolerance": cfg.tolerance,
+        "round_to": cfg.round_to, "tolerance": cfg.tolerance, **gate_report,
         "gates_file": str(gates_path), "gates_sha256": io.sha256_file(gates_path),
     }
     io.write_yaml(out_channels, doc)
+    if gate_report.get("target_met") is False:
+        log.warning("%s: pruned from gates whose learning did not reach its target (non-zero fraction %.4f > r; "
+                    "see the learn_gates log): these widths come from the fallback gates", out_channels,
+                    gate_report["gates_nonzero_fraction"])
     if result.kept_by_tie > 0.1 * result.kept_channels:
         log.warning("%s: a tie decided %d of the %d kept channels (%d channels score exactly the threshold %g, seed "
                     "%d chose which to keep); the gates do not separate these channels, so those widths are a "
@@ -327,7 +345,8 @@ def train_job(job: dict, dist: Dist | None = None, device: torch.device | None =
     widths, extra = None, {"achieved_ratio": 0.0}
     if job.get("channels"):
         doc = load_channels(job["channels"], exp, num_classes_of(data))
-        widths, extra = doc["widths"], {"achieved_ratio": doc["achieved_ratio"]}
+        widths = doc["widths"]
+        extra = {"achieved_ratio": doc["achieved_ratio"], **{k: doc[k] for k in GATE_REPORT if k in doc}}
     if job.get("sparsity") is not None:
         extra["sparsity"] = float(job["sparsity"])
     return stage_train(exp, job.get("method", "pfs" if widths else "full"), widths, float(job.get("ratio", 0.0)),
