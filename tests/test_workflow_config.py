@@ -188,3 +188,12 @@ def test_every_training_rule_gets_the_early_term_signal_under_the_slurm_profile(
     assert rules == {"train_pruned", "train_full", "train_uniform", "train_random"}
     assert {rule: profile["set-resources"].get(rule) for rule in rules} == {
         rule: {"slurm_extra": "'--signal=TERM@300'"} for rule in rules}
+
+
+def test_colour_augmentation_outside_imagenet_is_refused_before_the_dag(default):
+    config = {**default, "train": {**default["train"], "color_augment": True}}
+    with pytest.raises(ConfigError, match="train.color_augment: .*dataset digits .*set train.color_augment: false"):
+        check_config(config)
+    by_arch = {**default, "train_by_arch": {"resnet20": {"color_augment": True}}}
+    with pytest.raises(ConfigError, match="train.color_augment"):
+        check_config(by_arch)

@@ -81,6 +81,9 @@ def check_config(config: dict) -> None:
             raise ConfigError(f"grid.multipliers.{arch}: {arch} has no backbone multiplier (all its widths are "
                               f"pruned), so only 1 is valid, got {others}; archs that take one: "
                               f"{', '.join(MULTIPLIER_ARCHS)}")
+        if data["name"] != "imagenet" and train_settings(config, arch).get("color_augment"):
+            raise ConfigError(f"train.color_augment: the official ImageNet colour jitter and lighting noise; dataset "
+                              f"{data['name']} ({arch}) has no such augmentation: set train.color_augment: false")
     if data["name"] == "imagenet":
         missing = [f"{s}/" for s in ("train", "val") if not (Path(data["root"]) / s).is_dir()]
         if missing:
