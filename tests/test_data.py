@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import gzip
+import json
 import pickle
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -106,6 +110,72 @@ def test_digits_test_split_is_fixed_whatever_the_global_seed():
     assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
 
 
+def test_digits_read_from_the_csv_are_what_sklearns_load_digits_gives():
+    from sklearn.datasets import load_digits
+
+    bunch = load_digits()
+    images, labels = data._digits_arrays()
+    assert images.dtype == bunch.images.dtype and np.array_equal(images, bunch.images)
+    assert labels.dtype == bunch.target.dtype and np.array_equal(labels, bunch.target)
+
+
+def _digits_splits() -> list[torch.Tensor]:
+    return [t for train in (True, False) for t in load_images(DataSettings("digits"), train=train)]
+
+
+_DIGITS_LIKE_CSV = "".join(",".join(map(str, row)) + "\n"
+                           for row in np.random.default_rng(0).integers(0, 17, (1797, 65))).encode()
+_BAD_DIGITS_CSV = {  # content of the file (None: no file) that makes the loader fall back to sklearn's load_digits
+    "missing": None,
+    "truncated": gzip.compress(_DIGITS_LIKE_CSV)[:20000],
+    "not gzip": b"0,0,5,13\n",
+    "not numbers": gzip.compress(b"a,b,c\n" * 1797),
+    "other shape": gzip.compress(b",".join([b"1"] * 64) + b"\n"),
+    "pixel out of 0..16": gzip.compress((b",".join([b"17"] * 65) + b"\n") * 1797),
+}
+
+
+def test_digits_splits_read_from_the_csv_are_byte_identical_to_those_of_sklearn(monkeypatch):
+    from_csv = _digits_splits()
+    monkeypatch.setattr(data, "_digits_csv", lambda: None)  # no CSV found: sklearn's load_digits reads it
+    from_sklearn = _digits_splits()
+    for a, b in zip(from_csv, from_sklearn, strict=True):
+        assert a.dtype == b.dtype and a.shape == b.shape and torch.equal(a, b)
+
+
+@pytest.mark.parametrize("content", list(_BAD_DIGITS_CSV.values()), ids=list(_BAD_DIGITS_CSV))
+def test_a_missing_or_malformed_digits_csv_falls_back_to_sklearn(tmp_path, monkeypatch, content):
+    want = _digits_splits()
+    bad = tmp_path / "digits.csv.gz"
+    if content is not None:
+        bad.write_bytes(content)
+    monkeypatch.setattr(data, "_digits_csv", lambda: bad)
+    for a, b in zip(_digits_splits(), want, strict=True):
+        assert torch.equal(a, b)
+
+
+def test_a_digits_training_job_on_device_data_imports_neither_torchvision_nor_sklearn(tmp_path):
+    """Start-up cost that must not come back: torchvision (~2 s) and sklearn (~1 s) in every training job."""
+    import snakemake
+    import torchvision
+
+    job = {"dataset": "digits", "arch": "resnet20", "seed": 0, "expansion": 2, "device": "cpu",
+           "train": {"epochs": 1, "batch_size": 256, "device_data": "always"}, "checkpoint_dir": "checkpoints",
+           "outputs": {"model": "model.pt", "metrics": "metrics.json", "history": "history.csv"}}
+    code = ("import json, sys\n"
+            "from pfs.stages import train_job\n"
+            f"metrics = train_job({job!r})\n"
+            "heavy = ['torchvision', 'sklearn', 'scipy', 'snakemake']\n"
+            "print(json.dumps({'imported': [m for m in heavy if m in sys.modules], 'metrics': metrics}))\n")
+    done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    answer = json.loads(done.stdout.splitlines()[-1])
+    assert answer["imported"] == []
+    assert answer["metrics"]["epochs"] == 1 and (tmp_path / "metrics.json").is_file()
+    versions = answer["metrics"]["versions"]  # read without importing, yet the strings of __version__
+    assert versions["torchvision"] == torchvision.__version__ and versions["snakemake"] == snakemake.__version__
+
+
 # ---------------------------------------------------------------- train/val split
 
 
@@ -147,6 +217,22 @@ def test_gate_learning_sets_augment_only_the_train_part():
     train, val, _ = gate_learning_sets(DataSettings("digits"), val_size=300, split_seed=0)
     assert any(isinstance(t, v2.RandomCrop) for t in train.transform.transforms)
     assert not any(isinstance(t, v2.RandomCrop) for t in val.transform.transforms)
+
+
+def test_the_lazily_made_transform_of_an_in_memory_set_works_in_loader_workers():
+    _, test = data.training_sets(DataSettings("digits"))
+    sent = pickle.loads(pickle.dumps(test))  # as a worker receives it: the transform not made yet
+    want = torch.stack([test[i][0] for i in range(8)])
+    x, y = next(iter(torch.utils.data.DataLoader(sent, batch_size=8, num_workers=1)))
+    assert torch.equal(x, want) and torch.equal(y, test.labels[:8])
+    assert torch.equal(want[0], make_transform(DATASETS["digits"], train=False)(test.images[0]))
+
+
+def test_tensor_image_dataset_takes_a_transform_or_the_info_to_make_one():
+    images, labels = torch.zeros(2, 3, 16, 16, dtype=torch.uint8), torch.zeros(2, dtype=torch.int64)
+    for bad in ({}, {"transform": v2.Identity(), "info": DATASETS["digits"]}):
+        with pytest.raises(ValueError, match="either a transform or the DatasetInfo"):
+            data.TensorImageDataset(images, labels, **bad)
 
 
 # ---------------------------------------------------------------- transforms

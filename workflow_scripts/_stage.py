@@ -12,7 +12,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 _SRC = Path(__file__).resolve().parent.parent / "src"
 try:
@@ -20,24 +20,28 @@ try:
 except ImportError:  # a rule env (--use-conda) without the package installed: use the checkout's src/
     sys.path.insert(0, str(_SRC))
 
-from pfs.data import DataSettings  # noqa: E402 - after the sys.path fallback above
-from pfs.errors import PfsError  # noqa: E402
+# torch-free imports only: pfs.data and pfs.stages (torch, ~1.5 s) are imported where used, so summarize starts fast
+from pfs.errors import PfsError  # noqa: E402 - after the sys.path fallback above
 from pfs.gpu_slots import claim_gpus  # noqa: E402
 from pfs.progress import setup_logging  # noqa: E402
-from pfs.stages import Experiment  # noqa: E402
-from pfs.stages import train_job as stage_train_job  # noqa: E402
+
+if TYPE_CHECKING:
+    from pfs.data import DataSettings
+    from pfs.stages import Experiment
 
 log = logging.getLogger("pfs.stage")
 
 
 @contextlib.contextmanager
-def run_stage(log_path: str | None, threads: int = 1, gpus: int = 0, device: str = "auto") -> Iterator[TextIO]:
-    """Set up logging and threads, claim ``gpus`` GPUs of this machine for the job (a local run: see
-    pfs.gpu_slots), and turn a PfsError into one error line and exit status 1."""
-    import torch
-
+def run_stage(log_path: str | None, threads: int = 1, gpus: int = 0, device: str = "auto",
+              uses_torch: bool = True) -> Iterator[TextIO]:
+    """Set up logging and (``uses_torch``) torch's threads, claim ``gpus`` GPUs of this machine for the job (a local
+    run: see pfs.gpu_slots), and turn a PfsError into one error line and exit status 1."""
     stream = setup_logging(log_path)
-    torch.set_num_threads(max(1, int(threads)))
+    if uses_torch:
+        import torch
+
+        torch.set_num_threads(max(1, int(threads)))
     try:
         with claim_gpus(0 if device == "cpu" else gpus):
             yield stream
@@ -52,6 +56,8 @@ def gpu_count(resources) -> int:
 
 
 def experiment(wildcards) -> Experiment:
+    from pfs.stages import Experiment
+
     wc = dict(wildcards)
     expansion = int(wc["expansion"]) if "expansion" in wc else None
     return Experiment(wc["dataset"], wc["arch"], int(wc.get("seed", 0)), expansion, float(wc.get("multiplier", 1)))
@@ -67,6 +73,8 @@ def data_fields(config: dict, inputs=None) -> dict:
 
 
 def data_settings(config: dict, inputs=None) -> DataSettings:
+    from pfs.data import DataSettings
+
     return DataSettings(config["dataset"]["name"], **data_fields(config, inputs))
 
 
@@ -141,4 +149,6 @@ def run_training(inputs, outputs, params, wildcards, config, log_path, threads, 
     if needs_torchrun(config, gpus):
         run_torchrun(job, gpus, threads, log_path)
     else:
+        from pfs.stages import train_job as stage_train_job
+
         stage_train_job(job, stream=stream)

@@ -8,7 +8,7 @@ from pfs.summary import write_summary, write_tables
 
 
 def main(inputs, outputs, params, wildcards, config, log_path, threads=1):
-    with run_stage(log_path, threads):
+    with run_stage(log_path, threads, uses_torch=False):  # JSON and YAML in, CSV out: no torch
         summary = write_summary(list(inputs["metrics"]), outputs["summary"])
         write_tables(summary, outputs["table_csv"], outputs["table_md"], outputs["comparison_csv"],
                      dict(inputs).get("references"))

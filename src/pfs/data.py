@@ -3,6 +3,7 @@ and loaders."""
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -134,15 +135,40 @@ def load_images(settings: DataSettings, train: bool) -> tuple[torch.Tensor, torc
     return images, torch.as_tensor(ds.targets, dtype=torch.int64)
 
 
-def _load_digits(train: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    from sklearn.datasets import load_digits
+def _digits_csv() -> Path | None:
+    """The CSV of scikit-learn's digits (8 x 8 pixel values 0..16, then the label, on each row), found without
+    importing scikit-learn; None when scikit-learn is not installed."""
+    spec = importlib.util.find_spec("sklearn")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(next(iter(spec.submodule_search_locations))) / "datasets" / "data" / "digits.csv.gz"
 
-    bunch = load_digits()
-    x = torch.as_tensor(bunch.images, dtype=torch.float32).unsqueeze(1) / 16.0  # pixel values 0..16
+
+def _digits_arrays() -> tuple[np.ndarray, np.ndarray]:
+    """scikit-learn's digits as ``load_digits()`` gives them, (float64 images 1797 x 8 x 8, int labels 1797), read
+    straight from its CSV: importing sklearn.datasets (and scipy) would cost every digits job ~1 s."""
+    path, rows = _digits_csv(), None
+    if path is not None:
+        try:
+            rows = np.loadtxt(path, delimiter=",")  # as load_digits reads it
+        except (OSError, EOFError, ValueError):  # missing, truncated or not numbers
+            rows = None
+    if rows is None or rows.shape != (1797, 65) or not ((rows >= 0) & (rows <= 16)).all():
+        # the file is missing or malformed (a scikit-learn release that moved or changed it): let scikit-learn read it
+        from sklearn.datasets import load_digits
+
+        bunch = load_digits()
+        return bunch.images, bunch.target
+    return rows[:, :-1].reshape(-1, 8, 8), rows[:, -1].astype(int)
+
+
+def _load_digits(train: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    pixels, targets = _digits_arrays()
+    x = torch.as_tensor(pixels, dtype=torch.float32).unsqueeze(1) / 16.0  # pixel values 0..16
     size = DATASETS["digits"].image_size
     x = torch.nn.functional.interpolate(x, size=size, mode="bilinear", align_corners=False)
     images = (x.clamp(0, 1) * 255).round().to(torch.uint8).expand(-1, 3, -1, -1).contiguous()
-    labels = torch.as_tensor(bunch.target, dtype=torch.int64)
+    labels = torch.as_tensor(targets, dtype=torch.int64)
     order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(0))
     idx = order[DIGITS_TEST_SIZE:] if train else order[:DIGITS_TEST_SIZE]
     return images[idx], labels[idx]
@@ -169,10 +195,22 @@ def make_transform(info: DatasetInfo, train: bool) -> v2.Transform:
 
 
 class TensorImageDataset(Dataset):
-    """uint8 image tensors with a per-sample transform."""
+    """uint8 image tensors with a per-sample transform: ``transform``, or with ``info`` instead, the dataset's
+    ``make_transform(info, train)``, made on first use. Training on the device (pfs.device_data) reads only
+    ``images`` and ``labels``, so its jobs never import torchvision (~2 s of start-up)."""
 
-    def __init__(self, images: torch.Tensor, labels: torch.Tensor, transform: v2.Transform) -> None:
-        self.images, self.labels, self.transform = images, labels, transform
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor, transform: v2.Transform | None = None, *,
+                 info: DatasetInfo | None = None, train: bool = False) -> None:
+        if (transform is None) == (info is None):
+            raise ValueError("TensorImageDataset takes either a transform or the DatasetInfo to make one from")
+        self.images, self.labels = images, labels
+        self._transform, self._recipe = transform, (info, train)
+
+    @property
+    def transform(self) -> v2.Transform:
+        if self._transform is None:  # also in a DataLoader worker that received the dataset before it was made
+            self._transform = make_transform(*self._recipe)
+        return self._transform
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -305,6 +343,8 @@ def make_loader(dataset: Dataset, batch_size: int, train: bool, num_workers: int
         sampler = DistributedSampler(dataset, num_replicas=world_size, rank=rank, shuffle=True, seed=seed * 100_003)
     elif world_size > 1:  # every image exactly once over all ranks (DistributedSampler would pad with repeats)
         sampler = list(range(rank, len(dataset), world_size))
+    if num_workers > 0 and isinstance(dataset, TensorImageDataset):
+        _ = dataset.transform  # made once here: the workers start with it, instead of each importing torchvision
     return DataLoader(
         dataset,
         batch_size=batch_size,
@@ -359,8 +399,8 @@ def gate_learning_sets(settings: DataSettings, val_size: int, split_seed: int, v
     info = dataset_info(settings.name)
     images, labels = load_images(settings, train=True)
     train_idx, val_idx = split_train_val(len(labels), val_size, split_seed)
-    train = TensorImageDataset(images[train_idx], labels[train_idx], make_transform(info, train=True))
-    val = TensorImageDataset(images[val_idx], labels[val_idx], make_transform(info, train=False))
+    train = TensorImageDataset(images[train_idx], labels[train_idx], info=info, train=True)
+    val = TensorImageDataset(images[val_idx], labels[val_idx], info=info, train=False)
     return train, val, val_idx
 
 
@@ -374,8 +414,8 @@ def training_sets(settings: DataSettings, min_scale: float = 0.08, color_augment
         raise PfsError(f"train.color_augment is the official ImageNet colour jitter and lighting noise; dataset "
                        f"{settings.name} has no such augmentation: set train.color_augment: false")
     info = dataset_info(settings.name)
-    train = TensorImageDataset(*load_images(settings, train=True), make_transform(info, train=True))
-    test = TensorImageDataset(*load_images(settings, train=False), make_transform(info, train=False))
+    train = TensorImageDataset(*load_images(settings, train=True), info=info, train=True)
+    test = TensorImageDataset(*load_images(settings, train=False), info=info, train=False)
     return train, test
 
 
