@@ -2,6 +2,7 @@
 
     python -m pfs summary --arch resnet56 --dataset cifar10 [--expansion 20] [--multiplier 1] [--channels FILE]
     python -m pfs list-models
+    python -m pfs readme [--check] [--results DIR] [--readme FILE]   (README's results section from the run)
     torchrun --standalone --nproc_per_node=N -m pfs train --job JOB.json   (multi-process training)
 """
 
@@ -61,6 +62,21 @@ def _train(args: argparse.Namespace) -> dict:
     return {k: metrics[k] for k in ("top1", "top5", "epochs", "world_size")} if dist.is_main else {}
 
 
+def _readme(args: argparse.Namespace) -> dict | None:
+    """Rewrite README.md's results section from the run under ``--results``, or (``--check``) compare them: None
+    (after saying why, with a diff) when they differ."""
+    from pfs import readme
+
+    if args.check:
+        try:
+            readme.check(args.readme, args.results)
+        except readme.ReadmeOutOfDate as exc:  # a finding, not a usage error: exit 1, not 2
+            print(exc, file=sys.stderr)
+            return None
+        return {"readme": args.readme, "results": args.results, "up_to_date": True}
+    return {"readme": args.readme, "results": args.results, "changed": readme.write(args.readme, args.results)}
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m pfs", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -76,6 +92,11 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--job", required=True, help="the job as JSON, or a JSON file: dataset, arch, seed, outputs, "
                        "[expansion, multiplier, channels, ratio, schedule, sparsity, train, data, device, gpus, "
                        "checkpoint_dir, log]")
+    readme = sub.add_parser("readme", help="write README.md's results section from what snakemake --cores all "
+                            "wrote under results/ (--check: exit 1 when they differ)")
+    readme.add_argument("--check", action="store_true", help="compare instead of writing; exit 1 with a diff")
+    readme.add_argument("--results", default="results", help="the run's results folder (default: results)")
+    readme.add_argument("--readme", default="README.md", help="the README holding the section (default: README.md)")
     return parser
 
 
@@ -88,6 +109,10 @@ def main(argv: list[str] | None = None) -> int:
             answer = _train(args)
             if not answer:  # not rank 0: rank 0 answers
                 return 0
+        elif args.command == "readme":
+            answer = _readme(args)
+            if answer is None:  # --check: the README's section is stale
+                return 1
         else:
             from pfs.models import list_models
 

@@ -1,0 +1,222 @@
+"""``python -m pfs readme``: README.md's results section rendered from a run's files, written between its markers,
+and ``--check`` failing (exit 1, naming the regenerate command) when the README differs from the run."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from pfs import readme
+from pfs.cli import main
+from pfs.errors import PfsError
+
+RUN = "digits/resnet20/e20_m1/s0.5/seed0"
+WIDTHS = [8, 8, 6, 8, 5, 8, 7, 16, 12, 16, 9, 16, 14, 32, 20, 32, 17, 32, 25]
+
+
+def table_rows(target_met: bool | None) -> list[dict]:
+    """table.csv rows of the default grid (one seed), as pfs.tables.seed_table writes them."""
+    base = {"dataset": "digits", "arch": "resnet20", "multiplier": 1.0, "n": 1, "top1_std": 0.0, "top5_mean": 1.0,
+            "best_top1_mean": 0.99, "top1_drop": 0.0}
+    rows = [
+        {**base, "method": "full", "expansion": 16, "sparsity": None, "ratio": 0.0, "schedule": "scratch_e",
+         "macs": 10_200_000, "params": 272_474, "macs_reduction": 0.0, "top1_mean": 0.991667, "epochs": 12},
+        {**base, "method": "pfs", "expansion": 20, "sparsity": 0.5, "ratio": 0.5, "schedule": "scratch_b",
+         "macs": 5_140_000, "params": 86_123, "macs_reduction": 0.496, "top1_mean": 0.977778, "epochs": 24},
+        {**base, "method": "pfs", "expansion": 20, "sparsity": 0.5, "ratio": 0.5, "schedule": "scratch_e",
+         "macs": 5_140_000, "params": 86_123, "macs_reduction": 0.496, "top1_mean": 0.986111, "epochs": 12},
+        {**base, "method": "uniform", "expansion": 16, "sparsity": None, "ratio": 0.5, "schedule": "scratch_e",
+         "macs": 5_140_000, "params": 135_000, "macs_reduction": 0.496, "top1_mean": 0.977778, "epochs": 12},
+        {**base, "method": "uniform", "expansion": 16, "sparsity": None, "ratio": 0.5, "schedule": "scratch_b",
+         "macs": 5_140_000, "params": 135_000, "macs_reduction": 0.496, "top1_mean": 0.988889, "epochs": 24},
+        {**base, "method": "random", "expansion": 20, "sparsity": None, "ratio": 0.5, "schedule": "scratch_e",
+         "macs": 5_110_000, "params": 147_000, "macs_reduction": 0.499, "top1_mean": 0.983333, "epochs": 12},
+    ]
+    if target_met is not None:
+        for row in rows:
+            row["target_met"] = target_met if row["method"] == "pfs" else None
+            row["gates_nonzero_fraction"] = 0.48 if row["method"] == "pfs" else None
+    return rows
+
+
+def write_channels(path: Path, method: str, tied: int, by_tie: int) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    doc = {"kind": "pfs.channels", "format_version": 1, "method": method, "arch": "resnet20", "dataset": "digits",
+           "expansion": 20, "multiplier": 1.0, "num_classes": 10, "widths": WIDTHS, "kept_channels": sum(WIDTHS),
+           "total_channels": 480, "tied_at_threshold": tied, "kept_by_tie": by_tie}
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+
+
+def make_results(root: Path, target_met: bool | None = True) -> Path:
+    """A results tree as `snakemake --cores all` leaves it, reduced to the files the README section reads."""
+    results = root / "results"
+    results.mkdir(parents=True)
+    table = pd.DataFrame(table_rows(target_met))
+    table.to_csv(results / "table.csv", index=False)
+    summary = table.rename(columns={"top1_mean": "top1"}).assign(seed=0)
+    summary.to_csv(results / "summary.csv", index=False)
+    history = pd.DataFrame({"eval": [1, 2, 3], "epoch": [1, 2, 3], "step": [18, 36, 54], "loss": [2.4, 2.3, 2.2],
+                            "ce": [2.3, 2.2, 2.1], "reg": [0.1, 0.1, 0.1], "train_top1": [0.2, 0.5, 0.7],
+                            "val_top1": [0.3, 0.9, 0.8], "mean_gate": [0.7, 0.5, 0.45],
+                            "nonzero_fraction": [0.9, 0.48, 0.4], "selected": [False, True, False]})
+    (results / RUN).mkdir(parents=True)
+    history.to_csv(results / RUN / "gates_metrics.csv", index=False)
+    write_channels(results / RUN / "p0.5" / "channels.yaml", "pfs", tied=6, by_tie=2)
+    write_channels(results / "digits/resnet20/random/e20_m1/seed0/p0.5/channels.yaml", "random", tied=0, by_tie=0)
+    return results
+
+
+def write_readme(path: Path, section: str = "typed by hand\n") -> Path:
+    path.write_text(f"# title\n\nintro\n\n{readme.BEGIN}\n{section}{readme.END}\n\nafter\n")
+    return path
+
+
+def test_render_gives_the_results_table_in_plain_language(tmp_path):
+    text = readme.render(make_results(tmp_path))
+    lines = text.splitlines()
+    start = lines.index("| network | MACs | params | top-1 (last epoch) | gates at target |")
+    assert lines[start + 2:start + 8] == [
+        "| ResNet-20, standard width (full baseline, 12 epochs) | 10.20M | 272k | 99.17% |  |",
+        "| ResNet-20 pruned from scratch (gates at e20, r = 0.5), 49.6% fewer MACs, Scratch-E (12 epochs) | 5.14M "
+        "| 86k | 98.61% | yes |",
+        "| same, Scratch-B (24 epochs) | 5.14M | 86k | 97.78% | yes |",
+        "| ResNet-20 at uniform width, 49.6% fewer MACs, Scratch-E (12 epochs) | 5.14M | 135k | 97.78% |  |",
+        "| same, Scratch-B (24 epochs) | 5.14M | 135k | 98.89% |  |",
+        "| ResNet-20 pruned from random gates (e20), 49.9% fewer MACs, Scratch-E (12 epochs) | 5.11M | 147k "
+        "| 98.33% |  |",
+    ]
+    assert len(lines) > start + 8 and lines[start + 8] == ""  # the table ends there
+    assert text == readme.render(tmp_path / "results")  # deterministic
+
+
+def test_render_does_not_depend_on_where_the_results_are(tmp_path):
+    one = make_results(tmp_path / "one")
+    shutil.copytree(one, tmp_path / "two")
+    assert readme.render(one) == readme.render(tmp_path / "two")
+    assert "`results/table.csv` (digits; seed 0; " in readme.render(one)
+
+
+def test_render_says_NO_for_gates_that_missed_their_target(tmp_path):
+    text = readme.render(make_results(tmp_path, target_met=False))
+    assert "| same, Scratch-B (24 epochs) | 5.14M | 86k | 97.78% | NO |" in text
+
+
+@pytest.mark.parametrize("empty", [False, True])
+def test_render_without_target_met_values_has_no_gates_column(tmp_path, empty):
+    results = make_results(tmp_path, target_met=None)
+    if empty:  # the column, but no run has a value in it
+        pd.read_csv(results / "table.csv").assign(target_met=None).to_csv(results / "table.csv", index=False)
+    text = readme.render(results)
+    assert "| network | MACs | params | top-1 (last epoch) |\n|---|---|---|---|\n" in text
+    assert "gates at target" not in text
+
+
+def test_render_gives_one_gate_line_per_gate_learning_run(tmp_path):
+    text = readme.render(make_results(tmp_path))
+    gate_lines = [line for line in text.splitlines() if line.startswith("- ResNet-20, gates at")]
+    assert gate_lines == [
+        "- ResNet-20, gates at e20, r = 0.5, seed 0: kept evaluation 2 of 3 (epoch 2): 48.00% of the gates "
+        "non-zero, target at most 50.00%, meets the target; held-out top-1 90.00% (chance 10.00%)"]
+
+
+def test_render_flags_kept_gates_above_the_target(tmp_path):
+    results = make_results(tmp_path)
+    path = results / RUN / "gates_metrics.csv"
+    history = pd.read_csv(path).assign(nonzero_fraction=[1.0, 0.99, 0.98], selected=[False, False, True])
+    history.to_csv(path, index=False)
+    text = readme.render(results)
+    assert "kept evaluation 3 of 3 (epoch 3): 98.00% of the gates non-zero, target at most 50.00%, MISSES" in text
+
+
+def test_render_gives_pruned_widths_and_ties(tmp_path):
+    text = readme.render(make_results(tmp_path))
+    widths = ", ".join(map(str, WIDTHS))
+    assert (f"- ResNet-20 from learned gates (e20, seed 0), ratio 0.5: {sum(WIDTHS)} of 480 channels kept, widths "
+            f"[{widths}]; 6 channels at the threshold, 2 of them kept by the seeded permutation") in text
+    assert "- ResNet-20 from random gates (e20, seed 0), ratio 0.5: " in text
+    assert text.splitlines()[-1].endswith("; no channel at the threshold")
+
+
+@pytest.mark.parametrize(("tied", "by_tie", "words"), [(1, 0, "1 channel at the threshold, kept"),
+                                                      (4, 0, "4 channels at the threshold, all kept")])
+def test_render_says_how_ties_at_the_threshold_were_kept(tmp_path, tied, by_tie, words):
+    results = make_results(tmp_path)
+    write_channels(results / RUN / "p0.5" / "channels.yaml", "pfs", tied=tied, by_tie=by_tie)
+    assert f"]; {words}\n" in readme.render(results)
+
+
+def test_render_shows_mean_and_std_over_several_seeds(tmp_path):
+    results = make_results(tmp_path)
+    table = pd.read_csv(results / "table.csv")
+    table.loc[0, ["n", "top1_std"]] = [3, 0.0012]
+    table.to_csv(results / "table.csv", index=False)
+    assert "| 10.20M | 272k | 99.17% ± 0.12 (n=3) |" in readme.render(results)
+
+
+def test_write_then_check_passes_and_fails_after_one_number_changes(tmp_path):
+    results = make_results(tmp_path)
+    path = write_readme(tmp_path / "README.md")
+    assert readme.write(path, results) is True
+    text = path.read_text()
+    assert text.startswith("# title\n\nintro\n\n" + readme.BEGIN + "\n") and text.endswith(readme.END + "\n\nafter\n")
+    assert readme.render(results) in text
+    readme.check(path, results)  # no exception: up to date
+    assert readme.write(path, results) is False  # nothing to change
+    path.write_text(text.replace("| 99.17% |", "| 99.44% |"))
+    with pytest.raises(readme.ReadmeOutOfDate) as caught:
+        readme.check(path, results)
+    message = str(caught.value)
+    assert readme.REGENERATE in message.splitlines()[0]
+    assert "-| ResNet-20, standard width (full baseline, 12 epochs) | 10.20M | 272k | 99.44% |  |" in message
+    assert "+| ResNet-20, standard width (full baseline, 12 epochs) | 10.20M | 272k | 99.17% |  |" in message
+
+
+@pytest.mark.parametrize("text", ["# no markers\n", f"{readme.END}\n{readme.BEGIN}\n",
+                                  f"{readme.BEGIN}\n{readme.BEGIN}\n{readme.END}\n"])
+def test_missing_or_misplaced_markers_give_one_error_line(tmp_path, text):
+    path = tmp_path / "README.md"
+    path.write_text(text)
+    with pytest.raises(PfsError, match="needs one line") as caught:
+        readme.check(path, make_results(tmp_path))
+    assert "\n" not in str(caught.value) and readme.BEGIN in str(caught.value) and readme.END in str(caught.value)
+
+
+@pytest.mark.parametrize("missing", ["table.csv", "summary.csv", f"{RUN}/gates_metrics.csv",
+                                     f"{RUN}/p0.5/channels.yaml"])
+def test_a_missing_results_file_is_named_with_the_command_to_run(tmp_path, missing):
+    results = make_results(tmp_path)
+    (results / missing).unlink()
+    with pytest.raises(PfsError) as caught:
+        readme.render(results)
+    message = str(caught.value)
+    assert "\n" not in message
+    assert str(results / missing) in message and "does not exist" in message
+    assert "run `snakemake --cores all` first" in message
+
+
+def test_cli_check_exits_1_naming_the_regenerate_command_and_0_after_writing(tmp_path, capsys):
+    results = make_results(tmp_path)
+    path = write_readme(tmp_path / "README.md")
+    args = ["readme", "--results", str(results), "--readme", str(path)]
+    assert main([*args, "--check"]) == 1
+    out, err = capsys.readouterr()
+    assert out == "" and "snakemake --cores all && python -m pfs readme" in err and "-typed by hand" in err
+    assert main(args) == 0
+    assert '"changed": true' in capsys.readouterr().out
+    assert main([*args, "--check"]) == 0
+    assert '"up_to_date": true' in capsys.readouterr().out
+
+
+def test_cli_readme_of_a_missing_run_fails_in_one_line(tmp_path):
+    path = write_readme(tmp_path / "README.md")
+    proc = subprocess.run([sys.executable, "-m", "pfs", "readme", "--check", "--readme", str(path), "--results",
+                           str(tmp_path / "results")], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr.strip().count("\n") == 0
+    assert "table.csv does not exist; run `snakemake --cores all` first" in proc.stderr
