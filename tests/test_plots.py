@@ -47,3 +47,36 @@ def test_accuracy_plot_is_written_with_and_without_references(tmp_path):
     for name, references in (("with.png", refs), ("without.png", None)):
         accuracy_vs_macs(_table(), tmp_path / name, references)
         assert (tmp_path / name).read_bytes()[:4] == b"\x89PNG"
+
+
+def _history(path, nonzero: list[float], sparsity: float | None = 0.5):
+    rows = [{"eval": i + 1, "epoch": i + 1, "step": 10 * (i + 1), "val_top1": 0.2, "mean_gate": 0.5,
+             "nonzero_fraction": nz} for i, nz in enumerate(nonzero)]
+    frame = pd.DataFrame(rows)
+    if sparsity is not None:  # histories written before the target was recorded lack these two columns
+        frame["sparsity"] = sparsity
+        frame["target_met"] = frame["nonzero_fraction"] <= sparsity
+    ok = frame[frame["nonzero_fraction"] <= 0.5]
+    frame["selected"] = frame["eval"] == (ok["eval"].iloc[-1] if len(ok) else frame["eval"].iloc[-1])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    frame.to_csv(path, index=False)
+    return str(path)
+
+
+def test_gate_learning_plot_draws_the_target_and_marks_runs_that_missed_it(tmp_path, monkeypatch):
+    from pfs import plots
+
+    figures = []
+    monkeypatch.setattr(plots, "_save", lambda fig, out: figures.append(fig))
+    met = _history(tmp_path / "resnet20/e20_m1/s0.5/seed0/gates_metrics.csv", [0.9, 0.4])
+    missed = _history(tmp_path / "resnet20/e20_m1/s0.5/seed1/gates_metrics.csv", [0.9, 0.8])
+    old = _history(tmp_path / "resnet20/e20_m1/s0.5/seed2/gates_metrics.csv", [0.9, 0.8], sparsity=None)
+    plots.gate_learning([met, missed, old], tmp_path / "gate_learning.png")
+    axes = figures[0].axes
+    labels = [text.get_text() for text in axes[0].get_legend().get_texts()]
+    assert labels[0] == "resnet20/e20_m1/s0.5/seed0"
+    assert labels[1] == "resnet20/e20_m1/s0.5/seed1: target r NOT met (x: fallback kept)"
+    assert labels[2] == "resnet20/e20_m1/s0.5/seed2"  # no target recorded: nothing claimed
+    assert [line.get_ydata()[0] for line in axes[2].lines if line.get_linestyle() == "--"] == [0.5]
+    markers = [line.get_marker() for line in axes[2].lines if line.get_linestyle() == "None"]
+    assert markers == ["*", "X", "*"]
