@@ -1,3 +1,7 @@
+# The four training rules: one definition (train_pruned), the others reuse it with their own inputs, paths and
+# method; all run workflow_scripts/train.py (pfs.jobs.TrainJob -> pfs.distributed.launch).
+
+
 rule train_pruned:
     input:
         **index_inputs(),
@@ -16,11 +20,12 @@ rule train_pruned:
         **gpu_resources(),
     params:
         hp=train_params,
+        method="pfs",
     script:
-        "../workflow_scripts/train_pruned.py"
+        "../workflow_scripts/train.py"
 
 
-rule train_full:
+use rule train_pruned as train_full with:
     input:
         **index_inputs(),
     output:
@@ -29,19 +34,12 @@ rule train_full:
         f"logs/{FULL}/train_full.log",
     benchmark:
         f"benchmarks/{FULL}/train_full.tsv"
-    retries: config["resources"]["retries"]
-    conda:
-        "../envs/pfs.yaml"
-    threads: config["resources"]["threads"]
-    resources:
-        **gpu_resources(),
     params:
         hp=train_params,
-    script:
-        "../workflow_scripts/train_full.py"
+        method="full",
 
 
-rule train_uniform:
+use rule train_pruned as train_uniform with:
     input:
         **index_inputs(),
         channels=f"results/{UNIFORM}/channels.yaml",
@@ -51,20 +49,12 @@ rule train_uniform:
         f"logs/{UNIFORM}/seed{{seed}}/{{schedule}}/train_uniform.log",
     benchmark:
         f"benchmarks/{UNIFORM}/seed{{seed}}/{{schedule}}/train_uniform.tsv"
-    retries: config["resources"]["retries"]
-    conda:
-        "../envs/pfs.yaml"
-    threads: config["resources"]["threads"]
-    resources:
-        **gpu_resources(),
     params:
         hp=train_params,
         method="uniform",
-    script:
-        "../workflow_scripts/train_uniform.py"
 
 
-rule train_random:
+use rule train_pruned as train_random with:
     input:
         **index_inputs(),
         channels=f"results/{RANDOM_PRUNED}/channels.yaml",
@@ -74,14 +64,6 @@ rule train_random:
         f"logs/{RANDOM_PRUNED}/{{schedule}}/train_random.log",
     benchmark:
         f"benchmarks/{RANDOM_PRUNED}/{{schedule}}/train_random.tsv"
-    retries: config["resources"]["retries"]
-    conda:
-        "../envs/pfs.yaml"
-    threads: config["resources"]["threads"]
-    resources:
-        **gpu_resources(),
     params:
         hp=train_params,
         method="random",
-    script:
-        "../workflow_scripts/train_random.py"

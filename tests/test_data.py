@@ -163,8 +163,8 @@ def test_a_digits_training_job_on_device_data_imports_neither_torchvision_nor_sk
            "train": {"epochs": 1, "batch_size": 256, "device_data": "always"}, "checkpoint_dir": "checkpoints",
            "outputs": {"model": "model.pt", "metrics": "metrics.json", "history": "history.csv"}}
     code = ("import json, sys\n"
-            "from pfs.stages import train_job\n"
-            f"metrics = train_job({job!r})\n"
+            "from pfs.jobs import TrainJob, run_job\n"
+            f"metrics = run_job(TrainJob.from_json({job!r}))\n"
             "heavy = ['torchvision', 'sklearn', 'scipy', 'snakemake']\n"
             "print(json.dumps({'imported': [m for m in heavy if m in sys.modules], 'metrics': metrics}))\n")
     done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=300)

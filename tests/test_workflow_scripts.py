@@ -26,7 +26,8 @@ from pfs.models import build_model, default_widths
 from pfs.summary import COLUMNS
 from pfs.train import evaluate
 
-SCRIPTS = ("learn_gates", "prune", "train_pruned", "train_full", "summarize")
+SCRIPTS = ("learn_gates", "prune", "train", "summarize")  # train: every training rule (its method param)
+JOB_LOGS = ("learn_gates", "prune", "train_pruned", "train_full", "summarize")
 WILDCARDS = {"dataset": "cifar10", "arch": "resnet20", "expansion": "20", "multiplier": "1", "sparsity": "0.5",
              "seed": "0", "ratio": "0.5", "schedule": "scratch_e"}
 FULL_WILDCARDS = {"dataset": "cifar10", "arch": "resnet20", "seed": "0", "schedule": "scratch_e"}
@@ -109,14 +110,14 @@ def run_prune(scripts, gates: str, out: Path, config: dict, wildcards: dict, log
 
 def run_train_pruned(scripts, channels: str, out: Path, config: dict, wildcards: dict, log: Path) -> dict:
     outputs = run_files(out)
-    scripts["train_pruned"].main({"channels": channels}, outputs, {"hp": config["train"]}, wildcards, config,
-                                 str(log), 2)
+    params = {"hp": config["train"], "method": "pfs"}
+    scripts["train"].main({"channels": channels}, outputs, params, wildcards, config, str(log), 2)
     return outputs
 
 
 def run_train_full(scripts, out: Path, config: dict, wildcards: dict, log: Path) -> dict:
     outputs = run_files(out)
-    scripts["train_full"].main({}, outputs, {"hp": config["train"]}, wildcards, config, str(log), 2)
+    scripts["train"].main({}, outputs, {"hp": config["train"], "method": "full"}, wildcards, config, str(log), 2)
     return outputs
 
 
@@ -291,7 +292,7 @@ def test_summarize_writes_one_row_per_metrics_file(pipeline):
 
 
 def test_each_job_logs_its_progress_into_its_log_file_without_errors(pipeline):
-    logs = {name: (pipeline["logs"] / f"{name}.log").read_text() for name in SCRIPTS}
+    logs = {name: (pipeline["logs"] / f"{name}.log").read_text() for name in JOB_LOGS}
     assert all(" ERROR " not in text for text in logs.values())
     assert "selected evaluation 1 of 1" in logs["learn_gates"]
     assert "pruned resnet20 to" in logs["prune"]
@@ -413,13 +414,14 @@ def test_summarize_refuses_a_broken_metrics_file(scripts, pipeline, tmp_path):
 
 @pytest.mark.slow
 def test_a_failed_torchrun_job_is_one_error_naming_the_workers_reason(scripts, tmp_path):
-    from _stage import run_torchrun
+    from pfs.distributed import launch
+    from pfs.jobs import TrainJob
 
     log = tmp_path / "train.log"
-    job = {"dataset": "digits", "arch": "resnet99", "seed": 0, "method": "full", "schedule": "scratch_e",
-           "device": "cpu", "outputs": {k: str(tmp_path / f"{k}.out") for k in ("model", "metrics", "history")}}
+    job = TrainJob("imagenet", "resnet99", 0, {k: str(tmp_path / f"{k}.out") for k in ("model", "metrics", "history")},
+                   device="cpu", log=str(log))  # imagenet: always under torchrun
     with pytest.raises(PfsError, match=r"training under torchrun failed \(exit 1\): unknown arch 'resnet99'"):
-        run_torchrun(job, 0, 1, str(log))
+        launch(job, threads=1)
     assert "error: unknown arch 'resnet99'" in log.read_text()
     assert not list(tmp_path.glob("*.out"))
 
@@ -445,13 +447,12 @@ def test_device_data_on_for_imagenet_is_refused():
 
 
 def test_training_on_device_data_writes_the_same_files(tmp_path):
-    from pfs.stages import train_job
+    from pfs.jobs import TrainJob, run_job
 
     out = {k: str(tmp_path / f) for k, f in (("model", "model.pt"), ("metrics", "metrics.json"),
                                              ("history", "history.csv"))}
-    job = {"dataset": "digits", "arch": "resnet20", "seed": 0, "expansion": 4, "device": "cpu",
-           "train": {"epochs": 1, "batch_size": 128, "device_data": "always"}, "checkpoint_dir": str(tmp_path / "ck"),
-           "outputs": out}
-    metrics = train_job(job)
+    job = TrainJob("digits", "resnet20", 0, out, expansion=4, device="cpu", checkpoint_dir=str(tmp_path / "ck"),
+                   train={"epochs": 1, "batch_size": 128, "device_data": "always"})
+    metrics = run_job(TrainJob.from_json(job.to_json()))
     assert metrics["settings"]["device_data"] == "always" and 0 <= metrics["top1"] <= 1
     assert pd.read_csv(out["history"])["epoch"].tolist() == [1]

@@ -48,15 +48,14 @@ def _train(args: argparse.Namespace) -> dict:
     import logging
 
     from pfs import distributed
+    from pfs.jobs import TrainJob, run_job
     from pfs.progress import setup_logging
-    from pfs.stages import train_job
 
-    text = args.job if args.job.lstrip().startswith("{") else open(args.job).read()
-    job = json.loads(text)
-    dist, device = distributed.setup(job.get("device", "auto"), job.get("gpus"))
-    stream = setup_logging(job.get("log") if dist.is_main else None, logging.INFO if dist.is_main else logging.WARNING)
+    job = TrainJob.from_json(args.job if args.job.lstrip().startswith("{") else open(args.job).read())
+    dist, device = distributed.setup(job.device, job.gpus)
+    stream = setup_logging(job.log if dist.is_main else None, logging.INFO if dist.is_main else logging.WARNING)
     try:
-        metrics = train_job(job, dist, device, stream)
+        metrics = run_job(job, dist, device, stream)
     finally:
         distributed.cleanup()
     return {k: metrics[k] for k in ("top1", "top5", "epochs", "world_size")} if dist.is_main else {}
@@ -89,9 +88,9 @@ def build_parser() -> argparse.ArgumentParser:
     summary.add_argument("--channels", default=None, help="a channels.yaml written by the prune stage")
     sub.add_parser("list-models", help="print the known architectures as JSON")
     train = sub.add_parser("train", help="train one network (run under torchrun for several processes)")
-    train.add_argument("--job", required=True, help="the job as JSON, or a JSON file: dataset, arch, seed, outputs, "
-                       "[expansion, multiplier, channels, ratio, schedule, sparsity, train, data, device, gpus, "
-                       "checkpoint_dir, log]")
+    train.add_argument("--job", required=True, help="the job (pfs.jobs.TrainJob) as JSON, or a JSON file: dataset, "
+                       "arch, seed, outputs, [method, schedule, ratio, expansion, multiplier, sparsity, channels, "
+                       "train, data, device, checkpoint_dir, gpus, log]")
     readme = sub.add_parser("readme", help="write README.md's results section from what snakemake --cores all "
                             "wrote under results/ (--check: exit 1 when they differ)")
     readme.add_argument("--check", action="store_true", help="compare instead of writing; exit 1 with a diff")

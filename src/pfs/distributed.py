@@ -64,3 +64,60 @@ def all_reduce_sum(values: list[float], device: torch.device) -> list[float]:
 def cleanup() -> None:
     if torch_dist.is_available() and torch_dist.is_initialized():
         torch_dist.destroy_process_group()
+
+
+def launch(job, threads: int = 1, stream=None) -> dict | None:
+    """Run a training job (pfs.jobs.TrainJob) the way it needs: under torchrun, one process per GPU (ImageNet, or
+    several GPUs), its output appended to ``job.log``; otherwise in this process. Returns the metrics of an
+    in-process run (None under torchrun: rank 0 wrote them)."""
+    from pfs.jobs import run_job
+
+    if not job.needs_torchrun:
+        return run_job(job, stream=stream)
+    _torchrun(job, threads)
+    return None
+
+
+def _torchrun(job, threads: int) -> None:
+    """``torchrun --standalone --nproc_per_node=<gpus> -m pfs train --job <json>`` (one process on a CPU-only job),
+    its output appended to the job log; SIGTERM/SIGUSR1 are passed on so every rank checkpoints."""
+    import logging
+    import signal
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    nproc = max(1, job.gpus)
+    # torchrun passes on only TERM, INT, HUP and QUIT unless told: SIGUSR1 (SLURM's usual warning) would kill it
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
+           "--signals-to-handle=SIGTERM,SIGINT,SIGHUP,SIGQUIT,SIGUSR1", "-m", "pfs", "train", "--job", job.to_json()]
+    src = str(Path(__file__).resolve().parent.parent)  # a rule env without pfs installed finds the checkout's
+    env = {**os.environ, "OMP_NUM_THREADS": str(max(1, threads // nproc)),
+           "PYTHONPATH": os.pathsep.join(filter(None, [src, os.environ.get("PYTHONPATH", "")]))}
+    log = logging.getLogger(__name__)
+    log.info("torchrun --standalone --nproc_per_node=%d -m pfs train (%s %s, schedule %s)", nproc, job.arch,
+             job.method, job.schedule)
+    for handler in logging.getLogger().handlers:
+        handler.flush()
+    with open(job.log or os.devnull, "a") as out:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env)
+        previous = {sig: signal.signal(sig, lambda signum, _frame: proc.send_signal(signum))
+                    for sig in (signal.SIGTERM, signal.SIGUSR1)}
+        try:
+            code = proc.wait()
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+    if code != 0:
+        reason = _last_error(job.log) or "see the log for the traceback"
+        raise PfsError(f"training under torchrun failed (exit {code}): {reason} [log: {job.log}]")
+
+
+def _last_error(log_path: str | None) -> str | None:
+    """The last ``error: ...`` line a rank wrote into the job log."""
+    from pathlib import Path
+
+    if not log_path or not Path(log_path).is_file():
+        return None
+    errors = [line for line in Path(log_path).read_text(errors="replace").splitlines() if line.startswith("error: ")]
+    return errors[-1][len("error: "):] if errors else None

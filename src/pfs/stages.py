@@ -25,7 +25,6 @@ from pfs.data import (
     gate_learning_sets,
     make_loader,
     num_classes_of,
-    resolve_device,
     training_sets,
 )
 from pfs.distributed import Dist
@@ -345,30 +344,3 @@ def stage_train(exp: Experiment, method: str, widths: list[int] | None, ratio: f
         io.write_json_artifact(outputs["metrics"], "pfs.metrics", metrics)
         remove_checkpoint(checkpoint)
     return metrics
-
-
-def train_job(job: dict, dist: Dist | None = None, device: torch.device | None = None,
-              stream: TextIO | None = None) -> dict:
-    """Run one training job described by a JSON-able dict (what ``python -m pfs train --job`` reads, and what the
-    workflow's training scripts build): the pruned network of ``job["channels"]``, or the full network without it.
-
-    Keys: dataset, arch, seed, outputs (model, metrics, history); optional expansion, multiplier, channels, ratio,
-    schedule, sparsity, train (config section), data (DataSettings fields but name), device, checkpoint_dir.
-    """
-    missing = [k for k in ("dataset", "arch", "seed", "outputs") if k not in job]
-    if missing:
-        raise PfsError(f"training job lacks {', '.join(missing)}")
-    data = DataSettings(job["dataset"], **job.get("data", {}))
-    exp = Experiment(job["dataset"], job["arch"], int(job["seed"]), job.get("expansion"),
-                     float(job.get("multiplier", 1.0)))
-    device = device if device is not None else resolve_device(job.get("device", "auto"))
-    widths, extra = None, {"achieved_ratio": 0.0}
-    if job.get("channels"):
-        doc = load_channels(job["channels"], exp, num_classes_of(data))
-        widths = doc["widths"]
-        extra = {"achieved_ratio": doc["achieved_ratio"], **{k: doc[k] for k in GATE_REPORT if k in doc}}
-    if job.get("sparsity") is not None:
-        extra["sparsity"] = float(job["sparsity"])
-    return stage_train(exp, job.get("method", "pfs" if widths else "full"), widths, float(job.get("ratio", 0.0)),
-                       job.get("schedule", "scratch_e"), job.get("train", {}), data, device,
-                       job.get("checkpoint_dir", "checkpoints"), job["outputs"], extra, stream, dist)

@@ -149,7 +149,7 @@ def test_each_config_key_reruns_exactly_what_it_changes(key_plans, key):
 @pytest.mark.parametrize("script, expected", [
     ("prune.py", PRUNE_DOWN),
     ("summarize.py", dict(SUMMARY_JOBS)),
-    ("train_full.py", {"train_full": 1, **SUMMARY_JOBS}),
+    ("train.py", {"train_pruned": 2, "train_full": 1, **SUMMARY_JOBS}),  # one script for every training rule
 ])
 def test_editing_a_workflow_script_reruns_only_its_stage(finished_run, tmp_path, script, expected):
     workdir = tmp_path / "wf"

@@ -1,0 +1,122 @@
+"""One training job as a typed value: what a training rule asks for, passed as JSON to torchrun's processes, and
+run by ``run_job`` (in this process, or on every rank). A job names its network (dataset, arch, widths from a
+channels.yaml or none for the standard network), its schedule and seed, where to read data and write results.
+
+    rule train_* -> workflow_scripts/train.py -> pfs.distributed.launch(TrainJob) -> run_job -> pfs.train
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from typing import Any, TextIO
+
+from pfs.errors import PfsError
+
+OUTPUTS = ("model", "metrics", "history")
+METHODS = ("full", "pfs", "uniform", "random")
+
+
+@dataclass(frozen=True)
+class TrainJob:
+    """A training job: the experiment's identity, its settings, and where its files go."""
+
+    dataset: str
+    arch: str
+    seed: int
+    outputs: dict[str, str]  # model, metrics, history
+    method: str = "full"  # full (standard widths), pfs (learned gates), uniform, random (random gates)
+    schedule: str = "scratch_e"
+    ratio: float = 0.0  # the MACs reduction asked of the pruned network (0: unpruned)
+    expansion: int | None = None  # None: the arch's standard width
+    multiplier: float = 1.0
+    sparsity: float | None = None  # r of the gates that chose the widths (pfs only)
+    channels: str | None = None  # the channels.yaml with the widths; None: the standard network
+    train: dict[str, Any] = field(default_factory=dict)  # the train config section (TrainConfig's defaults else)
+    data: dict[str, Any] = field(default_factory=dict)  # DataSettings fields but the name (root, num_workers, ...)
+    device: str = "auto"
+    checkpoint_dir: str = "checkpoints"
+    gpus: int = 0  # GPUs the job was given: under torchrun one process each, and it stops if it sees fewer
+    log: str | None = None  # the job log (rank 0 appends to it under torchrun)
+
+    def __post_init__(self) -> None:
+        if sorted(self.outputs) != sorted(OUTPUTS):
+            raise PfsError(f"a training job's outputs are {', '.join(OUTPUTS)}; got {', '.join(sorted(self.outputs))}")
+        if self.method not in METHODS:
+            raise PfsError(f"training job method {self.method!r} unknown; known: {', '.join(METHODS)}")
+        if (self.method == "full") != (self.channels is None):
+            raise PfsError(f"a training job of method {self.method} needs "
+                           + ("no channels file (it trains the standard network)" if self.method == "full"
+                              else "a channels file (its pruned widths)"))
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str | dict) -> TrainJob:
+        """A job from its JSON (text or parsed), refusing unknown and missing keys by name."""
+        try:
+            fields = json.loads(text) if isinstance(text, str) else dict(text)
+        except ValueError as exc:
+            raise PfsError(f"a training job must be JSON: {exc}") from None
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(fields) - known)
+        missing = sorted(f.name for f in dataclasses.fields(cls)
+                         if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+                         and f.name not in fields)
+        if unknown or missing:
+            raise PfsError(f"training job: unknown keys {unknown}, missing keys {missing}; known: {sorted(known)}")
+        return cls(**fields)
+
+    @classmethod
+    def from_rule(cls, inputs, outputs, params, wildcards, config: dict, gpus: int, log: str | None) -> TrainJob:
+        """The job of a training rule: identity from the wildcards, settings from its ``hp`` param, the method from
+        its ``method`` param (default: pfs with a channels input, full without), locations from the config."""
+        wc, inputs, params = dict(wildcards), dict(inputs), dict(params)
+        return cls(
+            dataset=wc["dataset"], arch=wc["arch"], seed=int(wc.get("seed", 0)),
+            outputs={k: str(v) for k, v in dict(outputs).items()},
+            method=params.get("method", "pfs" if "channels" in inputs else "full"),
+            schedule=wc["schedule"], ratio=float(wc.get("ratio", 0.0)),
+            expansion=int(wc["expansion"]) if "expansion" in wc else None,
+            multiplier=float(wc.get("multiplier", 1)),
+            sparsity=float(wc["sparsity"]) if "sparsity" in wc else None,
+            channels=str(inputs["channels"]) if "channels" in inputs else None,
+            train=dict(params["hp"]), data=data_fields(config, inputs), device=config["device"],
+            checkpoint_dir=config["checkpoint_dir"], gpus=gpus, log=log,
+        )
+
+    @property
+    def needs_torchrun(self) -> bool:
+        """ImageNet always trains under torchrun (one process per GPU); other datasets only on several GPUs."""
+        return self.dataset == "imagenet" or self.gpus > 1
+
+
+def data_fields(config: dict, inputs=None) -> dict:
+    """Where a job reads its dataset (DataSettings fields but the name): the config's location settings, and the
+    ImageNet index tables (prepare_imagenet_list's outputs) among a rule's ``inputs``."""
+    fields = {k: config["dataset"][k] for k in ("root", "download", "check_md5", "num_workers")}
+    inputs = dict(inputs or {})
+    if "train_list" in inputs:
+        fields |= {"train_list": str(inputs["train_list"]), "val_list": str(inputs["val_list"])}
+    return fields
+
+
+def run_job(job: TrainJob, dist=None, device=None, stream: TextIO | None = None) -> dict:
+    """Train ``job``'s network from a fresh random init (pfs.stages.stage_train) and return its metrics."""
+    from pfs.data import DataSettings, num_classes_of, resolve_device
+    from pfs.stages import GATE_REPORT, Experiment, load_channels, stage_train
+
+    data = DataSettings(job.dataset, **job.data)
+    exp = Experiment(job.dataset, job.arch, job.seed, job.expansion, job.multiplier)
+    widths, extra = None, {"achieved_ratio": 0.0}
+    if job.channels:
+        doc = load_channels(job.channels, exp, num_classes_of(data))
+        widths = doc["widths"]
+        extra = {"achieved_ratio": doc["achieved_ratio"], **{k: doc[k] for k in GATE_REPORT if k in doc}}
+    if job.sparsity is not None:
+        extra["sparsity"] = job.sparsity
+    device = device if device is not None else resolve_device(job.device)
+    return stage_train(exp, job.method, widths, job.ratio, job.schedule, job.train, data, device,
+                       job.checkpoint_dir, job.outputs, extra, stream, dist)
