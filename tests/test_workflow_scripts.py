@@ -431,6 +431,8 @@ def test_a_failed_torchrun_job_is_one_error_naming_the_workers_reason(scripts, t
     ("auto", "cuda", "cifar10", True),
     ("auto", "cuda", "imagenet", False),  # read from files
     ("always", "cpu", "digits", True),
+    ("auto", "cpu", "digits", True),  # the tiny embedded set: no DataLoader and no torchvision import on CPU either
+    ("never", "cpu", "digits", False),
     ("never", "cuda", "cifar10", False),
 ])
 def test_device_data_is_used_on_cuda_for_in_memory_datasets(mode, device, dataset, expected):

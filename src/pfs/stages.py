@@ -276,10 +276,12 @@ def load_channels(path: str, exp: Experiment, num_classes: int | None = None) ->
 
 def uses_device_data(mode: str, dataset: str, device: torch.device) -> bool:
     """Whether training holds the dataset on the device (pfs.device_data): ``auto`` on CUDA for in-memory
-    datasets, ``always`` wherever possible (CPU too), ``never`` not at all."""
+    datasets and for the tiny embedded digits everywhere (on CPU too: no DataLoader, no torchvision import),
+    ``always`` wherever possible (CIFAR on CPU too), ``never`` not at all."""
     if mode == "always" and dataset == "imagenet":
         raise PfsError("train.device_data: always needs an in-memory dataset; imagenet is read from files (use auto)")
-    return mode == "always" or (mode == "auto" and device.type == "cuda" and dataset != "imagenet")
+    in_memory = dataset != "imagenet"
+    return mode == "always" or (mode == "auto" and in_memory and (device.type == "cuda" or dataset == "digits"))
 
 
 def training_loaders(train_set, test_set, info, cfg: TrainConfig, data: DataSettings, device: torch.device,

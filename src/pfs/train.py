@@ -47,7 +47,7 @@ class TrainConfig:
     label_smoothing: float = 0.0
     amp: bool = False  # bf16 autocast on CUDA (no effect on CPU): a speed option; the paper trains in fp32
     scratch_b_epochs: int = 0  # 0: Scratch-B trains int(epochs / (1 - ratio)); N > 0: exactly N (official ImageNet)
-    device_data: str = "auto"  # in-memory datasets held and augmented on the device: auto (on CUDA), always, never
+    device_data: str = "auto"  # in-memory data held and augmented on the device: auto (CUDA; digits), always, never
     channels_last: bool = True  # NHWC memory format on CUDA (no effect on CPU)
     compile: bool = False  # torch.compile the network (pays a compile time at start)
     color_augment: bool = False  # ImageNet only: the official ColorJitter(0.4, 0.4, 0.4) + PCA lighting noise (0.1)

@@ -92,7 +92,7 @@ KEY_RERUNS = {
         "epochs": 2, "batch_size": 64, "eval_batch_size": 100, "optimizer": "sgd", "lr": 0.05, "momentum": 0.8,
         "nesterov": True, "weight_decay": 0.0005, "weight_decay_on": "conv_linear", "scheduler": "cosine",
         "milestones": [0.4], "gamma": 0.2, "label_smoothing": 0.1, "amp": True, "scratch_b_epochs": 3,
-        "device_data": "never", "channels_last": False, "compile": True,
+        "device_data": "always", "channels_last": False, "compile": True,
     }.items() if key != "optimizer"},
     "train.optimizer": ("sgd", NOTHING),  # the only optimiser: restating it changes nothing
     "train_by_arch": ({"resnet20": {"lr": 0.05}}, TRAINING),
