@@ -103,20 +103,99 @@ def data_fields(config: dict, inputs=None) -> dict:
     return fields
 
 
-def run_job(job: TrainJob, dist=None, device=None, stream: TextIO | None = None) -> dict:
-    """Train ``job``'s network from a fresh random init (pfs.stages.stage_train) and return its metrics."""
-    from pfs.data import DataSettings, num_classes_of, resolve_device
-    from pfs.stages import GATE_REPORT, Experiment, load_channels, stage_train
+@dataclass
+class _Run:
+    """What ``run_job`` builds before training: the settings, network and data of one job."""
 
-    data = DataSettings(job.dataset, **job.data)
-    exp = Experiment(job.dataset, job.arch, job.seed, job.expansion, job.multiplier)
-    widths, extra = None, {"achieved_ratio": 0.0}
+    cfg: Any  # pfs.train.TrainConfig
+    epochs: int
+    device: Any  # torch.device
+    model: Any
+    cost: dict[str, int]  # num_classes, and macs and params counted before training (a forward pass)
+    loaders: tuple  # (train, test)
+    identity: dict[str, Any]  # what names the run in model.pt and metrics.json (and keys its checkpoint)
+    extra: dict[str, Any]  # metrics carried from the channels file (achieved ratio, gate-learning report)
+    checkpoint: Any  # pathlib.Path of the resume checkpoint
+    key: str
+
+
+def run_job(job: TrainJob, dist=None, device=None, stream: TextIO | None = None) -> dict:
+    """Train ``job``'s network from a fresh random init (pfs.train.train_from_scratch); rank 0 writes model.pt,
+    metrics.json and history.csv. Returns the metrics.
+
+    Under torchrun (``dist``) every rank trains its shard with batch_size / world_size images per step (the
+    config's batch size and lr are global)."""
+    from pfs.distributed import Dist
+    from pfs.train import train_from_scratch
+
+    dist = dist or Dist()
+    run = _prepare(job, dist, device)
+    result = train_from_scratch(run.model, *run.loaders, run.cfg, run.epochs, job.seed, run.device, run.checkpoint,
+                                run.key, stream, dist)
+    return _finish(job, run, result, dist)
+
+
+def _prepare(job: TrainJob, dist, device) -> _Run:
+    """Settings, data, the network at the job's widths (seeded), and the key of its resume checkpoint."""
+    from pathlib import Path
+
+    import torch
+
+    from pfs import io
+    from pfs.data import DataSettings, dataset_info, num_classes_of, resolve_device, training_sets
+    from pfs.macs import count_macs, count_params
+    from pfs.models import build_model, get_spec
+    from pfs.stages import GATE_REPORT, Experiment, load_channels, settings_from, training_loaders
+    from pfs.train import TrainConfig, budget_epochs
+
+    cfg = settings_from(TrainConfig, job.train, "train")
+    if cfg.batch_size % dist.world_size:
+        raise PfsError(f"train.batch_size={cfg.batch_size} is the global batch: it must divide evenly over "
+                       f"{dist.world_size} processes")
+    data, exp = DataSettings(job.dataset, **job.data), Experiment(job.dataset, job.arch, job.seed, job.expansion,
+                                                                  job.multiplier)
+    classes, widths, extra = num_classes_of(data), None, {"achieved_ratio": 0.0}
     if job.channels:
-        doc = load_channels(job.channels, exp, num_classes_of(data))
+        doc = load_channels(job.channels, exp, classes)
         widths = doc["widths"]
         extra = {"achieved_ratio": doc["achieved_ratio"], **{k: doc[k] for k in GATE_REPORT if k in doc}}
     if job.sparsity is not None:
         extra["sparsity"] = job.sparsity
+    min_scale = get_spec(job.arch).min_crop_scale  # ImageNet random-resized-crop area (unused by other datasets)
+    train_set, test_set = training_sets(data, min_scale, cfg.color_augment)
+    if job.dataset == "imagenet":
+        extra["min_crop_scale"] = min_scale
+    torch.manual_seed(job.seed)
+    model = build_model(job.arch, widths=widths, expansion=exp.width, num_classes=classes, multiplier=job.multiplier)
+    info = dataset_info(job.dataset)
+    cost = {"num_classes": classes, "macs": count_macs(model, info.image_size), "params": count_params(model)}
     device = device if device is not None else resolve_device(job.device)
-    return stage_train(exp, job.method, widths, job.ratio, job.schedule, job.train, data, device,
-                       job.checkpoint_dir, job.outputs, extra, stream, dist)
+    epochs = budget_epochs(cfg.epochs, job.schedule, job.ratio, cfg.scratch_b_epochs)
+    identity = {"dataset": job.dataset, "arch": job.arch, "method": job.method, "expansion": exp.width,
+                "multiplier": job.multiplier, "ratio": job.ratio, "schedule": job.schedule, "seed": job.seed}
+    key = io.stable_hash({**identity, "widths": model.widths, "train": dataclasses.asdict(cfg), "epochs": epochs,
+                          "out": job.outputs["model"], "world_size": dist.world_size})
+    loaders = training_loaders(train_set, test_set, info, cfg, data, device, dist, job.seed)
+    return _Run(cfg, epochs, device, model, cost, loaders, identity, extra, Path(job.checkpoint_dir) / f"{key}.pt",
+                key)
+
+
+def _finish(job: TrainJob, run: _Run, result, dist) -> dict:
+    """The job's metrics; on rank 0, history.csv, model.pt and metrics.json written and the checkpoint removed."""
+    from pfs import io
+    from pfs.stages import provenance
+    from pfs.train import remove_checkpoint
+
+    model = run.model
+    metrics = {**run.identity, **run.extra, "widths": model.widths, **run.cost, **result.metrics,
+               "device": str(run.device), "world_size": dist.world_size,
+               "settings": dataclasses.asdict(run.cfg), "versions": provenance()}
+    if dist.is_main:
+        io.write_csv(job.outputs["history"], result.history)
+        io.save_artifact(job.outputs["model"], "pfs.model", {
+            **run.identity, "widths": model.widths, "num_classes": run.cost["num_classes"],
+            "state_dict": {k: v.cpu() for k, v in model.state_dict().items()}, "metrics": result.metrics,
+        })
+        io.write_json_artifact(job.outputs["metrics"], "pfs.metrics", metrics)
+        remove_checkpoint(run.checkpoint)
+    return metrics

@@ -25,15 +25,14 @@ from pfs.data import (
     gate_learning_sets,
     make_loader,
     num_classes_of,
-    training_sets,
 )
 from pfs.distributed import Dist
 from pfs.errors import PfsError
 from pfs.gates import GateConfig, above_chance, learn_gates, random_gates, target_missed_advice
-from pfs.macs import count_macs, count_params, network_cost
+from pfs.macs import network_cost
 from pfs.models import build_model, default_widths, get_spec
 from pfs.prune import PruneConfig, prune_to_macs, uniform_to_macs
-from pfs.train import TrainConfig, budget_epochs, remove_checkpoint, train_from_scratch
+from pfs.train import TrainConfig
 
 log = logging.getLogger(__name__)
 
@@ -300,49 +299,3 @@ def training_loaders(train_set, test_set, info, cfg: TrainConfig, data: DataSett
                      for ds, train, size in ((train_set, True, batch), (test_set, False, cfg.eval_batch_size)))
     return (make_loader(train_set, batch, True, data.num_workers, device, **shard, seed=seed),
             make_loader(test_set, cfg.eval_batch_size, False, data.num_workers, device, **shard))
-
-
-def stage_train(exp: Experiment, method: str, widths: list[int] | None, ratio: float, schedule: str, hp: dict,
-                data: DataSettings, device: torch.device, checkpoint_dir: str, outputs: dict[str, str],
-                extra: dict | None = None, stream: TextIO | None = None, dist: Dist | None = None) -> dict:
-    """Train ``exp.arch`` at ``widths`` from a fresh random init; write model.pt, metrics.json and history.csv.
-
-    Under torchrun (``dist``) every rank trains its shard with batch_size / world_size images per step (the
-    config's batch size and lr are global) and only rank 0 writes files.
-    """
-    dist = dist or Dist()
-    cfg = settings_from(TrainConfig, hp, "train")
-    if cfg.batch_size % dist.world_size:
-        raise PfsError(f"train.batch_size={cfg.batch_size} is the global batch: it must divide evenly over "
-                       f"{dist.world_size} processes")
-    epochs = budget_epochs(cfg.epochs, schedule, ratio, cfg.scratch_b_epochs)
-    info = dataset_info(exp.dataset)
-    classes = num_classes_of(data)
-    min_scale = get_spec(exp.arch).min_crop_scale  # ImageNet random-resized-crop area (unused by other datasets)
-    train_set, test_set = training_sets(data, min_scale, cfg.color_augment)
-    torch.manual_seed(exp.seed)
-    model = build_model(exp.arch, widths=widths, expansion=exp.width, num_classes=classes,
-                        multiplier=exp.multiplier)
-    macs, params = count_macs(model, info.image_size), count_params(model)
-    identity = {"dataset": exp.dataset, "arch": exp.arch, "method": method, "expansion": exp.width,
-                "multiplier": exp.multiplier, "ratio": ratio, "schedule": schedule, "seed": exp.seed}
-    key = io.stable_hash({**identity, "widths": model.widths, "train": dataclasses.asdict(cfg),
-                          "epochs": epochs, "out": outputs["model"], "world_size": dist.world_size})
-    checkpoint = Path(checkpoint_dir) / f"{key}.pt"
-    train_loader, test_loader = training_loaders(train_set, test_set, info, cfg, data, device, dist, exp.seed)
-    result = train_from_scratch(model, train_loader, test_loader, cfg, epochs, exp.seed, device, checkpoint, key,
-                                stream, dist)
-    augment = {"min_crop_scale": min_scale} if exp.dataset == "imagenet" else {}
-    metrics = {**identity, **(extra or {}), "widths": model.widths, "num_classes": classes, "macs": macs,
-               "params": params, **augment,
-               **result.metrics, "device": str(device), "world_size": dist.world_size,
-               "settings": dataclasses.asdict(cfg), "versions": provenance()}
-    if dist.is_main:
-        io.write_csv(outputs["history"], result.history)
-        io.save_artifact(outputs["model"], "pfs.model", {
-            **identity, "widths": model.widths, "num_classes": classes,
-            "state_dict": {k: v.cpu() for k, v in model.state_dict().items()}, "metrics": result.metrics,
-        })
-        io.write_json_artifact(outputs["metrics"], "pfs.metrics", metrics)
-        remove_checkpoint(checkpoint)
-    return metrics
