@@ -81,6 +81,7 @@ def launch(job, threads: int = 1, stream=None) -> dict | None:
 def _torchrun(job, threads: int) -> None:
     """``torchrun --standalone --nproc_per_node=<gpus> -m pfs train --job <json>`` (one process on a CPU-only job),
     its output appended to the job log; SIGTERM/SIGUSR1 are passed on so every rank checkpoints."""
+    import dataclasses
     import logging
     import signal
     import subprocess
@@ -88,9 +89,11 @@ def _torchrun(job, threads: int) -> None:
     from pathlib import Path
 
     nproc = max(1, job.gpus)
+    ranks_job = dataclasses.replace(job, log=None)  # the ranks' output goes into job.log below: rank 0 logs to stderr
     # torchrun passes on only TERM, INT, HUP and QUIT unless told: SIGUSR1 (SLURM's usual warning) would kill it
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
-           "--signals-to-handle=SIGTERM,SIGINT,SIGHUP,SIGQUIT,SIGUSR1", "-m", "pfs", "train", "--job", job.to_json()]
+           "--signals-to-handle=SIGTERM,SIGINT,SIGHUP,SIGQUIT,SIGUSR1", "-m", "pfs", "train", "--job",
+           ranks_job.to_json()]
     src = str(Path(__file__).resolve().parent.parent)  # a rule env without pfs installed finds the checkout's
     env = {**os.environ, "OMP_NUM_THREADS": str(max(1, threads // nproc)),
            "PYTHONPATH": os.pathsep.join(filter(None, [src, os.environ.get("PYTHONPATH", "")]))}
