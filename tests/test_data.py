@@ -14,7 +14,15 @@ import torch
 from torchvision.transforms import v2
 
 from pfs import data
-from pfs.data import DATASETS, DataSettings, gate_learning_sets, load_images, make_transform, split_train_val
+from pfs.data import (
+    DATASETS,
+    DataSettings,
+    gate_learning_sets,
+    load_images,
+    make_transform,
+    split_train_val,
+    uses_device_data,
+)
 from pfs.errors import PfsError
 
 BATCHES = [f"data_batch_{i}" for i in range(1, 6)]
@@ -344,3 +352,21 @@ def test_tiny_cifar100_folder_is_read_with_its_fine_labels(tmp_path):
         assert images.shape == (len(written[name]), 3, 32, 32)
         assert labels.tolist() == written[name]
     assert DATASETS["cifar100"].num_classes == 100
+
+
+@pytest.mark.parametrize("mode, device, dataset, expected", [
+    ("auto", "cpu", "cifar10", False),  # on CPU the DataLoader path stays the default
+    ("auto", "cuda", "cifar10", True),
+    ("auto", "cuda", "imagenet", False),  # read from files
+    ("always", "cpu", "digits", True),
+    ("auto", "cpu", "digits", True),  # the tiny embedded set: no DataLoader and no torchvision import on CPU either
+    ("never", "cpu", "digits", False),
+    ("never", "cuda", "cifar10", False),
+])
+def test_device_data_is_used_on_cuda_for_in_memory_datasets(mode, device, dataset, expected):
+    assert uses_device_data(mode, dataset, torch.device(device)) is expected
+
+
+def test_device_data_on_for_imagenet_is_refused():
+    with pytest.raises(PfsError, match="device_data: always needs an in-memory dataset"):
+        uses_device_data("always", "imagenet", torch.device("cpu"))

@@ -11,10 +11,11 @@ import yaml
 
 from pfs import io
 from pfs.errors import PfsError
+from pfs.experiment import Experiment
 from pfs.macs import network_cost
 from pfs.models import default_widths, get_spec
 from pfs.prune import PruneConfig, gate_scores, keep_order, prune_to_macs, widths_for_keep
-from pfs.stages import Experiment, stage_prune
+from pfs.stages import stage_prune
 
 IMAGE_AND_CLASSES = {"cifar": (32, 10), "imagenet": (224, 1000)}  # the resolution MACs are counted at, per domain
 

@@ -7,9 +7,11 @@ import torch
 import yaml
 
 from pfs import io
+from pfs.artifacts import load_channels
+from pfs.experiment import Experiment
 from pfs.gates import random_gates
 from pfs.models import default_widths
-from pfs.stages import Experiment, load_channels, stage_prune, stage_random_gates
+from pfs.stages import stage_prune, stage_random_gates
 
 PRUNE = {"min_width": 1, "tolerance": 0.01, "max_fill": 64, "round_to": 1}
 

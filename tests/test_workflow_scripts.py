@@ -426,28 +426,6 @@ def test_a_failed_torchrun_job_is_one_error_naming_the_workers_reason(scripts, t
     assert not list(tmp_path.glob("*.out"))
 
 
-@pytest.mark.parametrize("mode, device, dataset, expected", [
-    ("auto", "cpu", "cifar10", False),  # on CPU the DataLoader path stays the default
-    ("auto", "cuda", "cifar10", True),
-    ("auto", "cuda", "imagenet", False),  # read from files
-    ("always", "cpu", "digits", True),
-    ("auto", "cpu", "digits", True),  # the tiny embedded set: no DataLoader and no torchvision import on CPU either
-    ("never", "cpu", "digits", False),
-    ("never", "cuda", "cifar10", False),
-])
-def test_device_data_is_used_on_cuda_for_in_memory_datasets(mode, device, dataset, expected):
-    from pfs.stages import uses_device_data
-
-    assert uses_device_data(mode, dataset, torch.device(device)) is expected
-
-
-def test_device_data_on_for_imagenet_is_refused():
-    from pfs.stages import uses_device_data
-
-    with pytest.raises(PfsError, match="device_data: always needs an in-memory dataset"):
-        uses_device_data("always", "imagenet", torch.device("cpu"))
-
-
 def test_training_on_device_data_writes_the_same_files(tmp_path):
     from pfs.jobs import TrainJob, run_job
 

@@ -16,14 +16,14 @@ try:
 except ImportError:  # a rule env (--use-conda) without the package installed: use the checkout's src/
     sys.path.insert(0, str(_SRC))
 
-# torch-free imports only: pfs.data and pfs.stages (torch, ~1.5 s) are imported where used, so summarize starts fast
+# torch-free imports only: pfs.data and pfs.experiment (torch, ~1.5 s) are imported where used, so summarize starts fast
 from pfs.errors import PfsError  # noqa: E402 - after the sys.path fallback above
 from pfs.gpu_slots import claim_gpus  # noqa: E402
 from pfs.progress import setup_logging  # noqa: E402
 
 if TYPE_CHECKING:
     from pfs.data import DataSettings
-    from pfs.stages import Experiment
+    from pfs.experiment import Experiment
 
 log = logging.getLogger("pfs.stage")
 
@@ -52,7 +52,7 @@ def gpu_count(resources) -> int:
 
 
 def experiment(wildcards) -> Experiment:
-    from pfs.stages import Experiment
+    from pfs.experiment import Experiment
 
     wc = dict(wildcards)
     expansion = int(wc["expansion"]) if "expansion" in wc else None

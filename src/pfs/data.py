@@ -19,6 +19,9 @@ if TYPE_CHECKING:  # torchvision is imported where it is used: prune and summari
     import pandas as pd
     from torchvision.transforms import v2
 
+    from pfs.distributed import Dist
+    from pfs.train import TrainConfig
+
 log = logging.getLogger(__name__)
 
 
@@ -443,3 +446,31 @@ def resolve_device(name: str = "auto") -> torch.device:
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise PfsError(f"device {name!r} requested but CUDA is not available; set device: auto or cpu")
     return torch.device(name)
+
+
+def uses_device_data(mode: str, dataset: str, device: torch.device) -> bool:
+    """Whether training holds the dataset on the device (pfs.device_data): ``auto`` on CUDA for in-memory
+    datasets and for the tiny embedded digits everywhere (on CPU too: no DataLoader, no torchvision import),
+    ``always`` wherever possible (CIFAR on CPU too), ``never`` not at all."""
+    if mode == "always" and dataset == "imagenet":
+        raise PfsError("train.device_data: always needs an in-memory dataset; imagenet is read from files (use auto)")
+    in_memory = dataset != "imagenet"
+    return mode == "always" or (mode == "auto" and in_memory and (device.type == "cuda" or dataset == "digits"))
+
+
+def training_loaders(train_set, test_set, info, cfg: TrainConfig, data: DataSettings, device: torch.device,
+                     dist: Dist, seed: int):
+    """(train, test) batch iterables: on-device batches (pfs.device_data) or DataLoaders, sharded under torchrun.
+    ``train.batch_size`` is global: each of the ``world_size`` processes takes its share; the shards' order
+    follows the run's ``seed``."""
+    batch = cfg.batch_size // dist.world_size
+    shard = {"rank": dist.rank, "world_size": dist.world_size}
+    if uses_device_data(cfg.device_data, data.name, device):
+        from pfs.device_data import DeviceBatches  # here: pfs.device_data imports this module
+
+        channels_last = cfg.channels_last and device.type == "cuda"
+        return tuple(DeviceBatches(ds.images, ds.labels, info, train, size, device, channels_last=channels_last,
+                                   **shard)
+                     for ds, train, size in ((train_set, True, batch), (test_set, False, cfg.eval_batch_size)))
+    return (make_loader(train_set, batch, True, data.num_workers, device, **shard, seed=seed),
+            make_loader(test_set, cfg.eval_batch_size, False, data.num_workers, device, **shard))

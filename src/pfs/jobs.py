@@ -142,10 +142,11 @@ def _prepare(job: TrainJob, dist, device) -> _Run:
     import torch
 
     from pfs import io
-    from pfs.data import DataSettings, dataset_info, num_classes_of, resolve_device, training_sets
+    from pfs.artifacts import GATE_REPORT, load_channels
+    from pfs.data import DataSettings, dataset_info, num_classes_of, resolve_device, training_loaders, training_sets
+    from pfs.experiment import Experiment, settings_from
     from pfs.macs import count_macs, count_params
     from pfs.models import build_model, get_spec
-    from pfs.stages import GATE_REPORT, Experiment, load_channels, settings_from, training_loaders
     from pfs.train import TrainConfig, budget_epochs
 
     cfg = settings_from(TrainConfig, job.train, "train")
@@ -183,7 +184,7 @@ def _prepare(job: TrainJob, dist, device) -> _Run:
 def _finish(job: TrainJob, run: _Run, result, dist) -> dict:
     """The job's metrics; on rank 0, history.csv, model.pt and metrics.json written and the checkpoint removed."""
     from pfs import io
-    from pfs.stages import provenance
+    from pfs.provenance import provenance
     from pfs.train import remove_checkpoint
 
     model = run.model

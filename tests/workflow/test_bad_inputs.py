@@ -126,8 +126,8 @@ def _full_run_key(workdir: Path, arch: str) -> str:
     from snakemake.utils import validate
 
     from pfs import io
+    from pfs.experiment import settings_from
     from pfs.models import default_widths
-    from pfs.stages import settings_from
     from pfs.train import TrainConfig, budget_epochs
     from pfs.workflow import train_settings
 
