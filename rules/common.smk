@@ -3,17 +3,8 @@
 
 from snakemake.utils import validate
 
-from pfs.workflow import (
-    NUMBER,
-    random_runs,
-    uniform_runs,
-    check_config,
-    check_output_folders,
-    check_schema,
-    full_runs,
-    pruned_runs,
-    train_settings,
-)
+from pfs.config import check_config, check_output_folders, check_schema, train_settings
+from pfs.grid import NUMBER, full_runs, pruned_runs, random_runs, uniform_runs
 
 check_schema(config, f"{workflow.basedir}/schemas/config.schema.yaml")  # one clear line naming a bad key
 validate(config, "../schemas/config.schema.yaml", set_default=True)  # fills in the defaults

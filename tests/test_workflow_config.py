@@ -1,5 +1,5 @@
-"""The workflow's torch-free config helpers (pfs.workflow): schema errors, cross-checks, the grid, per-arch train
-settings. Imported by rules/common.smk, they are tested here without Snakemake."""
+"""The workflow's torch-free config helpers (pfs.config, pfs.grid): schema errors, cross-checks, the grid,
+per-arch train settings. Imported by rules/common.smk, they are tested here without Snakemake."""
 
 from __future__ import annotations
 
@@ -10,18 +10,17 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pfs.models import get_spec, list_models
-from pfs.workflow import (
+from pfs.config import (
     IMAGENET_ARCHS,
     MULTIPLIER_ARCHS,
     ConfigError,
     check_config,
     check_output_folders,
     check_schema,
-    pruned_runs,
-    random_runs,
     train_settings,
 )
+from pfs.grid import pruned_runs, random_runs
+from pfs.models import get_spec, list_models
 
 REPO = Path(__file__).resolve().parents[1]
 SCHEMA = REPO / "schemas" / "config.schema.yaml"
@@ -132,12 +131,13 @@ def test_negative_eval_interval_and_zero_multiplier_are_schema_errors(imagenet):
 
 
 def test_building_the_dag_imports_no_torch():
-    """rules/common.smk imports pfs.workflow while Snakemake parses the workflow: torch would add seconds to
+    """rules/common.smk imports pfs.config and pfs.grid while Snakemake parses the workflow: torch would add seconds to
     every dry run and every job submission."""
     import subprocess
     import sys
 
-    code = ("import sys, pfs.workflow, pfs.references; print('torch' in sys.modules, 'torchvision' in sys.modules)")
+    code = ("import sys, pfs.config, pfs.grid, pfs.references; "
+            "print('torch' in sys.modules, 'torchvision' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split() == ["False", "False"]
 

@@ -126,10 +126,10 @@ def _full_run_key(workdir: Path, arch: str) -> str:
     from snakemake.utils import validate
 
     from pfs import io
+    from pfs.config import train_settings
     from pfs.experiment import settings_from
     from pfs.models import default_widths
     from pfs.train import TrainConfig, budget_epochs
-    from pfs.workflow import train_settings
 
     config = deep_merge(yaml.safe_load((workdir / "config.yaml").read_text()),
                         yaml.safe_load((workdir / "tiny.yaml").read_text()))
