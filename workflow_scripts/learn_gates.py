@@ -1,6 +1,6 @@
 """learn_gates: learn channel gates on frozen random weights -> gates.pt, gates_metrics.csv."""
 
-from _stage import data_settings, experiment, gpu_count, run_stage
+from _common import data_settings, experiment, gpu_count, run_stage
 
 from pfs.data import resolve_device
 from pfs.stages import stage_learn_gates

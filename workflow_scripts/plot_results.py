@@ -1,6 +1,6 @@
 """plot_results: results/plots/*.png from the table, the channels files, the gates and the gate-learning curves."""
 
-from _stage import run_stage
+from _common import run_stage
 
 from pfs.plots import accuracy_vs_macs, channel_widths, gate_histograms, gate_learning
 

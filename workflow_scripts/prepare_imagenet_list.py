@@ -3,7 +3,7 @@ and val.csv (one row per image: path relative to the root, class name, label).""
 
 from pathlib import Path
 
-from _stage import run_stage
+from _common import run_stage
 
 from pfs.imagenet import prepare_lists
 

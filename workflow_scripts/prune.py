@@ -1,6 +1,6 @@
 """prune: gates + MACs reduction ratio -> channels.yaml (inner widths of the pruned network)."""
 
-from _stage import experiment, run_stage
+from _common import experiment, run_stage
 
 from pfs.stages import stage_prune
 

@@ -1,7 +1,7 @@
 """prune_uniform: the uniform-width baseline's channels.yaml (every group of the standard network shrunk by one
 factor to the MACs ratio)."""
 
-from _stage import data_settings, experiment, run_stage
+from _common import data_settings, experiment, run_stage
 
 from pfs.data import num_classes_of
 from pfs.stages import stage_prune_uniform

@@ -1,7 +1,7 @@
 """random_gates: the random-gates ablation's gates.pt (a uniform random value per channel of the expanded network,
 seeded by the seed), pruned by prune_random exactly as learned gates are."""
 
-from _stage import data_settings, experiment, run_stage
+from _common import data_settings, experiment, run_stage
 
 from pfs.data import num_classes_of
 from pfs.stages import stage_random_gates

@@ -2,7 +2,7 @@
 (grouped over seeds, with the accuracy drop against the unpruned baseline) and results/comparison.csv (beside the
 published figures of the references file)."""
 
-from _stage import run_stage
+from _common import run_stage
 
 from pfs.summary import write_summary, write_tables
 

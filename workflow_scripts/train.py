@@ -2,7 +2,7 @@
 one without), trained from a fresh random init -> model.pt, metrics.json, history.csv. ImageNet (or several GPUs):
 under torchrun, one process per GPU of resources.gpu (pfs.distributed.launch)."""
 
-from _stage import gpu_count, run_stage
+from _common import gpu_count, run_stage
 
 from pfs.jobs import TrainJob
 
