@@ -81,12 +81,29 @@ def references_input():
     return {"references": config["references"]} if config.get("references") else {}
 
 
+def run_kinds():
+    """The grid's training runs kind by kind: kind -> (its runs, its channels.yaml template or None for the
+    standard network, its training folder template under results/). One table for the training rules' paths,
+    the summary's inputs, the plots' channels files and the paper targets."""
+    return {
+        "pfs": (pruned_runs(config), f"{PRUNED}/channels.yaml", f"{PRUNED}/{{schedule}}"),
+        "full": (full_runs(config), None, FULL),
+        "uniform": (uniform_runs(config), f"{UNIFORM}/channels.yaml", f"{UNIFORM}/seed{{seed}}/{{schedule}}"),
+        "random": (random_runs(config), f"{RANDOM_PRUNED}/channels.yaml", f"{RANDOM_PRUNED}/{{schedule}}"),
+    }
+
+
+def run_files(name):
+    """results/<training folder>/<name> of every training run of the grid (metrics.json, model.pt, ...)."""
+    return [f"results/{folder}/{name}".format(**r) for runs, _, folder in run_kinds().values() for r in runs]
+
+
 def all_metrics():
-    pruned = [f"results/{PRUNED}/{{schedule}}/metrics.json".format(**r) for r in pruned_runs(config)]
-    full = [f"results/{FULL}/metrics.json".format(**r) for r in full_runs(config)]
-    uniform = [f"results/{UNIFORM}/seed{{seed}}/{{schedule}}/metrics.json".format(**r) for r in uniform_runs(config)]
-    random = [f"results/{RANDOM_PRUNED}/{{schedule}}/metrics.json".format(**r) for r in random_runs(config)]
-    return pruned + full + uniform + random
+    return run_files("metrics.json")
+
+
+def all_model_targets():
+    return run_files("model.pt")
 
 
 def experiment_files(name):
@@ -96,14 +113,21 @@ def experiment_files(name):
 
 def all_channels():
     """Every channels.yaml of the grid (gate-pruned, uniform, random gates), de-duplicated in order."""
-    pruned = [f"results/{PRUNED}/channels.yaml".format(**r) for r in pruned_runs(config)]
-    uniform = [f"results/{UNIFORM}/channels.yaml".format(**r) for r in uniform_runs(config)]
-    random = [f"results/{RANDOM_PRUNED}/channels.yaml".format(**r) for r in random_runs(config)]
-    return list(dict.fromkeys(pruned + uniform + random))
+    return list(
+        dict.fromkeys(
+            f"results/{channels}".format(**r) for runs, channels, _ in run_kinds().values() if channels for r in runs
+        )
+    )
 
 
-def all_model_targets():
-    return [m.replace("metrics.json", "model.pt") for m in all_metrics()]
+def reported(path, caption, category):
+    """An output shown in the Snakemake report with its caption (report/), under category / the dataset."""
+    return report(
+        path,
+        caption=f"../report/{caption}",
+        category=category,
+        subcategory=config["dataset"]["name"],
+    )
 
 
 def paper_target(dataset, configfile):

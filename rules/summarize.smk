@@ -3,19 +3,9 @@ rule summarize:
         **references_input(),
         metrics=all_metrics(),
     output:
-        table_csv=report(
-            TABLES["table_csv"],
-            caption="../report/table.rst",
-            category="Tables",
-            subcategory=config["dataset"]["name"],
-        ),
+        table_csv=reported(TABLES["table_csv"], "table.rst", "Tables"),
         table_md=TABLES["table_md"],
-        comparison_csv=report(
-            TABLES["comparison_csv"],
-            caption="../report/comparison.rst",
-            category="Tables",
-            subcategory=config["dataset"]["name"],
-        ),
+        comparison_csv=reported(TABLES["comparison_csv"], "comparison.rst", "Tables"),
         summary=SUMMARY,
     log:
         "logs/summarize.log",
@@ -33,27 +23,10 @@ rule plot_results:
         gates=experiment_files("gates.pt"),
         histories=experiment_files("gates_metrics.csv"),
     output:
-        accuracy=report(
-            PLOTS["accuracy"],
-            caption="../report/accuracy_vs_macs.rst",
-            category="Plots",
-            subcategory=config["dataset"]["name"],
-        ),
-        widths=report(
-            PLOTS["widths"], caption="../report/widths.rst", category="Plots", subcategory=config["dataset"]["name"]
-        ),
-        gate_histograms=report(
-            PLOTS["gate_histograms"],
-            caption="../report/gate_histograms.rst",
-            category="Plots",
-            subcategory=config["dataset"]["name"],
-        ),
-        gate_learning=report(
-            PLOTS["gate_learning"],
-            caption="../report/gate_learning.rst",
-            category="Plots",
-            subcategory=config["dataset"]["name"],
-        ),
+        accuracy=reported(PLOTS["accuracy"], "accuracy_vs_macs.rst", "Plots"),
+        widths=reported(PLOTS["widths"], "widths.rst", "Plots"),
+        gate_histograms=reported(PLOTS["gate_histograms"], "gate_histograms.rst", "Plots"),
+        gate_learning=reported(PLOTS["gate_learning"], "gate_learning.rst", "Plots"),
     log:
         "logs/plot_results.log",
     conda:
