@@ -37,7 +37,6 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO / "src"))
 
 WORKFLOW_FILES = ("Snakefile", "config.yaml", "rules", "workflow_scripts", "schemas", "envs", "configs", "report")
 TINY = {"gates": {"epochs": 1, "batch_size": 128}, "train": {"epochs": 1, "batch_size": 128},

@@ -17,19 +17,14 @@ import argparse
 import json
 import os
 import platform
-import sys
 import time
-from pathlib import Path
 
 import torch
+from _common import add_device_args, setup_device, sync
 from torch import nn
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
-
-from _common import add_device_args, setup_device, sync  # noqa: E402
-
-from pfs.gates import GateConfig, freeze_weights, gate_step  # noqa: E402
-from pfs.models import build_model  # noqa: E402
+from pfs.gates import GateConfig, freeze_weights, gate_step
+from pfs.models import build_model
 
 
 def make_step(arch: str, expansion: int, frozen: bool, device: torch.device, sparsity: float = 0.5):

@@ -19,15 +19,12 @@ import json
 import os
 import platform
 import shutil
-import sys
 import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
-
-from pfs.imagenet import IMAGE_EXTENSIONS, SPLITS, index_split, prepare_lists  # noqa: E402
+from pfs.imagenet import IMAGE_EXTENSIONS, SPLITS, index_split, prepare_lists
 
 
 def make_tree(root: Path, classes: int, per_split: dict[str, int]) -> int:

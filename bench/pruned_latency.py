@@ -35,20 +35,16 @@ import os
 import platform
 import re
 import statistics
-import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import torch
 from torch import nn
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
-
-from pfs.errors import PfsError  # noqa: E402
-from pfs.macs import count_macs, count_params, network_cost  # noqa: E402
-from pfs.models import build_model, default_widths, get_spec  # noqa: E402
-from pfs.prune import PruneConfig, prune_to_macs  # noqa: E402
+from pfs.errors import PfsError
+from pfs.macs import count_macs, count_params, network_cost
+from pfs.models import build_model, default_widths, get_spec
+from pfs.prune import PruneConfig, prune_to_macs
 
 # per domain: (image size, classes, inference batches, train-step batch)
 DOMAINS = {"cifar": (32, 10, (1, 128), 64), "imagenet": (224, 1000, (1, 16), 8)}

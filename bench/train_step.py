@@ -20,20 +20,15 @@ import argparse
 import json
 import os
 import platform
-import sys
 import time
-from pathlib import Path
 
 import torch
+from _common import add_device_args, setup_device, sync
 from torch import nn
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
-
-from _common import add_device_args, setup_device, sync  # noqa: E402
-
-from pfs.data import DATASETS, TensorImageDataset, make_loader, make_transform  # noqa: E402
-from pfs.device_data import DeviceBatches  # noqa: E402
-from pfs.models import build_model  # noqa: E402
+from pfs.data import DATASETS, TensorImageDataset, make_loader, make_transform
+from pfs.device_data import DeviceBatches
+from pfs.models import build_model
 
 INFO = DATASETS["cifar10"]
 
