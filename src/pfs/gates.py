@@ -201,4 +201,4 @@ def target_missed_advice(run: str, sparsity: float, report: dict) -> str:
     return (f"{run}: gate learning did NOT reach its target: the lowest non-zero gate fraction reached was "
             f"{report['min_nonzero_fraction']:.4f} > r = {sparsity:g}, so the last evaluation's gates are kept (the "
             "paper's fallback) and pruning ranks gates that never became sparse. Give it more steps or larger ones: "
-            "raise gates.epochs or gates.lr, lower gates.batch_size, or raise gates.lambda")
+            "raise gates.epochs or gates.lr, or lower gates.batch_size (more steps per epoch)")
