@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
+import logging
 import os
+import signal
+import subprocess
+import sys
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 import torch.distributed as torch_dist
@@ -81,13 +87,6 @@ def launch(job, threads: int = 1, stream=None) -> dict | None:
 def _torchrun(job, threads: int) -> None:
     """``torchrun --standalone --nproc_per_node=<gpus> -m pfs train --job <json>`` (one process on a CPU-only job),
     its output appended to the job log; SIGTERM/SIGUSR1 are passed on so every rank checkpoints."""
-    import dataclasses
-    import logging
-    import signal
-    import subprocess
-    import sys
-    from pathlib import Path
-
     nproc = max(1, job.gpus)
     ranks_job = dataclasses.replace(job, log=None)  # the ranks' output goes into job.log below: rank 0 logs to stderr
     # torchrun passes on only TERM, INT, HUP and QUIT unless told: SIGUSR1 (SLURM's usual warning) would kill it
@@ -118,8 +117,6 @@ def _torchrun(job, threads: int) -> None:
 
 def _last_error(log_path: str | None) -> str | None:
     """The last ``error: ...`` line a rank wrote into the job log."""
-    from pathlib import Path
-
     if not log_path or not Path(log_path).is_file():
         return None
     errors = [line for line in Path(log_path).read_text(errors="replace").splitlines() if line.startswith("error: ")]

@@ -38,7 +38,7 @@ class TrainJob:
     device: str = "auto"
     checkpoint_dir: str = "checkpoints"
     gpus: int = 0  # GPUs the job was given: under torchrun one process each, and it stops if it sees fewer
-    log: str | None = None  # the job log (rank 0 appends to it under torchrun)
+    log: str | None = None  # the job log (under torchrun the launcher appends the ranks' output to it)
 
     def __post_init__(self) -> None:
         if sorted(self.outputs) != sorted(OUTPUTS):

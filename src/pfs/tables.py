@@ -9,7 +9,8 @@ import pandas as pd
 GROUP = ["dataset", "arch", "method", "expansion", "multiplier", "sparsity", "ratio", "schedule"]
 TABLE_COLUMNS = [*GROUP, "n", "macs", "params", "macs_reduction", "top1_mean", "top1_std", "top5_mean",
                  "best_top1_mean", "top1_drop", "epochs", "target_met", "gates_nonzero_fraction"]
-_METHOD_ORDER = {"full": 0, "pfs": 1, "uniform": 2, "random": 3}
+METHOD_ORDER = {"full": 0, "pfs": 1, "uniform": 2, "random": 3}  # row order of every results table
+SCHEDULE_ORDER = {"scratch_e": 0, "scratch_b": 1}
 
 
 def _all_met(values: pd.Series):
@@ -37,8 +38,8 @@ def seed_table(summary: pd.DataFrame) -> pd.DataFrame:
     table["top1_drop"] = pd.to_numeric(baseline, errors="coerce") - table["top1_mean"]
     table["sparsity"] = table["sparsity"].where(table["sparsity"] >= 0)
     table["multiplier"] = table["multiplier"].where(table["multiplier"] >= 0)
-    table["_order"] = table["method"].map(_METHOD_ORDER).fillna(len(_METHOD_ORDER))
-    table["_schedule"] = table["schedule"].map({"scratch_e": 0, "scratch_b": 1})
+    table["_order"] = table["method"].map(METHOD_ORDER).fillna(len(METHOD_ORDER))
+    table["_schedule"] = table["schedule"].map(SCHEDULE_ORDER)
     table = table.sort_values(["dataset", "arch", "_order", "ratio", "_schedule"], ignore_index=True)
     return table[TABLE_COLUMNS]
 
