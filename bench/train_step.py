@@ -26,7 +26,8 @@ import torch
 from _common import add_device_args, setup_device, sync
 from torch import nn
 
-from pfs.data import DATASETS, TensorImageDataset, make_loader, make_transform
+from pfs.catalog import DATASETS
+from pfs.data import TensorImageDataset, make_loader, make_transform
 from pfs.device_data import DeviceBatches
 from pfs.models import build_model
 

@@ -14,8 +14,8 @@ import torch
 from torchvision.transforms import v2
 
 from pfs import data
+from pfs.catalog import DATASETS, dataset_info
 from pfs.data import (
-    DATASETS,
     DataSettings,
     gate_learning_sets,
     load_images,
@@ -85,7 +85,7 @@ def test_missing_cifar_batch_file_is_reported(tiny_cifar10):
 
 def test_unknown_dataset_names_the_known_ones():
     with pytest.raises(PfsError, match="unknown dataset 'mnist'; known: digits, cifar10, cifar100"):
-        data.dataset_info("mnist")
+        dataset_info("mnist")
 
 
 # ---------------------------------------------------------------- digits
@@ -284,8 +284,8 @@ def test_training_sets_pair_augmented_train_with_plain_test(tiny_cifar10):
 
 @pytest.mark.parametrize("name", ["digits", "cifar10"])
 def test_color_augment_is_refused_for_datasets_other_than_imagenet(tmp_path, name):
-    with pytest.raises(PfsError, match=f"train.color_augment is the official ImageNet .* dataset {name} .* set "
-                                       "train.color_augment: false"):
+    with pytest.raises(PfsError, match=fr"dataset {name} has no colour augmentation \(train.color_augment is the "
+                                       r"official ImageNet .*\): set train.color_augment: false"):
         data.training_sets(DataSettings(name, root=str(tmp_path)), color_augment=True)
 
 
@@ -313,22 +313,6 @@ def test_distributed_training_shards_are_shuffled_by_the_runs_seed():
         assert seed0[epoch] != seed1[epoch]  # another seed, another order in every epoch
     assert seed0[0] != seed0[1]  # and another order every epoch
     assert seed1[0] not in seed0  # seed 1 does not replay seed 0's epochs one epoch late
-
-
-# ---------------------------------------------------------------- devices
-
-
-def test_resolve_device_auto_is_cpu_without_cuda(monkeypatch):
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    assert data.resolve_device("auto") == torch.device("cpu")
-    assert data.resolve_device("cpu") == torch.device("cpu")
-
-
-@pytest.mark.parametrize("name", ["cuda", "cuda:1"])
-def test_resolve_device_refuses_cuda_when_it_is_unavailable(monkeypatch, name):
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    with pytest.raises(PfsError, match=f"device '{name}' requested but CUDA is not available"):
-        data.resolve_device(name)
 
 
 def test_tiny_cifar100_folder_is_read_with_its_fine_labels(tmp_path):

@@ -10,7 +10,8 @@ import torch
 from torch.nn import functional as F
 from torchvision.transforms.v2 import functional as TF
 
-from pfs.data import DATASETS, TensorImageDataset, make_transform
+from pfs.catalog import DATASETS
+from pfs.data import TensorImageDataset, make_transform
 from pfs.device_data import DeviceBatches, crop_flip
 
 CPU = torch.device("cpu")

@@ -78,3 +78,21 @@ def test_a_job_that_sees_fewer_gpus_than_it_was_given_stops_before_any_work(monk
     monkeypatch.setenv("LOCAL_WORLD_SIZE", "1")
     with pytest.raises(PfsError, match=r"given 4 GPU\(s\).*sees 1"):
         distributed.setup("auto", expected_gpus=4)
+
+
+# ---------------------------------------------------------------- devices (resolve_device)
+
+
+def test_resolve_device_auto_is_cpu_without_cuda(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert distributed.resolve_device("auto") == torch.device("cpu")
+    assert distributed.resolve_device("cpu") == torch.device("cpu")
+
+
+@pytest.mark.parametrize("name", ["cuda", "cuda:1"])
+def test_resolve_device_refuses_cuda_when_it_is_unavailable(monkeypatch, name):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(PfsError, match=f"device '{name}' requested but CUDA is not available"):
+        distributed.resolve_device(name)
+
+

@@ -1,4 +1,5 @@
-"""ImageNet index tables (pfs.imagenet) and the ImageNet reader of pfs.data, on a tiny generated folder tree."""
+"""ImageNet index tables and readers (pfs.imagenet), and pfs.data reading ImageNet through them, on a tiny
+generated folder tree."""
 
 from __future__ import annotations
 
@@ -12,25 +13,24 @@ import pytest
 import torch
 from PIL import Image
 
-from pfs.data import (
-    DATASETS,
+from pfs.catalog import DATASETS
+from pfs.data import DataSettings, gate_learning_sets, load_images, make_loader, num_classes_of, training_sets
+from pfs.errors import PfsError
+from pfs.imagenet import (
+    IMAGE_EXTENSIONS,
     IMAGENET_EIGVAL,
     IMAGENET_EIGVEC,
-    DataSettings,
     IndexedImageDataset,
     Lighting,
-    gate_learning_sets,
     imagenet_gate_learning_sets,
     imagenet_gate_split,
     imagenet_training_sets,
-    load_images,
+    index_split,
     make_imagenet_transform,
-    make_loader,
-    num_classes_of,
-    training_sets,
+    num_classes,
+    prepare_lists,
+    read_list,
 )
-from pfs.errors import PfsError
-from pfs.imagenet import IMAGE_EXTENSIONS, index_split, num_classes, prepare_lists, read_list
 
 CLASSES = ("n02", "n01", "n03")  # created out of order: labels must follow the sorted names
 TRAIN_PER_CLASS, VAL_PER_CLASS = 4, 2
@@ -339,7 +339,7 @@ def test_indexed_dataset_refuses_a_frame_without_labels(tiny_imagenet):
 
 
 def test_imagenet_is_not_loaded_into_memory():
-    with pytest.raises(PfsError, match="read it with IndexedImageDataset"):
+    with pytest.raises(PfsError, match="imagenet is not held in memory: read it through its index tables"):
         load_images(DataSettings("imagenet"), train=True)
 
 
@@ -424,7 +424,7 @@ def test_gate_learning_and_training_sets_read_the_index_tables(tiny_imagenet, tm
 
 def test_imagenet_sets_need_the_root_and_the_index_tables(tiny_imagenet, tmp_path):
     lists = prepare_lists(tiny_imagenet, tmp_path / "lists")
-    with pytest.raises(PfsError, match=r"imagenet not found: .*nowhere/train does not exist. Set dataset.root"):
+    with pytest.raises(PfsError, match=r"dataset imagenet not found: .*nowhere lacks train/ and val/"):
         training_sets(_settings(tmp_path / "nowhere", lists))
     with pytest.raises(PfsError, match="run prepare_imagenet_list first"):
         training_sets(DataSettings("imagenet", root=str(tiny_imagenet)))

@@ -13,7 +13,8 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 import pfs.train
-from pfs.data import DATASETS, TensorImageDataset, make_loader, make_transform
+from pfs.catalog import DATASETS
+from pfs.data import TensorImageDataset, make_loader, make_transform
 from pfs.device_data import DeviceBatches
 from pfs.errors import PfsError
 from pfs.io import load_artifact

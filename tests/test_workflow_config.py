@@ -10,9 +10,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from pfs import catalog
 from pfs.config import (
-    IMAGENET_ARCHS,
-    MULTIPLIER_ARCHS,
     ConfigError,
     check_config,
     check_output_folders,
@@ -40,11 +39,15 @@ def imagenet(tmp_path) -> dict:
     return config
 
 
-def test_the_workflows_arch_lists_match_the_registry():
-    assert sorted(IMAGENET_ARCHS) == list_models("imagenet")
-    assert sorted(MULTIPLIER_ARCHS) == sorted(n for n in list_models() if get_spec(n).backbone_multiplier)
-    schema = yaml.safe_load(SCHEMA.read_text())
-    assert sorted(schema["properties"]["grid"]["properties"]["archs"]["items"]["enum"]) == list_models()
+def test_the_catalog_the_registry_and_the_schema_list_the_same_archs_and_datasets():
+    assert list_models() == catalog.arch_names()  # every registered builder has its facts, and no fact lacks one
+    for name in list_models():
+        spec, facts = get_spec(name), catalog.arch_info(name)
+        assert (spec.domain, spec.backbone_multiplier, spec.min_crop_scale) == (
+            facts.domain, facts.backbone_multiplier, facts.min_crop_scale)
+    schema = yaml.safe_load(SCHEMA.read_text())["properties"]
+    assert sorted(schema["grid"]["properties"]["archs"]["items"]["enum"]) == catalog.arch_names()
+    assert schema["dataset"]["properties"]["name"]["enum"] == list(catalog.DATASETS)
 
 
 @pytest.mark.parametrize("name", ["config.yaml", "configs/paper_cifar10.yaml", "configs/paper_imagenet.yaml"])
@@ -55,7 +58,7 @@ def test_shipped_configs_pass_the_schema(name):
 def test_paper_imagenet_grid_has_every_arch_and_the_official_recipe(imagenet):
     check_config(imagenet)
     runs = pruned_runs(imagenet)
-    assert sorted({r["arch"] for r in runs}) == list(IMAGENET_ARCHS)
+    assert sorted({r["arch"] for r in runs}) == catalog.arch_names("imagenet")
     assert {(r["arch"], r["expansion"], r["multiplier"]) for r in runs} == {
         ("mobilenet_v1", "40", "1"), ("mobilenet_v2", "40", "1"), ("resnet50", "80", "1")}
     mbv2, r50 = train_settings(imagenet, "mobilenet_v2"), train_settings(imagenet, "resnet50")

@@ -2,7 +2,7 @@
 
 from _common import data_settings, experiment, gpu_count, run_stage
 
-from pfs.data import resolve_device
+from pfs.distributed import resolve_device
 from pfs.stages import stage_learn_gates
 
 

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from pfs import io
-from pfs.data import dataset_info
+from pfs.catalog import dataset_info
 from pfs.errors import PfsError
 from pfs.experiment import Experiment
 from pfs.macs import network_cost

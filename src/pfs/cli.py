@@ -17,7 +17,7 @@ from pfs.errors import PfsError
 
 def _summary(args: argparse.Namespace) -> dict:
     from pfs.artifacts import load_channels
-    from pfs.data import dataset_info
+    from pfs.catalog import dataset_info
     from pfs.experiment import Experiment
     from pfs.macs import network_cost
     from pfs.models import get_spec

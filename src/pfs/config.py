@@ -9,11 +9,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from pfs import catalog
 from pfs.grid import multipliers
-
-CIFAR_FOLDERS = {"cifar10": "cifar-10-batches-py", "cifar100": "cifar-100-python"}
-IMAGENET_ARCHS = ("mobilenet_v1", "mobilenet_v2", "resnet50")
-MULTIPLIER_ARCHS = ("mobilenet_v2", "resnet50")  # archs with a backbone multiplier (the registry says the same)
 
 
 class ConfigError(ValueError):
@@ -65,30 +62,12 @@ def check_config(config: dict) -> None:
     for arch in grid["archs"]:
         if arch not in grid["expansions"]:
             raise ConfigError(f"grid.expansions has no entry for arch {arch!r}; add e.g. '{arch}: [..]' under it")
-        if data["name"] != "imagenet" and arch in IMAGENET_ARCHS:
-            raise ConfigError(f"grid.archs: {arch} is an ImageNet network; dataset {data['name']} needs a CIFAR arch")
-        if data["name"] == "imagenet" and arch not in IMAGENET_ARCHS:
-            raise ConfigError(f"grid.archs: {arch} is a CIFAR network; dataset imagenet needs one of "
-                              f"{', '.join(IMAGENET_ARCHS)}")
-        others = [m for m in multipliers(config, arch) if float(m) != 1.0]
-        if others and arch not in MULTIPLIER_ARCHS:
-            raise ConfigError(f"grid.multipliers.{arch}: {arch} has no backbone multiplier (all its widths are "
-                              f"pruned), so only 1 is valid, got {others}; archs that take one: "
-                              f"{', '.join(MULTIPLIER_ARCHS)}")
-        if data["name"] != "imagenet" and train_settings(config, arch).get("color_augment"):
-            raise ConfigError(f"train.color_augment: the official ImageNet colour jitter and lighting noise; dataset "
-                              f"{data['name']} ({arch}) has no such augmentation: set train.color_augment: false")
-    if data["name"] == "imagenet":
-        missing = [f"{s}/" for s in ("train", "val") if not (Path(data["root"]) / s).is_dir()]
-        if missing:
-            raise ConfigError(f"dataset imagenet not found: {data['root']} lacks {' and '.join(missing)}. Set "
-                              "dataset.root to the folder holding train/ and val/ (one sub-folder per class in each)")
-    folder = CIFAR_FOLDERS.get(data["name"])
-    if folder and not data["download"] and not (Path(data["root"]) / folder).is_dir():
-        raise ConfigError(
-            f"dataset {data['name']} not found: {Path(data['root']) / folder} does not exist. Set dataset.root to "
-            f"the folder holding {folder}/ (torchvision's layout) or set dataset.download: true"
-        )
+        _catalog_check("grid.archs", catalog.check_arch_fits, arch, data["name"])
+        for m in multipliers(config, arch):
+            _catalog_check(f"grid.multipliers.{arch}", catalog.check_multiplier, arch, m)
+        if train_settings(config, arch).get("color_augment"):
+            _catalog_check("train.color_augment", catalog.check_color_augment, data["name"])
+    _catalog_check("dataset.root", catalog.check_data_present, data["name"], data["root"], data.get("download", False))
     if config.get("references"):  # a bad references file fails now, not after the last training job
         from pfs.errors import PfsError  # noqa: PLC0415 - torch-free, like pfs.references
         from pfs.references import load_references  # noqa: PLC0415
@@ -99,6 +78,14 @@ def check_config(config: dict) -> None:
             raise ConfigError(f"config references: {exc}") from None
     if data["name"] == "digits" and data["val_size"] >= 1437:
         raise ConfigError(f"dataset.val_size={data['val_size']} leaves no digits to learn gates on; use < 1437")
+
+
+def _catalog_check(key: str, check, *args) -> None:
+    """Run one of pfs.catalog's checks; its message, prefixed by the config key to change."""
+    try:
+        check(*args)
+    except catalog.CatalogError as exc:
+        raise ConfigError(f"{key}: {exc}") from None
 
 
 def check_output_folders(folders: list[str]) -> None:

@@ -15,7 +15,7 @@ import math
 import torch
 from torch.nn import functional as F
 
-from pfs.data import DatasetInfo
+from pfs.catalog import DatasetInfo
 
 
 def crop_flip(images: torch.Tensor, offsets: torch.Tensor, flips: torch.Tensor, padding: int) -> torch.Tensor:

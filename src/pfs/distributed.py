@@ -1,4 +1,5 @@
-"""Multi-process training under torchrun: process group set-up, the GPU-count check, collective sums."""
+"""Where a job runs: the device it asks for, and multi-process training under torchrun (process group set-up, the
+GPU-count check, collective sums)."""
 
 from __future__ import annotations
 
@@ -14,8 +15,16 @@ from pathlib import Path
 import torch
 import torch.distributed as torch_dist
 
-from pfs.data import resolve_device
 from pfs.errors import PfsError
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """The torch device named by a config's ``device`` (auto: CUDA when there is one), refused when absent."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise PfsError(f"device {name!r} requested but CUDA is not available; set device: auto or cpu")
+    return torch.device(name)
 
 
 @dataclass(frozen=True)

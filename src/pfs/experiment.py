@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from pfs.data import dataset_info
+from pfs.catalog import check_arch_fits, check_multiplier
 from pfs.errors import PfsError
 from pfs.models import get_spec
 
@@ -21,17 +21,10 @@ class Experiment:
     multiplier: float = 1.0
 
     def __post_init__(self) -> None:
-        try:
-            spec = get_spec(self.arch)
-        except ValueError as exc:  # an unknown arch (the message names the known ones) is the user's to fix
-            raise PfsError(str(exc)) from None
-        info = dataset_info(self.dataset)
+        check_arch_fits(self.arch, self.dataset)  # unknown names, or an arch made for other inputs
         if self.expansion is not None and self.expansion < 1:
             raise PfsError(f"expansion must be a positive integer, got {self.expansion}")
-        if spec.domain == "imagenet" and self.dataset != "imagenet":
-            raise PfsError(f"arch {self.arch} is an ImageNet network; dataset {self.dataset} needs a CIFAR arch")
-        if spec.domain == "cifar" and info.image_size > 64:
-            raise PfsError(f"arch {self.arch} is a CIFAR network; use an ImageNet arch for {self.dataset}")
+        check_multiplier(self.arch, self.multiplier)
 
     @property
     def width(self) -> int:

@@ -143,7 +143,9 @@ def _prepare(job: TrainJob, dist, device) -> _Run:
 
     from pfs import io
     from pfs.artifacts import GATE_REPORT, load_channels
-    from pfs.data import DataSettings, dataset_info, num_classes_of, resolve_device, training_loaders, training_sets
+    from pfs.catalog import dataset_info
+    from pfs.data import DataSettings, num_classes_of, training_loaders, training_sets
+    from pfs.distributed import resolve_device
     from pfs.experiment import Experiment, settings_from
     from pfs.macs import count_macs, count_params
     from pfs.models import build_model, get_spec

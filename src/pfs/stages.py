@@ -14,13 +14,8 @@ import torch
 
 from pfs import io
 from pfs.artifacts import channels_doc, load_gates
-from pfs.data import (
-    DataSettings,
-    dataset_info,
-    gate_learning_sets,
-    make_loader,
-    num_classes_of,
-)
+from pfs.catalog import dataset_info
+from pfs.data import DataSettings, gate_learning_sets, make_loader, num_classes_of
 from pfs.experiment import Experiment, settings_from
 from pfs.gates import GateConfig, above_chance, learn_gates, random_gates, target_missed_advice
 from pfs.macs import network_cost

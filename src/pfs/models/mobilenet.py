@@ -125,12 +125,11 @@ class MobileNetV2(GatedNet):
         return self.classifier(self.pool(self.last(self.blocks(self.stem(x)))).flatten(1))
 
 
-@register_model(widths_fn=mobilenet_v1_widths, base_expansion=BASE, domain="imagenet", min_crop_scale=0.25)
+@register_model(widths_fn=mobilenet_v1_widths, base_expansion=BASE)
 def mobilenet_v1(widths=None, expansion=BASE, num_classes=1000):
     return MobileNetV1(widths, expansion, num_classes)
 
 
-@register_model(widths_fn=mobilenet_v2_widths, base_expansion=BASE, domain="imagenet", backbone_multiplier=True,
-                min_crop_scale=0.25)
+@register_model(widths_fn=mobilenet_v2_widths, base_expansion=BASE)
 def mobilenet_v2(widths=None, expansion=BASE, num_classes=1000, multiplier=1.0):
     return MobileNetV2(widths, expansion, num_classes, multiplier)

@@ -1,13 +1,16 @@
-"""Model registry: ``register_model`` / ``build_model`` / ``list_models`` (timm style)."""
+"""Model registry: ``register_model`` / ``build_model`` / ``list_models`` (timm style).
+
+An arch's facts (domain, backbone multiplier, crop scale) live in pfs.catalog; the registry adds its builder and
+widths.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from pfs.catalog import DOMAIN_CLASSES, arch_info, check_multiplier
 from pfs.models.gate import GatedNet
-
-DEFAULT_CLASSES = {"cifar": 10, "imagenet": 1000}  # num_classes when build_model is not given one
 
 
 @dataclass(frozen=True)
@@ -26,20 +29,18 @@ class ModelSpec:
 _REGISTRY: dict[str, ModelSpec] = {}
 
 
-def register_model(*, widths_fn: Callable[[int], list[int]], base_expansion: int, domain: str = "cifar",
-                   backbone_multiplier: bool = False, min_crop_scale: float = 0.08):
+def register_model(*, widths_fn: Callable[[int], list[int]], base_expansion: int):
     """Decorator registering ``builder(widths=None, expansion=..., num_classes=...[, multiplier=...])``.
 
-    The builder is registered under its function name; ``backbone_multiplier=True`` says it also takes
-    ``multiplier`` (the scale of its non-prunable widths). ``min_crop_scale`` is the smallest random-crop area
-    of the arch's ImageNet training augmentation.
+    The builder is registered under its function name, which must be an arch of pfs.catalog.ARCHS: its domain,
+    whether it takes ``multiplier`` (the scale of its non-prunable widths) and its smallest ImageNet random-crop
+    area come from there.
     """
-    if domain not in DEFAULT_CLASSES:
-        raise ValueError(f"unknown domain {domain!r}; known: {', '.join(DEFAULT_CLASSES)}")
 
     def wrap(builder: Callable[..., GatedNet]) -> Callable[..., GatedNet]:
-        _REGISTRY[builder.__name__] = ModelSpec(builder.__name__, builder, widths_fn, base_expansion, domain,
-                                                backbone_multiplier, min_crop_scale)
+        facts = arch_info(builder.__name__)  # an arch missing from the catalog fails at import, naming it
+        _REGISTRY[builder.__name__] = ModelSpec(builder.__name__, builder, widths_fn, base_expansion, facts.domain,
+                                                facts.backbone_multiplier, facts.min_crop_scale)
         return builder
 
     return wrap
@@ -50,8 +51,7 @@ def list_models(domain: str | None = None) -> list[str]:
 
 
 def get_spec(name: str) -> ModelSpec:
-    if name not in _REGISTRY:
-        raise ValueError(f"unknown arch {name!r}; known: {', '.join(list_models())}")
+    arch_info(name)  # an unknown name fails with the catalog's message (a CatalogError: a ValueError and a PfsError)
     return _REGISTRY[name]
 
 
@@ -77,10 +77,7 @@ def build_model(name: str, widths: list[int] | None = None, expansion: int | Non
     multiplier = float(multiplier)
     if not multiplier > 0:
         raise ValueError(f"multiplier must be > 0, got {multiplier}")
-    if multiplier != 1.0 and not spec.backbone_multiplier:
-        with_one = [n for n in list_models() if get_spec(n).backbone_multiplier]
-        raise ValueError(f"{name} has no backbone multiplier (every width it has is set by expansion/widths); "
-                         f"multiplier must be 1, got {multiplier} (archs that take one: {', '.join(with_one)})")
+    check_multiplier(name, multiplier)
     expected = len(spec.widths_fn(expansion))
     if widths is not None:
         widths = [int(w) for w in widths]
@@ -88,6 +85,6 @@ def build_model(name: str, widths: list[int] | None = None, expansion: int | Non
             raise ValueError(f"{name} has {expected} prunable groups, got {len(widths)} widths")
         if min(widths) < 1:
             raise ValueError(f"{name}: every width must be >= 1, got {widths}")
-    num_classes = DEFAULT_CLASSES[spec.domain] if num_classes is None else int(num_classes)
+    num_classes = DOMAIN_CLASSES[spec.domain] if num_classes is None else int(num_classes)
     extra = {"multiplier": multiplier} if spec.backbone_multiplier else {}
     return spec.builder(widths=widths, expansion=expansion, num_classes=num_classes, **extra)

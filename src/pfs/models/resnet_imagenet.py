@@ -72,6 +72,6 @@ class ResNet50(GatedNet):
         return self.fc(self.pool(self.blocks(self.stem(x))).flatten(1))
 
 
-@register_model(widths_fn=resnet50_widths, base_expansion=BASE, domain="imagenet", backbone_multiplier=True)
+@register_model(widths_fn=resnet50_widths, base_expansion=BASE)
 def resnet50(widths=None, expansion=BASE, num_classes=1000, multiplier=1.0):
     return ResNet50(widths, expansion, num_classes, multiplier)
