@@ -6,11 +6,12 @@
 For each arch, three variants of the network at its standard width (expansion = the arch's base expansion, so the
 unpruned network is the baseline pruning ratios are measured against), all built from the same seed:
 - ``full``: the standard network, every channel kept;
-- ``pruned``: widths from pfs.prune.prune_to_macs at ``--ratio`` MACs reduction (as stage_prune calls it);
+- ``pruned``: widths from the package's prune stage (pfs.stages.stage_prune) at ``--ratio`` MACs reduction;
 - ``pruned_round8``: the same with ``round_to=8`` (every width rounded up to a multiple of 8, still meeting the
   ratio within ``--tolerance``; reported under ``skipped`` with the reason when it cannot, e.g. resnet20).
-The gates are seeded random (``torch.rand`` per prunable group), a stand-in for learned gates: which channels are
-kept does not matter for speed, only how many per layer, and random gates give a realistic uneven profile.
+The gates are the random-gates ablation's (pfs.stages.stage_random_gates: seeded ``torch.rand`` per prunable
+group), a stand-in for learned gates: which channels are kept does not matter for speed, only how many per layer,
+and random gates give a realistic uneven profile. gates.pt and channels.yaml go to a temporary folder.
 
 CIFAR archs run 32x32 inputs with 10 classes (inference batches 1 and 128, a train step at batch 64); ImageNet
 archs 224x224 with 1000 classes (inference batches 1 and 16, a train step at batch 8, to keep CPU time modest).
@@ -35,19 +36,23 @@ import os
 import platform
 import re
 import statistics
+import tempfile
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 from torch import nn
 
+from pfs.data import dataset_info
 from pfs.errors import PfsError
+from pfs.experiment import Experiment
 from pfs.macs import count_macs, count_params, network_cost
 from pfs.models import build_model, default_widths, get_spec
-from pfs.prune import PruneConfig, prune_to_macs
+from pfs.stages import stage_prune, stage_random_gates
 
-# per domain: (image size, classes, inference batches, train-step batch)
-DOMAINS = {"cifar": (32, 10, (1, 128), 64), "imagenet": (224, 1000, (1, 16), 8)}
+# per domain: (dataset giving the image size and classes, inference batches, train-step batch)
+DOMAINS = {"cifar": ("cifar10", (1, 128), 64), "imagenet": ("imagenet", (1, 16), 8)}
 VARIANTS = {"pruned": 1, "pruned_round8": 8}  # variant -> PruneConfig.round_to
 WARMUP = 2
 TARGET_S = 0.25  # auto --iters: calls per measurement ~ this many seconds of the full network
@@ -66,21 +71,16 @@ def cpu_name() -> str:
         return platform.processor()
 
 
-def prune(arch: str, size: int, classes: int, expansion: int, ratio: float, tolerance: float, round_to: int,
-          seed: int) -> tuple[dict, float]:
-    """Widths pruned from seeded random gates, as pfs.stages.stage_prune computes them; returns (info, seconds)."""
-    gen = torch.Generator().manual_seed(seed)
-    gates = [torch.rand(w, generator=gen) for w in default_widths(arch, expansion)]
-    base = network_cost(arch, size, classes)  # the unexpanded standard network
+def prune(exp: Experiment, gates_path: str, ratio: float, tolerance: float, round_to: int,
+          folder: str) -> tuple[dict, float]:
+    """Widths pruned from ``gates_path`` by the prune stage (pfs.stages.stage_prune); returns (info, seconds)."""
+    hp = {"tolerance": tolerance, "round_to": round_to}
     start = time.perf_counter()
-    result = prune_to_macs(gates, ratio, base["macs"],
-                           lambda w: network_cost(arch, size, classes, w, expansion)["macs"],
-                           PruneConfig(tolerance=tolerance, round_to=round_to), seed=seed)
+    doc = stage_prune(exp, gates_path, ratio, hp, str(Path(folder) / f"channels_round{round_to}.yaml"))
     seconds = time.perf_counter() - start
-    cost = network_cost(arch, size, classes, result.widths, expansion)
-    return {"widths": result.widths, "macs": cost["macs"], "params": cost["params"],
-            "achieved_ratio": round(result.achieved_ratio, 5), "out_of_order": result.out_of_order,
-            "channels": f"{result.kept_channels}/{result.total_channels}"}, seconds
+    return {"widths": doc["widths"], "macs": doc["macs"], "params": doc["params"],
+            "achieved_ratio": round(doc["achieved_ratio"], 5), "out_of_order": doc["out_of_order"],
+            "channels": f"{doc['kept_channels']}/{doc['total_channels']}"}, seconds
 
 
 def make_model(arch: str, widths: list[int] | None, expansion: int, classes: int, size: int,
@@ -135,17 +135,21 @@ def time_calls(fn: Callable[[], None], n: int, device: torch.device) -> list[flo
 
 def bench_arch(arch: str, args: argparse.Namespace, device: torch.device) -> dict:
     spec = get_spec(arch)
-    size, classes, infer_batches, train_batch = DOMAINS[spec.domain]
+    dataset, infer_batches, train_batch = DOMAINS[spec.domain]
+    size, classes = dataset_info(dataset).image_size, dataset_info(dataset).num_classes
     expansion = spec.base_expansion
+    exp = Experiment(dataset, arch, args.seed, expansion)
     full_cost = network_cost(arch, size, classes, expansion=expansion)
     infos = {"full": {"widths": default_widths(arch, expansion), **full_cost}}
     prune_s, skipped = {}, {}
-    for name, round_to in VARIANTS.items():
-        try:
-            infos[name], prune_s[name] = prune(arch, size, classes, expansion, args.ratio, args.tolerance, round_to,
-                                               args.seed)
-        except PfsError as e:  # e.g. round_to=8 on a small net: steps of 8 channels overshoot the tolerance
-            skipped[name] = str(e)
+    with tempfile.TemporaryDirectory(prefix="pruned_latency_") as folder:
+        gates_path = str(Path(folder) / "gates.pt")
+        stage_random_gates(exp, classes, gates_path)
+        for name, round_to in VARIANTS.items():
+            try:
+                infos[name], prune_s[name] = prune(exp, gates_path, args.ratio, args.tolerance, round_to, folder)
+            except PfsError as e:  # e.g. round_to=8 on a small net: steps of 8 channels overshoot the tolerance
+                skipped[name] = str(e)
     pruned = [v for v in VARIANTS if v in infos]
     models = {v: make_model(arch, None if v == "full" else info["widths"], expansion, classes, size, info, device)
               for v, info in infos.items()}

@@ -20,6 +20,8 @@ rule plot_results:
         table=TABLES["table_csv"],
         comparison=TABLES["comparison_csv"],
         channels=all_channels(),
+        # one gates.pt and one gates_metrics.csv per gate-learning run, in the same order: each history's plot
+        # label is the identity of the gates.pt at its position
         gates=experiment_files("gates.pt"),
         histories=experiment_files("gates_metrics.csv"),
     output:

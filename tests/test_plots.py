@@ -1,11 +1,13 @@
-"""The accuracy plot with published references (pfs.plots): where the grey stars go, and that the PNG is written."""
+"""The plots (pfs.plots): where the accuracy plot's grey stars go, that the PNG is written, and the gate-learning
+curves labelled from the gates files."""
 
 from __future__ import annotations
 
 import pandas as pd
 import pytest
 
-from pfs.plots import accuracy_vs_macs, reference_points
+from pfs import io
+from pfs.plots import accuracy_vs_macs, labelled_histories, reference_points
 from pfs.references import COMPARISON_COLUMNS
 
 
@@ -63,20 +65,35 @@ def _history(path, nonzero: list[float], sparsity: float | None = 0.5):
     return str(path)
 
 
+def _gates(path, seed: int, sparsity: float = 0.5) -> str:
+    """A gates.pt carrying only the identity fields the labels read."""
+    io.save_artifact(path, "pfs.gates", {"arch": "resnet20", "dataset": "cifar10", "expansion": 20,
+                                         "multiplier": 1.0, "sparsity": sparsity, "seed": seed})
+    return str(path)
+
+
+def test_histories_are_labelled_from_their_gates_files_not_their_paths(tmp_path):
+    gates = [_gates(tmp_path / "a.pt", 0), _gates(tmp_path / "b.pt", 3, sparsity=0.25)]
+    histories = [_history(tmp_path / "x.csv", [0.9]), _history(tmp_path / "y" / "z.csv", [0.9])]
+    assert labelled_histories(gates, histories) == [("resnet20 e20 m1 r0.5 seed0", histories[0]),
+                                                    ("resnet20 e20 m1 r0.25 seed3", histories[1])]
+    with pytest.raises(ValueError, match="2 gate-learning histories for 1 gates files"):
+        labelled_histories(gates[:1], histories)
+
+
 def test_gate_learning_plot_draws_the_target_and_marks_runs_that_missed_it(tmp_path, monkeypatch):
     from pfs import plots
 
     figures = []
     monkeypatch.setattr(plots, "_save", lambda fig, out: figures.append(fig))
-    met = _history(tmp_path / "resnet20/e20_m1/s0.5/seed0/gates_metrics.csv", [0.9, 0.4])
-    missed = _history(tmp_path / "resnet20/e20_m1/s0.5/seed1/gates_metrics.csv", [0.9, 0.8])
-    old = _history(tmp_path / "resnet20/e20_m1/s0.5/seed2/gates_metrics.csv", [0.9, 0.8], sparsity=None)
-    plots.gate_learning([met, missed, old], tmp_path / "gate_learning.png")
+    met = _history(tmp_path / "run_a.csv", [0.9, 0.4])
+    missed = _history(tmp_path / "run_b.csv", [0.9, 0.8])
+    old = _history(tmp_path / "run_c.csv", [0.9, 0.8], sparsity=None)
+    plots.gate_learning([("old run", old), ("met run", met), ("missed run", missed)], tmp_path / "gate_learning.png")
     axes = figures[0].axes
     labels = [text.get_text() for text in axes[0].get_legend().get_texts()]
-    assert labels[0] == "resnet20/e20_m1/s0.5/seed0"
-    assert labels[1] == "resnet20/e20_m1/s0.5/seed1: target r NOT met (x: fallback kept)"
-    assert labels[2] == "resnet20/e20_m1/s0.5/seed2"  # no target recorded: nothing claimed
+    assert labels == ["met run", "missed run: target r NOT met (x: fallback kept)",
+                      "old run"]  # in path order; no target recorded: nothing claimed
     assert [line.get_ydata()[0] for line in axes[2].lines if line.get_linestyle() == "--"] == [0.5]
     markers = [line.get_marker() for line in axes[2].lines if line.get_linestyle() == "None"]
     assert markers == ["*", "X", "*"]

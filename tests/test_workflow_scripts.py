@@ -26,7 +26,7 @@ from pfs.models import build_model, default_widths
 from pfs.summary import COLUMNS
 from pfs.train import evaluate
 
-SCRIPTS = ("learn_gates", "prune", "train", "summarize")  # train: every training rule (its method param)
+SCRIPTS = ("learn_gates", "prune", "train", "summarize", "plot_results")  # train: every training rule
 JOB_LOGS = ("learn_gates", "prune", "train_pruned", "train_full", "summarize")
 WILDCARDS = {"dataset": "cifar10", "arch": "resnet20", "expansion": "20", "multiplier": "1", "sparsity": "0.5",
              "seed": "0", "ratio": "0.5", "schedule": "scratch_e"}
@@ -289,6 +289,26 @@ def test_summarize_writes_one_row_per_metrics_file(pipeline):
     row = summary.set_index("method").loc["pfs"]
     assert row["top1"] == pytest.approx(pruned["top1"]) and row["macs"] == pruned["macs"]
     assert row["sparsity"] == 0.5 and row["achieved_ratio"] == pruned["achieved_ratio"]
+
+
+def test_plot_results_writes_four_pngs_and_labels_the_curves_from_the_gates_file(scripts, pipeline, tmp_path,
+                                                                                 monkeypatch):
+    from pfs import plots
+
+    folder = Path(pipeline["summary"]).parent
+    inputs = {"table": str(folder / "table.csv"), "comparison": str(folder / "comparison.csv"),
+              "channels": [pipeline["channels"]], "gates": [pipeline["gates"]["gates"]],
+              "histories": [pipeline["gates"]["history"]]}
+    outputs = {name: str(tmp_path / f"{name}.png") for name in ("accuracy", "widths", "gate_histograms",
+                                                                "gate_learning")}
+    scripts["plot_results"].main(inputs, outputs, {}, {}, pipeline["config"], str(tmp_path / "plot_results.log"))
+    for path in outputs.values():
+        assert Path(path).read_bytes()[:4] == b"\x89PNG"
+    figures = []
+    monkeypatch.setattr(plots, "_save", lambda fig, out: figures.append(fig))
+    scripts["plot_results"].main(inputs, outputs, {}, {}, pipeline["config"], str(tmp_path / "plot_results.log"))
+    legend = [text.get_text() for text in figures[-1].axes[0].get_legend().get_texts()]
+    assert legend == ["resnet20 e20 m1 r0.5 seed0: target r NOT met (x: fallback kept)"]  # the tiny run misses r
 
 
 def test_each_job_logs_its_progress_into_its_log_file_without_errors(pipeline):

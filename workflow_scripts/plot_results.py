@@ -2,7 +2,7 @@
 
 from _common import run_stage
 
-from pfs.plots import accuracy_vs_macs, channel_widths, gate_histograms, gate_learning
+from pfs.plots import accuracy_vs_macs, channel_widths, gate_histograms, gate_learning, labelled_histories
 
 
 def main(inputs, outputs, params, wildcards, config, log_path, threads=1):
@@ -12,7 +12,8 @@ def main(inputs, outputs, params, wildcards, config, log_path, threads=1):
         accuracy_vs_macs(pd.read_csv(inputs["table"]), outputs["accuracy"], pd.read_csv(inputs["comparison"]))
         channel_widths(list(inputs["channels"]), outputs["widths"])
         gate_histograms(list(inputs["gates"]), outputs["gate_histograms"])
-        gate_learning(list(inputs["histories"]), outputs["gate_learning"])
+        # each history is labelled with the identity in the gates.pt at its position (one of each per run)
+        gate_learning(labelled_histories(list(inputs["gates"]), list(inputs["histories"])), outputs["gate_learning"])
 
 
 if "snakemake" in globals():

@@ -3,6 +3,7 @@ values per stage, and the gate-learning curves."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import matplotlib
@@ -27,7 +28,8 @@ def _save(fig, out: str | Path) -> None:
     plt.close(fig)
 
 
-def _label(doc: dict) -> str:
+def run_label(doc: dict) -> str:
+    """A run's label from the identity its gates.pt or channels.yaml carries, e.g. ``resnet20 e20 m1 r0.5 seed0``."""
     parts = [doc["arch"], f"e{doc['expansion']}", f"m{doc.get('multiplier', 1):g}"]
     if doc.get("sparsity") is not None:
         parts.append(f"r{doc['sparsity']:g}")
@@ -89,7 +91,7 @@ def channel_widths(channels_files: list[str], out: str | Path) -> None:
         x = range(len(doc["widths"]))
         ax.bar(x, doc["full_widths"], color="lightgray", label="before pruning")
         ax.bar(x, doc["widths"], color=_STYLE.get(doc.get("method", "pfs"), _STYLE["pfs"])[0], label="kept")
-        ax.set(title=f"{_label(doc)}: {doc.get('method', 'pfs')}, MACs reduction {doc['achieved_ratio']:.3f}",
+        ax.set(title=f"{run_label(doc)}: {doc.get('method', 'pfs')}, MACs reduction {doc['achieved_ratio']:.3f}",
                xlabel="prunable group (input to output)", ylabel="channels")
         ax.legend(fontsize=8)
     if not docs:
@@ -116,18 +118,27 @@ def gate_histograms(gates_files: list[str], out: str | Path) -> None:
         for n, stage in enumerate(_stages(widths)):
             values = torch.cat([gates[i].flatten() for i in stage]).numpy()
             ax.hist(values, bins=20, range=(0, 1), alpha=0.6, label=f"stage {n + 1} ({widths[stage[0]]} wide)")
-        ax.set(title=_label(doc), xlabel="gate value", ylabel="channels")
+        ax.set(title=run_label(doc), xlabel="gate value", ylabel="channels")
         ax.legend(fontsize=8)
     _save(fig, out)
 
 
-def gate_learning(histories: list[str], out: str | Path) -> None:
-    """Held-out accuracy, mean gate and non-zero fraction at every evaluation of gate learning."""
+def labelled_histories(gates_files: Sequence[str], histories: Sequence[str]) -> list[tuple[str, str]]:
+    """(label, gates_metrics.csv) of each gate-learning run: the history has no identity of its own, so it takes
+    the label of the gates.pt at the same position (one of each per run, in the same order)."""
+    if len(gates_files) != len(histories):
+        raise ValueError(f"{len(histories)} gate-learning histories for {len(gates_files)} gates files; "
+                         "pass one of each per run, in the same order")
+    return [(run_label(io.load_artifact(g, "pfs.gates")), str(h)) for g, h in zip(gates_files, histories, strict=True)]
+
+
+def gate_learning(histories: Sequence[tuple[str, str]], out: str | Path) -> None:
+    """Held-out accuracy, mean gate and non-zero fraction at every evaluation of gate learning; ``histories``: a
+    (legend label, gates_metrics.csv) pair per run (see labelled_histories)."""
     fig, axes = plt.subplots(1, 3, figsize=(15, 3.8))
     targets = set()
-    for path in sorted(histories)[:_MAX_PANELS]:
+    for label, path in sorted(histories, key=lambda run: str(run[1]))[:_MAX_PANELS]:
         h = pd.read_csv(path)
-        label = "/".join(Path(path).parts[-5:-1])  # arch/e.._m../s../seed..
         missed = "target_met" in h and not h["target_met"].any()  # no evaluation reached r: the last one is kept
         if missed:
             label += ": target r NOT met (x: fallback kept)"
