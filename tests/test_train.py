@@ -332,15 +332,6 @@ def test_a_file_of_another_kind_at_the_checkpoint_path_is_refused(tmp_path):
         _train_linear(tmp_path, TrainConfig(epochs=1), epochs=1)
 
 
-def test_remove_checkpoint_deletes_the_file_and_tolerates_a_missing_one(tmp_path):
-    path = tmp_path / "ckpt.pt"
-    path.write_bytes(b"x")
-    pfs.train.remove_checkpoint(path)
-    assert not path.exists()
-    pfs.train.remove_checkpoint(path)  # no error the second time
-    assert not path.exists()
-
-
 @pytest.mark.parametrize("on_device", [False, True], ids=["dataloader", "device_data"])
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGUSR1])
 def test_signal_mid_epoch_saves_a_checkpoint_that_resumes_bitwise(tmp_path, monkeypatch, signum, on_device):

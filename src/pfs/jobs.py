@@ -186,8 +186,8 @@ def _prepare(job: TrainJob, dist, device) -> _Run:
 def _finish(job: TrainJob, run: _Run, result, dist) -> dict:
     """The job's metrics; on rank 0, history.csv, model.pt and metrics.json written and the checkpoint removed."""
     from pfs import io
+    from pfs.checkpoint import remove_checkpoint
     from pfs.provenance import provenance
-    from pfs.train import remove_checkpoint
 
     model = run.model
     metrics = {**run.identity, **run.extra, "widths": model.widths, **run.cost, **result.metrics,

@@ -140,6 +140,88 @@ def _fill_to_tolerance(order, group_of, hi: int, forced: int, reduction_of, rati
     return None
 
 
+class _Reduction:
+    """The MACs reduction against ``base_macs`` of a set of kept channels (global indices), with widths rounded up to
+    ``round_to`` (rounding up keeps the MACs monotone in the channels kept). ``top(k)``, for the first ``k``
+    channels of ``order``, is cached: ``evaluations`` counts its distinct ``k``."""
+
+    def __init__(self, order: torch.Tensor, group_of: torch.Tensor, sizes: list[int], round_to: int, base_macs: int,
+                 macs_of: Callable[[list[int]], int]) -> None:
+        self.order, self.group_of, self.sizes, self.round_to = order, group_of, sizes, round_to
+        self.base_macs, self.macs_of = base_macs, macs_of
+        self._cache: dict[int, float] = {}
+
+    def widths(self, kept) -> list[int]:
+        widths = widths_of(kept, self.group_of, len(self.sizes))
+        return round_widths(widths, self.round_to, self.sizes) if self.round_to > 1 else widths
+
+    def __call__(self, kept) -> float:
+        return 1.0 - self.macs_of(self.widths(kept)) / self.base_macs
+
+    def top(self, k: int) -> float:
+        if k not in self._cache:
+            self._cache[k] = self(self.order[:k])
+        return self._cache[k]
+
+    @property
+    def evaluations(self) -> int:
+        return len(self._cache)
+
+
+def _check_reachable(reduction: _Reduction, forced: int, ratio: float, cfg: PruneConfig) -> None:
+    """Refuse a ratio outside what keeping every channel and keeping only the forced ones span (within tolerance)."""
+    total = len(reduction.order)
+    if reduction.top(total) > ratio * (1 + cfg.tolerance):
+        raise PfsError(
+            f"ratio {ratio} cannot be reached: the unpruned gate network is already {reduction.top(total):.4f} "
+            "smaller than the baseline (expansion below the standard width); raise the expansion or the ratio"
+        )
+    if reduction.top(forced) < ratio * (1 - cfg.tolerance):
+        raise PfsError(
+            f"ratio {ratio} cannot be reached: keeping only prune.min_width={cfg.min_width} channel(s) per group "
+            f"reduces MACs by {reduction.top(forced):.4f} at most (the unprunable layers cost the rest); "
+            "lower the ratio"
+        )
+
+
+def _bisect_keep(reduction: _Reduction, forced: int, ratio: float) -> tuple[int, int, int]:
+    """(lo, hi, k): the adjacent numbers of kept channels whose reductions bracket ``ratio``, and the closer one
+    (the larger on a tie). The reduction is non-increasing in the number kept."""
+    lo, hi = forced, len(reduction.order)  # top(lo) >= top(hi): the boundary that crosses ratio lies in [lo, hi]
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if reduction.top(mid) >= ratio:
+            lo = mid
+        else:
+            hi = mid
+    return lo, hi, min((lo, hi), key=lambda c: (abs(reduction.top(c) - ratio), -c))
+
+
+def _unmet_tolerance(ratio: float, cfg: PruneConfig, reduction: _Reduction, lo: int, hi: int) -> PfsError:
+    """The error when neither neighbour of the target nor the boundary fill lands within the tolerance."""
+    return PfsError(
+        f"ratio {ratio} cannot be met within prune.tolerance={cfg.tolerance}: keeping {lo} channels gives "
+        f"{reduction.top(lo):.5f} and keeping {hi} gives {reduction.top(hi):.5f}, and dropping up to "
+        f"prune.max_fill={cfg.max_fill} more channels near the threshold did not close the gap; one channel of "
+        "this network changes MACs by more than the tolerance allows. Raise prune.tolerance or prune.max_fill"
+        + (f" (or lower prune.round_to={cfg.round_to}: it moves widths in steps of that many)"
+           if cfg.round_to > 1 else "")
+    )
+
+
+def _describe(gates: list[torch.Tensor], order: torch.Tensor, forced: int, kept, achieved: float, widths: list[int],
+              macs_of: Callable[[list[int]], int]) -> PruneResult:
+    """The result for the final kept set: its widths' MACs, the threshold, the tie counts and ``out_of_order``."""
+    # the fill drops only ranked channels, so the forced ones stay the first ``forced`` of ``kept``
+    scores, ranked = gate_scores(gates), order[forced:]
+    threshold, tied, kept_by_tie = tie_counts(scores, kept[forced:], ranked)
+    is_kept = torch.zeros(len(order), dtype=torch.bool)
+    is_kept[kept] = True
+    out_of_order = int((scores[ranked[~is_kept[ranked]]] > threshold).sum())
+    return PruneResult(widths, macs_of(widths), achieved, sum(widths), len(order), threshold, out_of_order, tied,
+                       kept_by_tie)
+
+
 def prune_to_macs(
     gates: list[torch.Tensor],
     ratio: float,
@@ -167,69 +249,20 @@ def prune_to_macs(
         raise PfsError(f"prune.min_width={cfg.min_width} exceeds the narrowest group ({min(sizes)} channels); "
                        f"set prune.min_width to at most {min(sizes)}")
     order, group_of, forced = keep_order(gates, cfg.min_width, seed=seed)
-    total = len(order)
-
-    num_groups = len(gates)
-
-    def widths_for(kept) -> list[int]:  # rounding up keeps the MACs monotone in the channels kept
-        widths = widths_of(kept, group_of, num_groups)
-        return round_widths(widths, cfg.round_to, sizes) if cfg.round_to > 1 else widths
-
-    def reduction_of(kept) -> float:
-        return 1.0 - macs_of(widths_for(kept)) / base_macs
-
-    cache: dict[int, float] = {}
-
-    def reduction(k: int) -> float:
-        if k not in cache:
-            cache[k] = reduction_of(order[:k])
-        return cache[k]
-
-    if reduction(total) > ratio * (1 + cfg.tolerance):
-        raise PfsError(
-            f"ratio {ratio} cannot be reached: the unpruned gate network is already {reduction(total):.4f} smaller "
-            "than the baseline (expansion below the standard width); raise the expansion or the ratio"
-        )
-    if reduction(forced) < ratio * (1 - cfg.tolerance):
-        raise PfsError(
-            f"ratio {ratio} cannot be reached: keeping only prune.min_width={cfg.min_width} channel(s) per group "
-            f"reduces MACs by {reduction(forced):.4f} at most (the unprunable layers cost the rest); lower the ratio"
-        )
-    lo, hi = forced, total  # reduction(lo) >= reduction(hi): the boundary that crosses ratio lies in [lo, hi]
-    while hi - lo > 1:
-        mid = (lo + hi) // 2
-        if reduction(mid) >= ratio:
-            lo = mid
-        else:
-            hi = mid
-    k = min((lo, hi), key=lambda c: (abs(reduction(c) - ratio), -c))
-    kept, achieved = order[:k], reduction(k)
+    reduction = _Reduction(order, group_of, sizes, cfg.round_to, base_macs, macs_of)
+    _check_reachable(reduction, forced, ratio, cfg)
+    lo, hi, k = _bisect_keep(reduction, forced, ratio)
+    kept, achieved = order[:k], reduction.top(k)
     log.info("bisection: %d MACs evaluations, keep %d/%d channels, reduction %.5f (target %s)",
-             len(cache), k, total, achieved, ratio)
+             reduction.evaluations, k, len(order), achieved, ratio)
     if abs(achieved - ratio) / ratio > cfg.tolerance and cfg.max_fill > 0:
-        filled = _fill_to_tolerance(order, group_of, hi, forced, reduction_of, ratio, cfg.tolerance, cfg.max_fill)
+        filled = _fill_to_tolerance(order, group_of, hi, forced, reduction, ratio, cfg.tolerance, cfg.max_fill)
         if filled is not None:
             kept, achieved, dropped = filled
             log.info("boundary fill: dropped %d more channel(s) near the threshold, reduction %.5f", dropped, achieved)
     if abs(achieved - ratio) / ratio > cfg.tolerance:
-        raise PfsError(
-            f"ratio {ratio} cannot be met within prune.tolerance={cfg.tolerance}: keeping {lo} channels gives "
-            f"{reduction(lo):.5f} and keeping {hi} gives {reduction(hi):.5f}, and dropping up to "
-            f"prune.max_fill={cfg.max_fill} more channels near the threshold did not close the gap; one channel of "
-            "this network changes MACs by more than the tolerance allows. Raise prune.tolerance or prune.max_fill"
-            + (f" (or lower prune.round_to={cfg.round_to}: it moves widths in steps of that many)"
-               if cfg.round_to > 1 else "")
-        )
-    widths = widths_for(kept)
-    # the fill drops only ranked channels, so the forced ones stay the first ``forced`` of ``kept``
-    scores, ranked = gate_scores(gates), order[forced:]
-    threshold, tied, kept_by_tie = tie_counts(scores, kept[forced:], ranked)
-    is_kept = torch.zeros(total, dtype=torch.bool)
-    is_kept[kept] = True
-    out_of_order = int((scores[ranked[~is_kept[ranked]]] > threshold).sum())
-    return PruneResult(widths, macs_of(widths), achieved, sum(widths), total, threshold, out_of_order, tied,
-                       kept_by_tie)
-
+        raise _unmet_tolerance(ratio, cfg, reduction, lo, hi)
+    return _describe(gates, order, forced, kept, achieved, reduction.widths(kept), macs_of)
 
 
 def uniform_to_macs(widths: list[int], ratio: float, base_macs: int, macs_of: Callable[[list[int]], int],

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import signal
 import threading
 import time
@@ -18,9 +17,9 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler
 
+from pfs.checkpoint import load_checkpoint, save_checkpoint
 from pfs.distributed import Dist, all_reduce_sum
 from pfs.errors import PfsError
-from pfs.io import load_artifact, save_artifact
 from pfs.progress import progress
 
 log = logging.getLogger(__name__)
@@ -215,13 +214,63 @@ def _train_epoch(model, loader, optimizer, criterion, device, desc, stream, stat
     return True
 
 
-def _load_checkpoint(path: Path, key: str) -> dict | None:
-    if not path.is_file():
-        return None
-    ckpt = load_artifact(path, "pfs.checkpoint", remedy=f"delete {path} to restart this training from epoch 1")
-    if ckpt.get("key") != key:
-        raise PfsError(f"{path} belongs to another training job (settings differ); delete it to start afresh")
-    return ckpt
+@dataclass
+class _RunProgress:
+    """Where the run stands: what a checkpoint restores besides the model, optimiser and scheduler."""
+
+    start: int = 1  # the next epoch to train
+    elapsed: float = 0.0  # seconds of training and evaluation so far
+    rows: list[dict] = field(default_factory=list)  # the history: one row per finished epoch
+    partial: _EpochProgress = field(default_factory=_EpochProgress)  # epoch ``start`` so far (after a preemption)
+
+
+def _place_model(model: nn.Module, cfg: TrainConfig, device: torch.device, dist: Dist) -> nn.Module:
+    """Freeze ``model``'s gates and move it to ``device``; returns the network to train (DDP-wrapped, compiled)."""
+    if hasattr(model, "gate_parameters"):  # gates stay 1: the trained network is the plain pruned network
+        for gate in model.gate_parameters():
+            gate.requires_grad_(False)
+    model.to(device)
+    if cfg.channels_last and device.type == "cuda":
+        model.to(memory_format=torch.channels_last)
+    net = model
+    if dist.enabled:
+        net = nn.parallel.DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
+    if cfg.compile:
+        net = torch.compile(net)
+    return net
+
+
+def _resume(checkpoint: Path, key: str, model: nn.Module, optimizer, scheduler) -> _RunProgress:
+    """Restore model, optimiser and scheduler from ``checkpoint`` if there is one; where the run stands."""
+    if (ckpt := load_checkpoint(checkpoint, key)) is None:
+        return _RunProgress()
+    model.load_state_dict(ckpt["model"])
+    optimizer.load_state_dict(ckpt["optimizer"])
+    scheduler.load_state_dict(ckpt["scheduler"])
+    run = _RunProgress(ckpt["epoch"] + 1, ckpt["elapsed"], ckpt["history"], _EpochProgress(**ckpt.get("partial", {})))
+    log.info("resuming from %s after epoch %d, batch %d", checkpoint, ckpt["epoch"], run.partial.batch)
+    return run
+
+
+def _seed_epoch(train_loader: DataLoader, seed: int, epoch: int) -> None:
+    """Seed the shuffling and augmentation of ``epoch`` from (seed, epoch) alone, so a resumed run draws the same."""
+    torch.manual_seed(seed * 100_003 + epoch)
+    if isinstance(getattr(train_loader, "sampler", None), DistributedSampler):
+        train_loader.sampler.set_epoch(epoch)
+
+
+def _metrics(history: pd.DataFrame, epochs: int, elapsed: float) -> dict:
+    """The run's summary: last-epoch and best test accuracy, the epochs and the training time (s)."""
+    best = history.loc[history["test_top1"].idxmax()]
+    return {
+        "top1": float(history["test_top1"].iloc[-1]),  # the paper reports the last epoch on CIFAR
+        "top5": float(history["test_top5"].iloc[-1]),
+        "best_top1": float(best["test_top1"]),
+        "best_top5": float(best["test_top5"]),
+        "best_epoch": int(best["epoch"]),
+        "epochs": epochs,
+        "train_time_s": elapsed,
+    }
 
 
 def train_from_scratch(model: nn.Module, train_loader: DataLoader, test_loader: DataLoader, cfg: TrainConfig,
@@ -235,80 +284,41 @@ def train_from_scratch(model: nn.Module, train_loader: DataLoader, test_loader: 
     DistributedDataParallel, statistics are summed over ranks and only rank 0 writes the checkpoint.
     """
     dist = dist or Dist()
-    if hasattr(model, "gate_parameters"):  # gates stay 1: the trained network is the plain pruned network
-        for gate in model.gate_parameters():
-            gate.requires_grad_(False)
-    model.to(device)
-    if cfg.channels_last and device.type == "cuda":
-        model.to(memory_format=torch.channels_last)
-    net = model
-    if dist.enabled:
-        net = nn.parallel.DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
-    if cfg.compile:
-        net = torch.compile(net)
+    net = _place_model(model, cfg, device, dist)
     optimizer = OPTIMIZERS[cfg.optimizer](decay_groups(model, cfg), cfg)
     scheduler = SCHEDULERS[cfg.scheduler](optimizer, cfg, epochs)
     criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
-    rows: list[dict] = []
-    start, elapsed, state = 1, 0.0, _EpochProgress()
-    if (ckpt := _load_checkpoint(checkpoint, key)) is not None:
-        model.load_state_dict(ckpt["model"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        scheduler.load_state_dict(ckpt["scheduler"])
-        rows, start, elapsed = ckpt["history"], ckpt["epoch"] + 1, ckpt["elapsed"]
-        state = _EpochProgress(**ckpt.get("partial", {}))
-        log.info("resuming from %s after epoch %d, batch %d", checkpoint, ckpt["epoch"], state.batch)
+    run = _resume(checkpoint, key, model, optimizer, scheduler)
 
-    def save(done_epochs: int) -> None:
-        if not dist.is_main:
-            return
-        save_artifact(checkpoint, "pfs.checkpoint", {
-            "key": key, "epoch": done_epochs, "elapsed": elapsed, "history": rows, "partial": asdict(state),
-            "model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-        })
+    def save(done_epochs: int) -> None:  # rank 0 writes; every rank holds the same state
+        if dist.is_main:
+            save_checkpoint(checkpoint, key, epoch=done_epochs, elapsed=run.elapsed, history=run.rows,
+                            partial=asdict(run.partial), model=model, optimizer=optimizer, scheduler=scheduler)
 
     with _StopOnSignals() as stop:
-        for epoch in range(start, epochs + 1):
+        for epoch in range(run.start, epochs + 1):
             t0 = time.perf_counter()
-            torch.manual_seed(seed * 100_003 + epoch)  # shuffling and augmentation of this epoch
-            if isinstance(getattr(train_loader, "sampler", None), DistributedSampler):
-                train_loader.sampler.set_epoch(epoch)
+            _seed_epoch(train_loader, seed, epoch)
             lr = optimizer.param_groups[0]["lr"]
-            finished = _train_epoch(net, train_loader, optimizer, criterion, device, f"train {epoch}/{epochs}",
-                                    stream, state, stop, cfg.amp)
-            if not finished:
-                elapsed += time.perf_counter() - t0
+            if not _train_epoch(net, train_loader, optimizer, criterion, device, f"train {epoch}/{epochs}", stream,
+                                run.partial, stop, cfg.amp):
+                run.elapsed += time.perf_counter() - t0
                 save(epoch - 1)
                 raise Preempted(f"training stopped by signal {stop.signum} in epoch {epoch} after batch "
-                                f"{state.batch}; saved {checkpoint}, rerun the job to resume from there")
-            loss_sum, correct, n = all_reduce_sum([state.loss_sum, state.correct, state.n], device)
+                                f"{run.partial.batch}; saved {checkpoint}, rerun the job to resume from there")
+            loss_sum, correct, n = all_reduce_sum([run.partial.loss_sum, run.partial.correct, run.partial.n], device)
             row = {"epoch": epoch, "lr": lr, "train_loss": loss_sum / n, "train_top1": correct / n}
-            state = _EpochProgress()
+            run.partial = _EpochProgress()
             scheduler.step()
             row |= {f"test_{k}": v for k, v in evaluate(net, test_loader, device, cfg.amp).items()}
-            elapsed += time.perf_counter() - t0
-            row["elapsed_s"] = elapsed
-            rows.append(row)
+            run.elapsed += time.perf_counter() - t0
+            row["elapsed_s"] = run.elapsed
+            run.rows.append(row)
             log.info("epoch %d/%d lr %.4g train_loss %.4f test_top1 %.4f test_top5 %.4f", epoch, epochs, lr,
                      row["train_loss"], row["test_top1"], row["test_top5"])
             save(epoch)
             if epoch < epochs and stop.requested(device):
                 raise Preempted(f"training stopped by signal {stop.signum} after epoch {epoch}; saved {checkpoint}, "
                                 "rerun the job to resume from there")
-    history = pd.DataFrame(rows)
-    best = history.loc[history["test_top1"].idxmax()]
-    metrics = {
-        "top1": float(history["test_top1"].iloc[-1]),  # the paper reports the last epoch on CIFAR
-        "top5": float(history["test_top5"].iloc[-1]),
-        "best_top1": float(best["test_top1"]),
-        "best_top5": float(best["test_top5"]),
-        "best_epoch": int(best["epoch"]),
-        "epochs": epochs,
-        "train_time_s": elapsed,
-    }
-    return TrainResult(history, metrics)
-
-
-def remove_checkpoint(path: Path) -> None:
-    if path.exists():
-        os.unlink(path)
+    history = pd.DataFrame(run.rows)
+    return TrainResult(history, _metrics(history, epochs, run.elapsed))
