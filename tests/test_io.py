@@ -207,6 +207,17 @@ def test_check_field_accepts_a_match_and_refuses_a_mismatch_naming_both_values()
         io.check_field("c.yaml", {}, "expansion", 16)
 
 
+def test_a_mismatch_keeps_its_facts_for_a_caller_that_names_its_own_fix():
+    import pickle
+
+    with pytest.raises(io.IdentityMismatch) as err:
+        io.check_field("c.yaml", {"multiplier": 0.35}, "multiplier", 1.0)
+    facts = (err.value.path, err.value.key, err.value.found, err.value.expected)
+    assert facts == ("c.yaml", "multiplier", 0.35, 1.0)
+    copy = pickle.loads(pickle.dumps(err.value))  # e.g. out of a worker process
+    assert str(copy) == str(err.value) and copy.found == 0.35
+
+
 # ---------------------------------------------------------------- hashes
 
 

@@ -13,16 +13,18 @@ from pfs.references import COMPARISON_COLUMNS
 
 def _table() -> pd.DataFrame:
     return pd.DataFrame([
-        {"dataset": "cifar10", "arch": "resnet56", "method": "full", "schedule": "scratch_e", "macs": 125.0e6,
-         "macs_reduction": 0.0, "top1_mean": 0.94, "top1_std": 0.002},
-        {"dataset": "cifar10", "arch": "resnet56", "method": "pfs", "schedule": "scratch_b", "macs": 62.5e6,
-         "macs_reduction": 0.5, "top1_mean": 0.935, "top1_std": 0.001},
-        {"dataset": "cifar10", "arch": "vgg16_bn", "method": "pfs", "schedule": "scratch_b", "macs": 150e6,
-         "macs_reduction": 0.52, "top1_mean": 0.93, "top1_std": 0.0},
+        {"dataset": "cifar10", "num_classes": 10, "arch": "resnet56", "method": "full", "schedule": "scratch_e",
+         "macs": 125.0e6, "macs_reduction": 0.0, "top1_mean": 0.94, "top1_std": 0.002},
+        {"dataset": "cifar10", "num_classes": 10, "arch": "resnet56", "method": "pfs", "schedule": "scratch_b",
+         "macs": 62.5e6, "macs_reduction": 0.5, "top1_mean": 0.935, "top1_std": 0.001},
+        {"dataset": "cifar10", "num_classes": 10, "arch": "vgg16_bn", "method": "pfs", "schedule": "scratch_b",
+         "macs": 150e6, "macs_reduction": 0.52, "top1_mean": 0.93, "top1_std": 0.0},
     ])
 
 
 def _refs(rows) -> pd.DataFrame:
+    """Comparison rows (pfs.references.compare), comparable with our 10-class runs unless a row says otherwise."""
+    rows = [{"num_classes": 10, "ref_num_classes": 10, "comparable": True, **row} for row in rows]
     return pd.DataFrame(rows).reindex(columns=COMPARISON_COLUMNS)
 
 
@@ -42,6 +44,43 @@ def test_references_sit_at_their_macs_or_at_their_ratio_of_our_standard_network(
     vgg = reference_points(table[table["arch"] == "vgg16_bn"], refs)
     assert vgg == [(pytest.approx(0.5 * 150e6 / 0.48), 93.5, "C")]
     assert reference_points(table, _refs([])) == []
+
+
+def _imagenet(classes: int) -> pd.DataFrame:
+    """An unpruned MobileNetV2 table row on ImageNet over ``classes`` classes (1000: ILSVRC2012; fewer: a subset)."""
+    return pd.DataFrame([{"dataset": "imagenet", "num_classes": classes, "arch": "mobilenet_v2", "method": "full",
+                          "schedule": "scratch_e", "macs": 300e6, "macs_reduction": 0.0, "top1_mean": 0.3,
+                          "top1_std": 0.0}])
+
+
+# torchvision's 1000-class figure beside a grid with a 10-class toy run and a 1000-class run (compare's two rows)
+TORCHVISION = [
+    {"dataset": "imagenet", "arch": "mobilenet_v2", "ref_method": "torchvision", "ref_ratio": 0.0, "ref_top1": 71.88,
+     "ref_num_classes": 1000, "num_classes": 10, "comparable": False,
+     "not_comparable": "reference: 1000 classes, this run: 10"},
+    {"dataset": "imagenet", "arch": "mobilenet_v2", "ref_method": "torchvision", "ref_ratio": 0.0, "ref_top1": 71.88,
+     "ref_num_classes": 1000, "num_classes": 1000},
+]
+
+
+def test_references_over_other_classes_are_not_drawn():
+    refs = _refs(TORCHVISION)
+    assert reference_points(_imagenet(10), refs) == []
+    assert reference_points(_imagenet(1000), refs) == [(pytest.approx(300e6), 71.88, "torchvision")]
+    old = refs.drop(columns=["comparable"])  # a comparison.csv written before classes were matched: no star
+    assert reference_points(_imagenet(1000), old) == []
+
+
+def test_accuracy_plot_has_a_panel_per_number_of_classes_and_stars_only_where_comparable(tmp_path, monkeypatch):
+    from pfs import plots
+
+    figures = []
+    monkeypatch.setattr(plots, "_save", lambda fig, out: figures.append(fig))
+    accuracy_vs_macs(pd.concat([_imagenet(10), _imagenet(1000)]), tmp_path / "a.png", _refs(TORCHVISION))
+    axes = figures[0].axes
+    assert [ax.get_title() for ax in axes] == ["mobilenet_v2 on imagenet (10 classes)",
+                                               "mobilenet_v2 on imagenet (1000 classes)"]
+    assert [sum(line.get_marker() == "*" for line in ax.lines) for ax in axes] == [0, 1]
 
 
 def test_accuracy_plot_is_written_with_and_without_references(tmp_path):

@@ -102,6 +102,17 @@ def test_render_does_not_depend_on_where_the_results_are(tmp_path):
     assert "`results/table.csv` (digits; seed 0; " in readme.render(one)
 
 
+def test_render_names_the_split_each_dataset_is_measured_on(tmp_path):
+    results = make_results(tmp_path)
+    assert "; top-1 on the test set; " in readme.render(results)
+    table = pd.read_csv(results / "table.csv")
+    full = table[table["method"] == "full"].assign(dataset="imagenet", arch="mobilenet_v2")
+    pd.concat([table, full]).to_csv(results / "table.csv", index=False)
+    assert "(digits, imagenet; seed 0; top-1 on the test set (imagenet: val set); " in readme.render(results)
+    full.to_csv(results / "table.csv", index=False)
+    assert "(imagenet; seed 0; top-1 on the val set; " in readme.render(results)
+
+
 def test_render_says_NO_for_gates_that_missed_their_target(tmp_path):
     text = readme.render(make_results(tmp_path, target_met=False))
     assert "| same, Scratch-B (24 epochs) | 5.14M | 86k | 97.78% | NO |" in text

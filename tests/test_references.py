@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 import yaml
 
+from pfs.catalog import DATASETS
 from pfs.errors import PfsError
 from pfs.references import COMPARISON_COLUMNS, compare, comparison_markdown, load_references
 from pfs.summary import COLUMNS, write_tables
@@ -19,7 +20,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 def _run(method, seed, top1, ratio=0.5, achieved=0.4995, schedule="scratch_e", arch="resnet56"):
     pruned = method != "full"
-    return {"dataset": "cifar10", "arch": arch, "method": method, "expansion": 20 if pruned else 16,
+    return {"dataset": "cifar10", "num_classes": 10, "arch": arch, "method": method, "expansion": 20 if pruned else 16,
             "multiplier": 1.0, "sparsity": 0.2 if method == "pfs" else None, "ratio": ratio if pruned else 0.0,
             "achieved_ratio": achieved if pruned else 0.0, "schedule": schedule, "seed": seed,
             "macs": 62_900_000 if pruned else 125_747_840, "params": 430_000 if pruned else 855_770, "top1": top1,
@@ -36,23 +37,29 @@ def _table() -> pd.DataFrame:
 
 
 def _ref(**kw):
-    row = {"dataset": "cifar10", "arch": "resnet56", "method": "Paper X Scratch-B", "ratio": 0.5, "top1": 93.2,
-           "baseline_top1": 93.8, "source": "synthetic test row, table 9"}
+    row = {"dataset": "cifar10", "arch": "resnet56", "num_classes": 10, "split": "test", "method": "Paper X Scratch-B",
+           "ratio": 0.5, "top1": 93.2, "baseline_top1": 93.8, "source": "synthetic test row, table 9"}
     row.update(kw)
     return row
 
 
-def _write(tmp_path: Path, rows, **top) -> Path:
+def _write(tmp_path: Path, rows, version: int = 2, **top) -> Path:
     path = tmp_path / "refs.yaml"
-    path.write_text(yaml.safe_dump({"format_version": 1, **top, "references": rows}, sort_keys=False))
+    path.write_text(yaml.safe_dump({"format_version": version, **top, "references": rows}, sort_keys=False))
     return path
 
 
 def test_the_shipped_references_file_is_valid_and_every_row_names_its_source():
-    refs, tolerance = load_references(REPO / "configs" / "paper_results.yaml")
+    path = REPO / "configs" / "paper_results.yaml"
+    refs, tolerance = load_references(path)
     assert 0 < tolerance <= 0.05
     assert refs["source"].str.len().min() >= 5
     assert refs["top1"].dropna().between(1, 100).all()
+    # every row states its classes and split (format_version 2), those of the full dataset it was published on
+    assert yaml.safe_load(path.read_text())["format_version"] == 2
+    for row in refs.itertuples():
+        info = DATASETS[row.dataset]
+        assert (row.num_classes, row.split) == (info.num_classes, info.eval_split), row.method
 
 
 def test_a_reference_is_compared_with_every_run_of_ours_near_its_ratio(tmp_path):
@@ -106,6 +113,75 @@ def test_markdown_shows_reference_ours_and_the_signed_difference(tmp_path):
     assert "add rows there" in comparison_markdown(pd.DataFrame(columns=COMPARISON_COLUMNS), "refs.yaml")
 
 
+def _imagenet_run(classes: int, top1: float, seed: int = 0) -> dict:
+    """An unpruned MobileNetV2 run on ImageNet (classes: 1000 for ILSVRC2012, fewer for a subset's index)."""
+    return {"dataset": "imagenet", "num_classes": classes, "arch": "mobilenet_v2", "method": "full", "expansion": 32,
+            "multiplier": 1.0, "sparsity": None, "ratio": 0.0, "achieved_ratio": 0.0, "schedule": "scratch_e",
+            "seed": seed, "macs": 300_774_272, "params": 3_504_872, "top1": top1, "top5": 0.9, "best_top1": top1,
+            "epochs": 2, "train_time_s": 1.0}
+
+
+TORCHVISION = {"dataset": "imagenet", "arch": "mobilenet_v2", "num_classes": 1000, "split": "val", "ratio": 0,
+               "method": "torchvision MobileNetV2", "top1": 71.878, "source": "synthetic torchvision row"}
+
+
+def test_a_reference_over_other_classes_is_listed_as_not_comparable_without_a_difference(tmp_path):
+    refs, tol = load_references(_write(tmp_path, [TORCHVISION]))
+    summary = pd.DataFrame([_imagenet_run(10, 0.28)]).reindex(columns=COLUMNS)  # a 10-class toy ImageNet
+    out = compare(seed_table(summary), refs, tol)
+    assert len(out) == 1
+    row = out.iloc[0]
+    assert not row["comparable"] and row["not_comparable"] == "reference: 1000 classes, this run: 10"
+    assert (row["ref_num_classes"], row["num_classes"], row["split"]) == (1000, 10, "val")
+    assert pd.isna(row["top1_diff"]) and pd.isna(row["top1_mean"]) and pd.isna(row["method"])
+    text = comparison_markdown(out, "refs.yaml")
+    assert "| top-1 diff |" not in text and "-43.88" not in text  # no table row, no difference
+    assert "No reference in refs.yaml is over the number of classes and split of this grid's runs" in text
+    assert ("- imagenet mobilenet_v2: torchvision MobileNetV2 (MACs reduction 0.0%, top-1 71.88; synthetic "
+            "torchvision row): reference: 1000 classes, this run: 10") in text
+
+
+def test_runs_over_the_references_classes_are_compared_beside_runs_over_others(tmp_path):
+    refs, tol = load_references(_write(tmp_path, [TORCHVISION]))
+    summary = pd.DataFrame([_imagenet_run(10, 0.28), _imagenet_run(1000, 0.70)]).reindex(columns=COLUMNS)
+    table = seed_table(summary)
+    assert table["num_classes"].tolist() == [10, 1000]  # two tasks, two rows, each with its own baseline
+    out = compare(table, refs, tol)
+    same, other = out[out["comparable"]].iloc[0], out[~out["comparable"]].iloc[0]
+    assert same["num_classes"] == 1000 and same["top1_diff"] == pytest.approx(70.0 - 71.878)
+    assert other["num_classes"] == 10 and pd.isna(other["top1_diff"])
+    text = comparison_markdown(out, "refs.yaml")
+    assert "| imagenet | mobilenet_v2 | torchvision MobileNetV2 | 0.0 | 71.88 |  | full scratch_e |" in text
+    assert "| -1.88 |" in text and text.count("reference: 1000 classes, this run: 10") == 1
+    assert text.index("| -1.88 |") < text.index("Not comparable")
+
+
+def test_a_reference_on_another_split_is_not_comparable(tmp_path):
+    refs, tol = load_references(_write(tmp_path, [_ref(split="val")]))  # not CIFAR's test set
+    out = compare(_table(), refs, tol)
+    assert len(out) == 1 and not out.iloc[0]["comparable"] and pd.isna(out.iloc[0]["top1_diff"])
+    assert out.iloc[0]["not_comparable"] == "reference on the val split, this run on test"
+
+
+def test_an_imagenet_run_that_did_not_record_its_classes_is_not_compared(tmp_path):
+    refs, tol = load_references(_write(tmp_path, [TORCHVISION]))
+    summary = pd.DataFrame([_imagenet_run(10, 0.28)]).reindex(columns=COLUMNS).assign(num_classes=None)
+    out = compare(seed_table(summary), refs, tol)
+    assert not out.iloc[0]["comparable"] and "number of classes is not recorded" in out.iloc[0]["not_comparable"]
+    cifar = pd.DataFrame([_run("full", 0, 0.94)]).reindex(columns=COLUMNS).assign(num_classes=None)
+    assert seed_table(cifar)["num_classes"].tolist() == [10]  # CIFAR-10 has 10 whatever was recorded
+
+
+def test_a_format_1_file_is_read_with_each_datasets_standard_classes_and_split(tmp_path):
+    old = [{k: v for k, v in row.items() if k not in ("num_classes", "split")} for row in (_ref(), TORCHVISION)]
+    refs, _ = load_references(_write(tmp_path, old, version=1))
+    assert refs[["num_classes", "split"]].values.tolist() == [[10, "test"], [1000, "val"]]
+    out = compare(_table(), refs)
+    assert out["comparable"].all() and out["top1_diff"].notna().all()  # an old CIFAR-10 file compares as before
+    with pytest.raises(PfsError, match=r"refs.yaml: references.\d: 'num_classes' is a required property"):
+        load_references(_write(tmp_path, old, version=2))  # version 2 states them
+
+
 @pytest.mark.parametrize(("rows", "top", "names"), [
     ([_ref(source=None)], {}, "references.0.source"),
     ([{k: v for k, v in _ref().items() if k != "source"}], {}, "'source' is a required property"),
@@ -116,6 +192,9 @@ def test_markdown_shows_reference_ours_and_the_signed_difference(tmp_path):
     ([_ref(our_methods=["pruned"])], {}, "references.0.our_methods.0"),
     ([_ref(flops=1)], {}, "'flops' was unexpected"),
     ([_ref()], {"match_tolerance": 2}, "match_tolerance"),
+    ([_ref(split="train")], {}, "references.0.split"),
+    ([_ref(num_classes=1)], {}, "references.0.num_classes"),
+    ([_ref(num_classes=100)], {}, "references.0: num_classes 100 for cifar10, which has 10 classes"),
     ([_ref(ratio=0)], {}, "references.0: an unpruned row (ratio 0) has no baseline_top1"),
 ])
 def test_a_malformed_references_file_is_refused_naming_the_row_and_key(tmp_path, rows, top, names):
@@ -132,7 +211,7 @@ def test_a_missing_or_unparsable_references_file_says_how_to_fix_it(tmp_path):
     with pytest.raises(PfsError, match=r"bad.yaml is not valid YAML at line \d"):
         load_references(bad)
     version = _write(tmp_path, [_ref()])
-    version.write_text(version.read_text().replace("format_version: 1", "format_version: 2"))
+    version.write_text(version.read_text().replace("format_version: 2", "format_version: 3"))
     with pytest.raises(PfsError, match="format_version"):
         load_references(version)
 
@@ -151,3 +230,19 @@ def test_write_tables_writes_the_comparison_csv_and_a_markdown_section(tmp_path)
     write_tables(summary, out["table.csv"], out["table.md"], out["comparison.csv"], None)
     assert pd.read_csv(out["comparison.csv"]).empty
     assert "No references file configured" in Path(out["table.md"]).read_text()
+
+
+def test_table_md_lists_a_reference_over_other_classes_as_not_comparable_and_the_plot_input_says_so(tmp_path):
+    from pfs.plots import reference_points
+
+    summary = pd.DataFrame([_imagenet_run(10, 0.28)]).reindex(columns=COLUMNS)
+    out = {name: str(tmp_path / name) for name in ("table.csv", "table.md", "comparison.csv")}
+    write_tables(summary, out["table.csv"], out["table.md"], out["comparison.csv"],
+                 str(_write(tmp_path, [TORCHVISION])))
+    md = Path(out["table.md"]).read_text()
+    assert "## imagenet (10 classes)" in md and "reference: 1000 classes, this run: 10" in md
+    assert "| top-1 diff |" not in md
+    table, comparison = pd.read_csv(out["table.csv"]), pd.read_csv(out["comparison.csv"])
+    assert table["num_classes"].tolist() == [10]
+    assert comparison[["comparable", "ref_num_classes", "num_classes"]].values.tolist() == [[False, 1000, 10]]
+    assert reference_points(table, comparison) == []  # read back as the plot reads it: no star

@@ -64,3 +64,26 @@ def test_target_met_holds_only_when_every_seed_met_it_and_is_empty_without_learn
     full_line = next(line for line in text.splitlines() if "| resnet56 | full |" in line)
     assert full_line.endswith("| 160 |  |")
     assert "| **no** (non-zero 0.24) |" in text and text.count("| yes |") == 1
+
+
+def _imagenet(method, top1, classes, ratio=0.5):
+    return {**_run(method, 0, top1, ratio=ratio, arch="mobilenet_v2"), "dataset": "imagenet", "num_classes": classes}
+
+
+def test_runs_over_another_number_of_classes_are_another_row_with_their_own_baseline():
+    rows = [_imagenet("full", 0.70, 1000), _imagenet("pfs", 0.68, 1000), _imagenet("full", 0.30, 10),
+            _imagenet("pfs", 0.25, 10)]
+    table = seed_table(_summary(rows))
+    assert list(zip(table["num_classes"], table["method"], strict=True)) == [
+        (10, "full"), (10, "pfs"), (1000, "full"), (1000, "pfs")]
+    assert table["top1_drop"].tolist() == pytest.approx([0.0, 0.05, 0.0, 0.02])  # each against its own full
+    text = to_markdown(table)
+    assert text.index("## imagenet (10 classes)") < text.index("## imagenet (1000 classes)")
+
+
+def test_the_classes_come_from_the_dataset_when_it_has_a_fixed_number_and_stay_empty_for_imagenet():
+    cifar = seed_table(_summary([_run("full", 0, 0.94)]).assign(num_classes=None))
+    assert cifar["num_classes"].tolist() == [10] and to_markdown(cifar).startswith("## cifar10 (10 classes)")
+    imagenet = seed_table(_summary([_imagenet("full", 0.3, None)]))
+    assert imagenet["num_classes"].isna().all()
+    assert to_markdown(imagenet).startswith("## imagenet (classes not recorded)")

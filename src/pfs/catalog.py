@@ -35,6 +35,15 @@ class DatasetInfo:
     in_memory: bool = True  # held whole as uint8 tensors; False: image files read through index tables
     downloadable: bool = False  # torchvision can download it (dataset.download: true)
     color_augment: bool = False  # the official colour jitter and lighting noise exist for it (ImageNet only)
+    # the split our top-1 is measured on ("test": CIFAR's test batch, digits' held-out part; "val": ImageNet's
+    # validation folder); a published figure is comparable only when measured on the same split
+    eval_split: str = "test"
+
+    @property
+    def fixed_classes(self) -> bool:
+        """Whether every run of it has ``num_classes`` classes (ImageNet's come from its index: a subset has
+        fewer)."""
+        return self.in_memory
 
 
 _CIFAR_MEAN, _CIFAR_STD = (0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010)
@@ -50,7 +59,7 @@ DATASETS = {
     # read through its index tables (pfs.imagenet.prepare_lists); the number of classes of a run comes from the
     # index (pfs.imagenet.num_classes), 1000 for ILSVRC2012
     "imagenet": DatasetInfo("imagenet", 1000, 224, _IMAGENET_MEAN, _IMAGENET_STD, 0, True, ("train", "val"),
-                            domain="imagenet", in_memory=False, color_augment=True),
+                            domain="imagenet", in_memory=False, color_augment=True, eval_split="val"),
 }
 
 

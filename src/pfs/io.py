@@ -135,11 +135,24 @@ def load_yaml_artifact(path: str | os.PathLike, kind: str, remedy: str = REMEDY)
     return data
 
 
+class IdentityMismatch(PfsError):
+    """A file made for another identity (``key``: ``found``) than the caller's (``expected``). The message ends
+    with the workflow's remedy (the file is stale: remake it); a caller whose mismatch comes from what a user
+    asked for (a command-line flag) catches it and names the flag instead, from the facts kept here."""
+
+    def __init__(self, path: str | os.PathLike, key: str, found: Any, expected: Any, remedy: str = REMEDY) -> None:
+        self.path, self.key, self.found, self.expected, self.remedy = str(path), key, found, expected, remedy
+        super().__init__(f"{path} was made for {key}={found!r}, but this job needs {key}={expected!r}; {remedy}")
+
+    def __reduce__(self):  # picklable with its facts (e.g. out of a DataLoader worker)
+        return type(self), (self.path, self.key, self.found, self.expected, self.remedy)
+
+
 def check_field(path: str | os.PathLike, data: dict, key: str, expected: Any, remedy: str = REMEDY) -> None:
-    """Refuse a file whose ``key`` differs from what the caller expects (e.g. another arch or expansion)."""
+    """Refuse a file whose ``key`` differs from what the caller expects (e.g. another arch or expansion), with an
+    IdentityMismatch naming both values."""
     if data.get(key) != expected:
-        raise PfsError(f"{path} was made for {key}={data.get(key)!r}, but this job needs {key}={expected!r}; "
-                       f"{remedy}")
+        raise IdentityMismatch(path, key, data.get(key), expected, remedy)
 
 
 def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:

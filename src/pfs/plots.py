@@ -15,6 +15,7 @@ import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
 from pfs import io  # noqa: E402
+from pfs.references import comparable_rows  # noqa: E402
 
 _STYLE = {"full": ("black", "s"), "pfs": ("tab:blue", "o"), "uniform": ("tab:orange", "^"),
           "random": ("tab:green", "v")}
@@ -47,25 +48,44 @@ def _standard_macs(rows: pd.DataFrame) -> float:
 
 def reference_points(rows: pd.DataFrame, references: pd.DataFrame) -> list[tuple[float, float, str]]:
     """(MACs, top-1 %, name) of each published reference (comparison rows with a figure) of the dataset+arch of
-    ``rows``: at its stated MACs, or else at its ratio of our standard network's MACs."""
+    ``rows`` that is comparable with them (the same number of classes and split; pfs.references.compare): at its
+    stated MACs, or else at its ratio of our standard network's MACs. A reference over another number of classes
+    is not drawn."""
     if rows.empty or references.empty:
         return []
     dataset, arch = rows["dataset"].iloc[0], rows["arch"].iloc[0]
     mine = references[(references["dataset"] == dataset) & (references["arch"] == arch)
-                      & references["ref_top1"].notna()]
+                      & references["ref_top1"].notna() & comparable_rows(references)]
+    if "num_classes" in rows.columns and "num_classes" in mine.columns:
+        mine = mine[pd.to_numeric(mine["num_classes"], errors="coerce").isin(
+            pd.to_numeric(rows["num_classes"], errors="coerce").dropna())]
     mine = mine.drop_duplicates(["ref_method", "ref_ratio", "ref_top1"])
     return [(float(r.ref_macs) if pd.notna(r.ref_macs) else (1 - r.ref_ratio) * _standard_macs(rows),
              float(r.ref_top1), str(r.ref_method)) for r in mine.itertuples(index=False)]
 
 
+def _panels(table: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
+    """(title, rows) per dataset, number of classes and arch."""
+    if table.empty:
+        return [("no runs", table)]
+    keys = ["dataset", "num_classes", "arch"] if "num_classes" in table.columns else ["dataset", "arch"]
+    panels = []
+    for key, rows in table.groupby(keys, sort=False, dropna=False):
+        dataset, arch = key[0], key[-1]
+        classes = f" ({int(key[1])} classes)" if len(key) == 3 and pd.notna(key[1]) else ""
+        panels.append((f"{arch} on {dataset}{classes}", rows))
+    return panels
+
+
 def accuracy_vs_macs(table: pd.DataFrame, out: str | Path, references: pd.DataFrame | None = None) -> None:
-    """Top-1 (mean over seeds, std as error bar) against MACs, one colour per method, one panel per dataset+arch;
-    published ``references`` (pfs.references.compare's rows) of the same dataset+arch as labelled grey stars, at
-    their stated MACs or else at their ratio of our standard network's MACs."""
-    groups = list(table.groupby(["dataset", "arch"], sort=False)) or [(("", "no runs"), table)]
-    fig, axes = plt.subplots(1, len(groups), figsize=(5.5 * len(groups), 4.2), squeeze=False)
+    """Top-1 (mean over seeds, std as error bar) against MACs, one colour per method, one panel per dataset, number
+    of classes and arch; published ``references`` (pfs.references.compare's rows) comparable with a panel's runs
+    (same dataset, arch, number of classes and split) as labelled grey stars, at their stated MACs or else at their
+    ratio of our standard network's MACs."""
+    panels = _panels(table)
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4.2), squeeze=False)
     refs = references if references is not None else pd.DataFrame()
-    for ax, ((dataset, arch), rows) in zip(axes[0], groups, strict=True):
+    for ax, (title, rows) in zip(axes[0], panels, strict=True):
         for (method, schedule), sub in rows.groupby(["method", "schedule"], sort=False):
             color, marker = _STYLE.get(method, ("tab:gray", "x"))
             fill = "none" if schedule == "scratch_b" else color
@@ -76,7 +96,7 @@ def accuracy_vs_macs(table: pd.DataFrame, out: str | Path, references: pd.DataFr
                     label="published (grey stars)" if n == 0 else None)
             ax.annotate(name, (macs / 1e6, top1), fontsize=6, xytext=(4, 4), textcoords="offset points",
                         color="dimgray")
-        ax.set(title=f"{arch} on {dataset}", xlabel="MACs (millions)", ylabel="top-1 accuracy (%)")
+        ax.set(title=title, xlabel="MACs (millions)", ylabel="top-1 accuracy (%)")
         ax.grid(alpha=0.3)
         if len(rows):
             ax.legend(fontsize=8)

@@ -13,6 +13,7 @@ from pathlib import Path
 import pandas as pd
 
 from pfs import io
+from pfs.catalog import dataset_info
 from pfs.errors import PfsError
 from pfs.grid import fmt
 from pfs.tables import METHOD_ORDER, SCHEDULE_ORDER
@@ -197,7 +198,13 @@ def render(results: str | Path = "results") -> str:
     seeds = sorted(int(s) for s in summary["seed"].unique())
     seeds_text = ("seed " if len(seeds) == 1 else "seeds ") + ", ".join(map(str, seeds))
     # the text names results/ whatever --results is: the section must not depend on where the run was read from
-    lines = [f"`results/table.csv` ({datasets}; {seeds_text}; top-1 on the test set; MACs and params of the trained "
+    splits = {name: dataset_info(name).eval_split for name in sorted(table["dataset"].unique())}
+    others = {name: split for name, split in splits.items() if split != "test"}  # ImageNet: its val set
+    if len(set(splits.values())) == 1:
+        measured = f"the {next(iter(splits.values()))} set"
+    else:
+        measured = "the test set (" + ", ".join(f"{name}: {split} set" for name, split in others.items()) + ")"
+    lines = [f"`results/table.csv` ({datasets}; {seeds_text}; top-1 on {measured}; MACs and params of the trained "
              "network, per image):", "", *results_table(table)]
     gate_keys = ["dataset", "arch", "expansion", "multiplier", "sparsity", "seed"]
     gates = [gate_line(results, run) for run in _runs(summary, ("pfs",), ["method", *gate_keys])]

@@ -8,9 +8,11 @@ from pfs import io
 from pfs.references import compare, comparison_markdown, load_references
 from pfs.tables import seed_table, to_markdown
 
-COLUMNS = ["dataset", "arch", "method", "expansion", "multiplier", "sparsity", "ratio", "achieved_ratio",
-           "schedule", "seed", "macs", "params", "top1", "top5", "best_top1", "epochs", "train_time_s",
-           "target_met", "gates_nonzero_fraction"]  # the last two: learned gates only (did gate learning reach r)
+# num_classes: what the network was built for (ImageNet: the index's classes), on which references are matched;
+# target_met and gates_nonzero_fraction: learned gates only (did gate learning reach r)
+COLUMNS = ["dataset", "num_classes", "arch", "method", "expansion", "multiplier", "sparsity", "ratio",
+           "achieved_ratio", "schedule", "seed", "macs", "params", "top1", "top5", "best_top1", "epochs",
+           "train_time_s", "target_met", "gates_nonzero_fraction"]
 
 
 def collect(paths: list[str]) -> pd.DataFrame:

@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import pandas as pd
 
-# one table row per experiment: everything that identifies a run except its seed
-GROUP = ["dataset", "arch", "method", "expansion", "multiplier", "sparsity", "ratio", "schedule"]
+from pfs.catalog import dataset_info
+
+# one table row per experiment: everything that identifies a run except its seed (num_classes: an ImageNet subset
+# is another task than ImageNet, with its own baseline and its own references)
+GROUP = ["dataset", "num_classes", "arch", "method", "expansion", "multiplier", "sparsity", "ratio", "schedule"]
 TABLE_COLUMNS = [*GROUP, "n", "macs", "params", "macs_reduction", "top1_mean", "top1_std", "top5_mean",
                  "best_top1_mean", "top1_drop", "epochs", "target_met", "gates_nonzero_fraction"]
 METHOD_ORDER = {"full": 0, "pfs": 1, "uniform": 2, "random": 3}  # row order of every results table
@@ -19,13 +22,23 @@ def _all_met(values: pd.Series):
     return pd.NA if known.empty else bool(known.astype(bool).all())
 
 
+def _num_classes(frame: pd.DataFrame) -> pd.Series:
+    """Each run's number of classes: as recorded (metrics.json's num_classes), else the dataset's when it has a
+    fixed number (CIFAR, digits); -1 for an ImageNet run that did not record it (its index decided)."""
+    recorded = frame["num_classes"] if "num_classes" in frame.columns else pd.Series(pd.NA, index=frame.index)
+    fixed = frame["dataset"].map(lambda d: dataset_info(d).num_classes if dataset_info(d).fixed_classes else -1)
+    return pd.to_numeric(recorded, errors="coerce").fillna(fixed).astype(int)
+
+
 def seed_table(summary: pd.DataFrame) -> pd.DataFrame:
-    """Group the per-run summary over seeds; ``top1_drop`` is the unpruned baseline's mean top-1 (same dataset and
-    arch) minus this row's (positive: less accurate than the baseline), empty without a baseline."""
+    """Group the per-run summary over seeds; ``top1_drop`` is the unpruned baseline's mean top-1 (same dataset,
+    number of classes and arch) minus this row's (positive: less accurate than the baseline), empty without a
+    baseline. ``num_classes`` is empty for an ImageNet run that did not record it."""
     if summary.empty:
         return pd.DataFrame(columns=TABLE_COLUMNS)
     frame = summary.copy()
     frame[["sparsity", "multiplier"]] = frame[["sparsity", "multiplier"]].fillna(-1)  # full runs: no sparsity
+    frame["num_classes"] = _num_classes(frame)
     grouped = frame.groupby(GROUP, sort=False, dropna=False)
     table = grouped.agg(n=("seed", "nunique"), macs=("macs", "first"), params=("params", "first"),
                         macs_reduction=("achieved_ratio", "mean"), top1_mean=("top1", "mean"),
@@ -33,14 +46,16 @@ def seed_table(summary: pd.DataFrame) -> pd.DataFrame:
                         epochs=("epochs", "first"), target_met=("target_met", _all_met),
                         gates_nonzero_fraction=("gates_nonzero_fraction", "mean")).reset_index()
     table["top1_std"] = table["top1_std"].fillna(0.0)  # one seed: no spread
-    full = table[table["method"] == "full"].groupby(["dataset", "arch"])["top1_mean"].mean()
-    baseline = table.set_index(["dataset", "arch"]).index.map(full.to_dict().get)
+    keys = ["dataset", "num_classes", "arch"]
+    full = table[table["method"] == "full"].groupby(keys)["top1_mean"].mean()
+    baseline = table.set_index(keys).index.map(full.to_dict().get)
     table["top1_drop"] = pd.to_numeric(baseline, errors="coerce") - table["top1_mean"]
     table["sparsity"] = table["sparsity"].where(table["sparsity"] >= 0)
     table["multiplier"] = table["multiplier"].where(table["multiplier"] >= 0)
+    table["num_classes"] = table["num_classes"].astype("Int64").where(table["num_classes"] >= 0)
     table["_order"] = table["method"].map(METHOD_ORDER).fillna(len(METHOD_ORDER))
     table["_schedule"] = table["schedule"].map(SCHEDULE_ORDER)
-    table = table.sort_values(["dataset", "arch", "_order", "ratio", "_schedule"], ignore_index=True)
+    table = table.sort_values(["dataset", "num_classes", "arch", "_order", "ratio", "_schedule"], ignore_index=True)
     return table[TABLE_COLUMNS]
 
 
@@ -55,15 +70,20 @@ def _target(met, nonzero: float) -> str:
     return "yes" if met else f"**no** (non-zero {nonzero:.2f})"
 
 
+def _classes(value) -> str:
+    return "classes not recorded" if pd.isna(value) else f"{int(value)} classes"
+
+
 def to_markdown(table: pd.DataFrame) -> str:
-    """One markdown table per dataset: accuracies in %, top-1 as mean ± std over n seeds."""
+    """One markdown table per dataset and number of classes: accuracies in %, top-1 as mean ± std over n
+    seeds."""
     if table.empty:
         return "No finished training runs yet.\n"
     parts = []
     header = ("| arch | method | expansion | sparsity | schedule | MACs | MACs reduction (%) | params | "
               "top-1 (%) | drop vs full (%) | top-5 (%) | epochs | gates at target |")
-    for dataset, rows in table.groupby("dataset", sort=False):
-        lines = [f"## {dataset}", "", header, "|" + "---|" * 13]
+    for (dataset, classes), rows in table.groupby(["dataset", "num_classes"], sort=False, dropna=False):
+        lines = [f"## {dataset} ({_classes(classes)})", "", header, "|" + "---|" * 13]
         for r in rows.itertuples():
             sparsity = "" if pd.isna(r.sparsity) else f"{r.sparsity:g}"
             top1 = f"{100 * r.top1_mean:.2f} ± {100 * r.top1_std:.2f} (n={r.n})"
