@@ -4,11 +4,15 @@
 from snakemake.utils import validate
 
 from pfs.config import check_config, check_output_folders, check_schema, train_settings
+from pfs.datatree import fingerprint
 from pfs.grid import NUMBER, full_runs, pruned_runs, random_runs, uniform_runs
 
 check_schema(config, f"{workflow.basedir}/schemas/config.schema.yaml")  # one clear line naming a bad key
 validate(config, "../schemas/config.schema.yaml", set_default=True)  # fills in the defaults
 check_config(config)
+# the dataset's files as the jobs would see them (pfs.datatree): a param of every rule that reads them, so changed
+# data reruns those jobs and what follows; moved data (another dataset.root) reruns nothing
+DATA = fingerprint(config["dataset"]["name"], config["dataset"]["root"], config["dataset"]["check_md5"])
 
 
 onstart:

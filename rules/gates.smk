@@ -8,7 +8,7 @@ rule learn_gates:
         f"logs/{EXP}/learn_gates.log",
     benchmark:
         f"benchmarks/{EXP}/learn_gates.tsv"
-    retries: config["resources"]["retries"]
+    retries: job_retries()
     conda:
         "../envs/pfs.yaml"
     threads: config["resources"]["threads"]
@@ -17,6 +17,7 @@ rule learn_gates:
     params:
         hp=section_params("gates"),
         split=split_params(),
+        data=DATA,
     script:
         "../workflow_scripts/learn_gates.py"
 

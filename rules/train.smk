@@ -21,6 +21,7 @@ rule train_pruned:
     params:
         hp=train_params,
         method="pfs",
+        data=DATA,
     script:
         "../workflow_scripts/train.py"
 
@@ -37,6 +38,7 @@ use rule train_pruned as train_full with:
     params:
         hp=train_params,
         method="full",
+        data=DATA,
 
 
 use rule train_pruned as train_uniform with:
@@ -52,6 +54,7 @@ use rule train_pruned as train_uniform with:
     params:
         hp=train_params,
         method="uniform",
+        data=DATA,
 
 
 use rule train_pruned as train_random with:
@@ -67,3 +70,4 @@ use rule train_pruned as train_random with:
     params:
         hp=train_params,
         method="random",
+        data=DATA,

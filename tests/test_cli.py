@@ -55,19 +55,60 @@ def test_summary_of_a_channels_file_gives_the_pruned_cost(tmp_path):
     assert answer["expansion"] == 20  # taken from the file
 
 
-def test_summary_refuses_a_channels_file_of_another_arch(tmp_path, capsys):
+def test_summary_refuses_a_channels_file_of_another_arch_naming_the_flag_to_change(tmp_path, capsys):
     channels = write_channels(tmp_path / "channels.yaml", arch="resnet110")
     assert main(["summary", "--arch", "resnet56", "--channels", str(channels)]) == 2
     out, err = capsys.readouterr()
     assert out == ""
-    assert "arch='resnet110'" in err and "arch='resnet56'" in err
+    assert err == (f"error: channels file {channels} was made for arch resnet110, but this run asks for arch "
+                   "resnet56: pass --arch resnet110 (or use a channels file made for arch resnet56)\n")
 
 
-def test_summary_refuses_a_channels_file_of_another_expansion(tmp_path, capsys):
+def test_summary_refuses_a_channels_file_of_another_expansion_naming_the_flag_to_change(tmp_path, capsys):
     channels = write_channels(tmp_path / "channels.yaml")
     assert main(["summary", "--arch", "resnet56", "--expansion", "16", "--channels", str(channels)]) == 2
     err = capsys.readouterr().err
-    assert "expansion=20" in err and "expansion=16" in err
+    assert "was made for expansion 20, but this run asks for expansion 16: pass --expansion 20" in err
+    assert "delete it" not in err  # the file is fine: the flag is what to change
+
+
+def test_a_channels_file_of_another_multiplier_is_fine_and_the_flag_is_what_to_change(tmp_path, capsys):
+    widths = default_widths("mobilenet_v2", 32)
+    macs = network_cost("mobilenet_v2", 224, 1000, widths=widths, expansion=32, multiplier=0.35)["macs"]
+    channels = write_channels(tmp_path / "channels.yaml", arch="mobilenet_v2", dataset="imagenet", expansion=32,
+                              multiplier=0.35, widths=widths, macs=macs)
+    flags = ["summary", "--arch", "mobilenet_v2", "--dataset", "imagenet", "--channels", str(channels)]
+    assert main([*flags, "--multiplier", "1"]) == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err == (f"error: channels file {channels} was made for multiplier 0.35, but this run asks for multiplier "
+                   "1: pass --multiplier 0.35 (or use a channels file made for multiplier 1)\n")
+    assert main([*flags, "--multiplier", "0.35"]) == 0  # the advice works
+    assert json.loads(capsys.readouterr().out)["macs"] == macs
+    assert main(flags) == 0  # and without the flag the file's multiplier is taken
+    assert json.loads(capsys.readouterr().out)["multiplier"] == 0.35
+
+
+def test_a_channels_file_of_another_dataset_names_the_default_the_run_fell_back_to(tmp_path, capsys):
+    macs = network_cost("resnet56", 16, 10, widths=PRUNED_RESNET56, expansion=20)["macs"]
+    channels = write_channels(tmp_path / "channels.yaml", dataset="digits", macs=macs)
+    assert main(["summary", "--arch", "resnet56", "--channels", str(channels)]) == 2
+    assert ("was made for dataset digits, but this run asks for dataset cifar10 (the default of --dataset): pass "
+            "--dataset digits") in capsys.readouterr().err
+    assert main(["summary", "--arch", "resnet56", "--dataset", "digits", "--channels", str(channels)]) == 0
+    assert json.loads(capsys.readouterr().out)["macs"] == macs
+
+
+def test_the_workflow_keeps_its_remedy_for_a_file_whose_identity_does_not_fit_the_job(tmp_path):
+    from pfs.artifacts import load_channels
+    from pfs.errors import PfsError
+    from pfs.experiment import Experiment
+    from pfs.io import REMEDY
+
+    channels = write_channels(tmp_path / "channels.yaml", expansion=24)
+    with pytest.raises(PfsError) as err:  # a training job given a stale file: remaking it is the fix
+        load_channels(str(channels), Experiment("cifar10", "resnet56", 0, 20, 1.0))
+    assert str(err.value) == f"{channels} was made for expansion=24, but this job needs expansion=20; {REMEDY}"
 
 
 def test_summary_refuses_widths_wider_than_the_expanded_network(tmp_path, capsys):
@@ -129,3 +170,19 @@ def test_summary_of_an_imagenet_network_with_a_multiplier():
     assert answer["multiplier"] == 0.5 and answer["image_size"] == 224 and answer["num_classes"] == 1000
     assert answer["macs"] == network_cost("mobilenet_v2", 224, 1000, multiplier=0.5)["macs"]
     assert answer["macs"] < network_cost("mobilenet_v2", 224, 1000)["macs"]
+
+
+def test_verify_images_names_the_undecodable_files_and_passes_a_clean_tree(tmp_path):
+    from PIL import Image
+
+    for split in ("train", "val"):
+        for name in ("n01", "n02"):
+            (tmp_path / split / name).mkdir(parents=True)
+            Image.new("RGB", (20, 16), (9, 99, 199)).save(tmp_path / split / name / "ok.JPEG")
+    assert json.loads(run_pfs("verify-images", "--root", str(tmp_path), "--workers", "2").stdout) == {
+        "root": str(tmp_path), "images": 4, "unreadable": 0}
+    (tmp_path / "val" / "n02" / "bad.JPEG").write_bytes(b"\xff\xd8 not really a jpeg")
+    proc = run_pfs("verify-images", "--root", str(tmp_path), "--workers", "2")
+    assert proc.returncode == 2
+    assert f"error: 1 of 5 images cannot be decoded: {tmp_path / 'val/n02/bad.JPEG'}; remove or replace" in proc.stderr
+    assert "verified 5 images" in proc.stderr and "Traceback" not in proc.stderr

@@ -30,6 +30,7 @@ from pfs.imagenet import (
     num_classes,
     prepare_lists,
     read_list,
+    unreadable_images,
 )
 
 CLASSES = ("n02", "n01", "n03")  # created out of order: labels must follow the sorted names
@@ -314,15 +315,61 @@ def test_a_missing_image_file_is_a_pfs_error_naming_it(tiny_imagenet):
     frame = index_split(tiny_imagenet / "val")
     (tiny_imagenet / frame["path"][3]).unlink()
     ds = IndexedImageDataset(tiny_imagenet, frame, make_imagenet_transform(False))
-    with pytest.raises(PfsError, match=r"cannot read image .*val/n02/img1.JPEG"):
+    with pytest.raises(PfsError, match=r"image .*val/n02/img1.JPEG is listed in the index but missing: check "
+                                       r"dataset.root"):
         ds[3]
 
 
-def test_a_corrupt_image_file_is_a_pfs_error(tiny_imagenet):
+@pytest.mark.parametrize("workers", [0, 1, 2])
+def test_a_corrupt_image_is_one_line_naming_it_and_the_fix_whatever_the_worker_count(tiny_imagenet, workers):
     frame = index_split(tiny_imagenet / "val")
     (tiny_imagenet / frame["path"][0]).write_bytes(b"not a jpeg")
-    with pytest.raises(PfsError, match=r"cannot read image .*val/n01/img0.JPEG"):
-        IndexedImageDataset(tiny_imagenet, frame, make_imagenet_transform(False))[0]
+    ds = IndexedImageDataset(tiny_imagenet, frame, make_imagenet_transform(False))
+    loader = make_loader(ds, batch_size=2, train=False, num_workers=workers, device=torch.device("cpu"))
+    with pytest.raises(PfsError) as info:
+        list(loader)
+    message = str(info.value)
+    assert "\n" not in message and "Caught" not in message and "Traceback" not in message
+    assert f"cannot decode image {tiny_imagenet / frame['path'][0]}" in message
+    assert "remove or replace the file" in message and f"verify-images --root {tiny_imagenet}" in message
+
+
+def test_pfs_errors_from_other_worker_exceptions_keep_their_text():
+    assert str(PfsError("plain message")) == "plain message"
+    assert str(PfsError("Caught PfsError in something else.\nmore")) == "Caught PfsError in something else.\nmore"
+    wrapped = ("Caught PfsError in DataLoader worker process 3.\nOriginal Traceback (most recent call last):\n"
+               '  File "x.py", line 1, in f\npfs.errors.PfsError: the one line: with a colon')
+    assert str(PfsError(wrapped)) == "the one line: with a colon"
+
+
+def _corrupt(tree: Path) -> list[str]:
+    """A foreign file with an image name and a truncated JPEG in the tree; their paths, relative to it."""
+    (tree / "train" / "n01" / "x.JPEG").write_text("not an image")
+    whole = (tree / "val" / "n02" / "img1.JPEG").read_bytes()
+    (tree / "val" / "n02" / "cut.JPEG").write_bytes(whole[: len(whole) // 2])
+    return ["train/n01/x.JPEG", "val/n02/cut.JPEG"]
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_verification_finds_every_undecodable_image(tiny_imagenet, workers):
+    bad = _corrupt(tiny_imagenet)
+    paths = [p for split in ("train", "val") for p in index_split(tiny_imagenet / split)["path"]]
+    found = unreadable_images(tiny_imagenet, paths, workers)
+    assert [p for p, _ in found] == bad
+    assert "cannot identify image file" in found[0][1] and "truncated" in found[1][1].lower()
+    assert unreadable_images(tiny_imagenet, [p for p in paths if p not in bad], workers) == []
+
+
+def test_list_preparation_with_verification_refuses_undecodable_images_and_writes_no_table(tiny_imagenet, tmp_path):
+    bad = _corrupt(tiny_imagenet)
+    with pytest.raises(PfsError, match=r"2 of \d+ images cannot be decoded: .*train/n01/x.JPEG, .*val/n02/cut.JPEG; "
+                                       "remove or replace them"):
+        prepare_lists(tiny_imagenet, tmp_path / "lists", verify_workers=2)
+    assert not (tmp_path / "lists").exists() or not list((tmp_path / "lists").iterdir())
+    prepare_lists(tiny_imagenet, tmp_path / "lists")  # without verification: indexed (indexing never decodes)
+    for path in bad:
+        (tiny_imagenet / path).unlink()
+    prepare_lists(tiny_imagenet, tmp_path / "lists", verify_workers=2)
 
 
 def test_a_loader_batches_indexed_images(tiny_imagenet):

@@ -202,3 +202,10 @@ def test_colour_augmentation_outside_imagenet_is_refused_before_the_dag(default)
     by_arch = {**default, "train_by_arch": {"resnet20": {"color_augment": True}}}
     with pytest.raises(ConfigError, match="train.color_augment"):
         check_config(by_arch)
+
+
+def test_verify_images_is_refused_for_datasets_not_read_from_image_files(default, imagenet):
+    default["dataset"]["verify_images"] = True
+    assert _error(default).startswith("dataset.verify_images: digits is not read from image files")
+    imagenet["dataset"]["verify_images"] = True
+    check_config(imagenet)

@@ -10,31 +10,55 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 from pfs.errors import PfsError
+
+
+def _flag_advice(exc, given: bool) -> PfsError:
+    """A channels file made for another arch, dataset, expansion or multiplier than the flags ask for: the file is
+    fine, so say which flag to change (or which file to use) instead of the workflow's "delete it and rerun"."""
+    from pfs.grid import fmt
+
+    def text(value) -> str:
+        return fmt(value) if isinstance(value, int | float) and not isinstance(value, bool) else str(value)
+
+    found, asked = text(exc.found), text(exc.expected)
+    default = "" if given else f" (the default of --{exc.key})"
+    return PfsError(f"channels file {exc.path} was made for {exc.key} {found}, but this run asks for {exc.key} "
+                    f"{asked}{default}: pass --{exc.key} {found} (or use a channels file made for {exc.key} {asked})")
 
 
 def _summary(args: argparse.Namespace) -> dict:
     from pfs.artifacts import load_channels
     from pfs.catalog import dataset_info
     from pfs.experiment import Experiment
+    from pfs.io import IdentityMismatch
     from pfs.macs import network_cost
     from pfs.models import get_spec
 
+    dataset_given, args.dataset = args.dataset is not None, args.dataset or "cifar10"
     info = dataset_info(args.dataset)
     spec = get_spec(args.arch)
     expansion = spec.base_expansion if args.expansion is None else args.expansion
     multiplier, classes = args.multiplier, info.num_classes
     widths = None
-    if args.channels:  # unless given, expansion and multiplier come from the file, which is then checked
+    # unless given, expansion and multiplier come from the file, which is then checked against the flags: a
+    # mismatch names the flag to change (arch, dataset and any expansion or multiplier given come from the flags)
+    if args.channels:
         from pfs.io import load_yaml_artifact
 
         doc = load_yaml_artifact(args.channels, "pfs.channels")
         expansion = doc.get("expansion", expansion) if args.expansion is None else expansion
         multiplier = doc.get("multiplier", multiplier) if args.multiplier is None else multiplier
         exp = Experiment(args.dataset, args.arch, 0, expansion, float(multiplier or 1.0))
-        doc = load_channels(args.channels, exp)
+        try:
+            doc = load_channels(args.channels, exp)
+        except IdentityMismatch as exc:
+            if exc.found is None:  # the file does not record it: the file is at fault, not the flag
+                raise
+            raise _flag_advice(exc, given=exc.key != "dataset" or dataset_given) from None
         widths, classes = doc["widths"], int(doc.get("num_classes", classes))
     multiplier = float(multiplier or 1.0)
     cost = network_cost(args.arch, info.image_size, classes, widths=widths, expansion=expansion,
@@ -77,12 +101,25 @@ def _readme(args: argparse.Namespace) -> dict | None:
     return {"readme": args.readme, "results": args.results, "changed": readme.write(args.readme, args.results)}
 
 
+def _verify_images(args: argparse.Namespace) -> dict:
+    """Decode every image of an ImageNet-style tree (as list preparation indexes it); an error names the bad ones."""
+    import logging
+
+    from pfs.imagenet import index_tree, verify_images
+    from pfs.progress import setup_logging
+
+    setup_logging(None, logging.INFO)  # the count, files/s and every unreadable file, on stderr
+    frames = index_tree(args.root)
+    verify_images(args.root, frames, args.workers)
+    return {"root": args.root, "images": sum(len(f) for f in frames.values()), "unreadable": 0}
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m pfs", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     summary = sub.add_parser("summary", help="print MACs and params of a network as JSON")
     summary.add_argument("--arch", required=True, help="architecture name (see list-models)")
-    summary.add_argument("--dataset", default="cifar10", help="dataset (sets resolution and classes)")
+    summary.add_argument("--dataset", default=None, help="dataset (sets resolution and classes; default cifar10)")
     summary.add_argument("--expansion", type=int, default=None, help="width setting (default: the standard width)")
     summary.add_argument("--multiplier", type=float, default=None,
                          help="backbone width multiplier (resnet50, mobilenet_v2; default 1)")
@@ -92,6 +129,11 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--job", required=True, help="the job (pfs.jobs.TrainJob) as JSON, or a JSON file: dataset, "
                        "arch, seed, outputs, [method, schedule, ratio, expansion, multiplier, sparsity, channels, "
                        "train, data, device, checkpoint_dir, gpus, log]")
+    verify = sub.add_parser("verify-images", help="decode every image of an ImageNet-style tree (root/train, "
+                            "root/val) and name the ones that cannot be read (exit 2)")
+    verify.add_argument("--root", required=True, help="the folder holding train/ and val/ (dataset.root)")
+    verify.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="decoding processes (default: "
+                        "all CPUs)")
     readme = sub.add_parser("readme", help="write README.md's results section from what snakemake --cores all "
                             "wrote under results/ (--check: exit 1 when they differ)")
     readme.add_argument("--check", action="store_true", help="compare instead of writing; exit 1 with a diff")
@@ -109,6 +151,8 @@ def main(argv: list[str] | None = None) -> int:
             answer = _train(args)
             if not answer:  # not rank 0: rank 0 answers
                 return 0
+        elif args.command == "verify-images":
+            answer = _verify_images(args)
         elif args.command == "readme":
             answer = _readme(args)
             if answer is None:  # --check: the README's section is stale

@@ -67,6 +67,9 @@ def check_config(config: dict) -> None:
             _catalog_check(f"grid.multipliers.{arch}", catalog.check_multiplier, arch, m)
         if train_settings(config, arch).get("color_augment"):
             _catalog_check("train.color_augment", catalog.check_color_augment, data["name"])
+    if data.get("verify_images") and catalog.dataset_info(data["name"]).in_memory:
+        raise ConfigError(f"dataset.verify_images: {data['name']} is not read from image files (its files are "
+                          "checked when loaded); set dataset.verify_images: false")
     _catalog_check("dataset.root", catalog.check_data_present, data["name"], data["root"], data.get("download", False))
     if config.get("references"):  # a bad references file fails now, not after the last training job
         from pfs.errors import PfsError  # noqa: PLC0415 - torch-free, like pfs.references

@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from pfs.catalog import DATASETS, DatasetInfo, check_data_present
+from pfs.datatree import IMAGE_EXTENSIONS, class_folders, image_names
 from pfs.errors import PfsError
 from pfs.io import atomic_path
 
@@ -35,24 +36,7 @@ log = logging.getLogger(__name__)
 
 SPLITS = ("train", "val")
 COLUMNS = ("path", "class_name", "label")
-# torchvision's ImageFolder extensions (compared case-insensitively), plus .webp
-IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp"})
-_SUFFIXES = tuple(IMAGE_EXTENSIONS)  # str.endswith takes a tuple: one C call per name instead of os.path.splitext
 _SHOWN = 5  # differing class names shown in an error message
-
-
-def _is_hidden(name: str) -> bool:
-    # .DS_Store, macOS '._x.JPEG' resource forks (not images despite the extension), .ipynb_checkpoints/
-    return name.startswith(".")
-
-
-def class_folders(split_dir: str | os.PathLike) -> list[str]:
-    """Sorted names of the class folders of a split (hidden folders and plain files are ignored)."""
-    split_dir = Path(split_dir)
-    if not split_dir.is_dir():
-        raise PfsError(f"{split_dir} is not a folder; an ImageNet root holds train/ and val/ with one folder per class")
-    with os.scandir(split_dir) as entries:
-        return sorted(e.name for e in entries if not _is_hidden(e.name) and e.is_dir())
 
 
 def _require_classes(split_dir: Path) -> list[str]:
@@ -61,13 +45,6 @@ def _require_classes(split_dir: Path) -> list[str]:
         raise PfsError(f"{split_dir} has no class folders; expected one sub-folder per class (e.g. n01440764/). "
                        "The ILSVRC2012 val archive unpacks flat: move its images into class folders first")
     return classes
-
-
-def _image_names(class_dir: str) -> list[str]:
-    """Sorted image file names directly inside one class folder (deeper folders are not searched)."""
-    with os.scandir(class_dir) as entries:  # is_file() reads the entry's type from readdir: no stat
-        return sorted(e.name for e in entries
-                      if e.name.lower().endswith(_SUFFIXES) and not _is_hidden(e.name) and e.is_file())
 
 
 def index_split(split_dir: str | os.PathLike) -> pd.DataFrame:
@@ -82,7 +59,7 @@ def index_split(split_dir: str | os.PathLike) -> pd.DataFrame:
     class_names: list[str] = []
     labels: list[int] = []
     for label, name in enumerate(classes):
-        images = _image_names(os.path.join(split_dir, name))
+        images = image_names(os.path.join(split_dir, name))
         if not images:
             raise PfsError(f"class folder {split_dir / name} holds no images (extensions: "
                            f"{' '.join(sorted(IMAGE_EXTENSIONS))}); remove it or fill it")
@@ -118,12 +95,15 @@ def index_tree(root: str | os.PathLike) -> dict[str, pd.DataFrame]:
     return {split: index_split(root / split) for split in SPLITS}
 
 
-def prepare_lists(root: str | os.PathLike, out_dir: str | os.PathLike) -> dict[str, Path]:
+def prepare_lists(root: str | os.PathLike, out_dir: str | os.PathLike, verify_workers: int = 0) -> dict[str, Path]:
     """Write ``out_dir/train.csv`` and ``out_dir/val.csv``; all checks run before anything is written.
 
-    Both tables are written to temp files first and renamed only when both are complete.
+    Both tables are written to temp files first and renamed only when both are complete. ``verify_workers`` > 0:
+    first decode every image with that many processes and refuse undecodable ones (verify_images).
     """
     frames = index_tree(root)
+    if verify_workers > 0:
+        verify_images(root, frames, verify_workers)
     outputs = {split: Path(out_dir) / f"{split}.csv" for split in SPLITS}
     with contextlib.ExitStack() as stack:
         for split, frame in frames.items():
@@ -175,17 +155,80 @@ class IndexedImageDataset:  # a map-style dataset (DataLoader needs only __len__
         return len(self.labels)
 
     def __getitem__(self, i: int):
-        from PIL import Image
-
         path = self.root / str(self.paths[i])
         try:
-            with Image.open(path) as image:
-                rgb = image.convert("RGB")  # greyscale and CMYK JPEGs exist in ImageNet
-        except OSError as exc:  # missing, truncated or not an image
-            raise PfsError(f"cannot read image {path} ({exc}); check dataset.root, or rerun prepare_imagenet_list "
-                           "if the folder tree changed") from exc
+            rgb = _decode(path)
+        except OSError as exc:
+            raise unreadable_error(self.root, path, exc) from None  # one line, from a DataLoader worker too
         return self.transform(rgb), int(self.labels[i])
 
+
+def _decode(path: Path, draft: int | None = None):
+    """The image at ``path`` as RGB (greyscale and CMYK JPEGs exist in ImageNet); ``draft``: let a JPEG decode at
+    a reduced scale of at least that many pixels a side (all its data is still read: truncation is still seen)."""
+    from PIL import Image
+
+    with Image.open(path) as image:
+        if draft:
+            image.draft("RGB", (draft, draft))
+        return image.convert("RGB")
+
+
+def unreadable_error(root: Path, path: Path, exc: OSError) -> PfsError:
+    """The one-line error for an image that cannot be read: missing (the tree changed under the index, or another
+    dataset.root) or undecodable (a corrupt or foreign file: remove or replace it)."""
+    if isinstance(exc, FileNotFoundError):
+        return PfsError(f"image {path} is listed in the index but missing: check dataset.root (a changed tree is "
+                        "re-indexed by the next run)")
+    return PfsError(f"cannot decode image {path} ({exc}): remove or replace the file, then run again (the index is "
+                    "rebuilt); to find every such file before training, set dataset.verify_images: true or run "
+                    f"`python -m pfs verify-images --root {root}`")
+
+
+def _check_one(path: str) -> str | None:
+    try:
+        _decode(Path(path), draft=64)
+    except (OSError, ValueError) as exc:  # PIL: OSError for truncated or unidentified data, ValueError rarely
+        return f"{type(exc).__name__}: {exc}"
+    return None
+
+
+def unreadable_images(root: str | os.PathLike, paths: list[str], workers: int = 1) -> list[tuple[str, str]]:
+    """(path, reason) of every image of ``paths`` (relative to ``root``) that cannot be decoded, decoding each in
+    one of ``workers`` processes (a JPEG at a reduced scale: every byte is read, the inverse DCT is cheaper)."""
+    full = [os.path.join(root, p) for p in paths]
+    if workers <= 1:
+        reasons = map(_check_one, full)
+    else:
+        from concurrent.futures import ProcessPoolExecutor
+
+        pool = ProcessPoolExecutor(workers)
+        reasons = pool.map(_check_one, full, chunksize=max(1, min(256, len(full) // (workers * 8) or 1)))
+    try:
+        return [(p, r) for p, r in zip(paths, reasons, strict=True) if r is not None]
+    finally:
+        if workers > 1:
+            pool.shutdown()
+
+
+def verify_images(root: str | os.PathLike, frames: dict[str, pd.DataFrame], workers: int = 1) -> None:
+    """Decode every image the index tables list; refuse with one line naming the bad files (all of them in the
+    log) and the fix."""
+    import time
+
+    paths = [p for frame in frames.values() for p in frame["path"]]
+    start = time.perf_counter()
+    bad = unreadable_images(root, paths, workers)
+    seconds = time.perf_counter() - start
+    log.info("verified %d images in %.1f s (%.0f files/s, %d decoding processes): %d unreadable", len(paths), seconds,
+             len(paths) / max(seconds, 1e-9), workers, len(bad))
+    for path, reason in bad:
+        log.info("unreadable: %s (%s)", Path(root) / path, reason)
+    if bad:
+        shown = ", ".join(str(Path(root) / p) for p, _ in bad[:_SHOWN])
+        more = f" (+{len(bad) - _SHOWN} more, all listed in the log)" if len(bad) > _SHOWN else ""
+        raise PfsError(f"{len(bad)} of {len(paths)} images cannot be decoded: {shown}{more}; remove or replace "
+                       "them and run again")
 
 
 # AlexNet-style PCA lighting noise (Krizhevsky et al. 2012): the principal components of ImageNet's RGB pixels in

@@ -82,6 +82,28 @@ def test_a_finished_run_has_nothing_to_do_and_moving_the_data_reruns_nothing(ima
     assert planned_jobs(imagenet_run, {"dataset": {"root": str(moved)}})[0] == {}
 
 
+def test_a_changed_tree_reruns_list_preparation_and_what_follows_and_a_stray_file_nothing(imagenet_run, tmp_path):
+    tree = tmp_path / "copy"
+    shutil.copytree(Path(yaml.safe_load((imagenet_run / "tiny.yaml").read_text())["dataset"]["root"]), tree)
+    (tree / "train" / "n01" / "notes.txt").write_text("not an image")  # stray files: indexing skips them
+    (tree / "val" / "n02" / ".DS_Store").write_bytes(b"")
+    assert planned_jobs(imagenet_run, {"dataset": {"root": str(tree)}})[0] == {}
+    everything = {"prepare_imagenet_list": 1, "learn_gates": 1, "prune": 1, "train_pruned": 2, "train_full": 1,
+                  **SUMMARY_JOBS}
+    first = tree / "train" / "n01" / "img0.JPEG"
+    shutil.copy(first, first.with_name("added.JPEG"))  # one more training image
+    planned, output = planned_jobs(imagenet_run, {"dataset": {"root": str(tree)}})
+    assert planned == everything and "Params have changed since last execution" in output, tail(output)
+    first.with_name("added.JPEG").rename(first.with_name("renamed.JPEG"))  # the same count under another name
+    assert planned_jobs(imagenet_run, {"dataset": {"root": str(tree)}})[0] == everything
+    lists = imagenet_run / "results/imagenet/lists"
+    shutil.move(lists, tmp_path / "lists")  # the README's old remedy on top: the index is rebuilt as well
+    try:
+        assert planned_jobs(imagenet_run, {"dataset": {"root": str(tree)}})[0] == everything
+    finally:
+        shutil.move(tmp_path / "lists", lists)
+
+
 def test_reruns_follow_the_changed_setting(imagenet_run):
     only_training = {"train_pruned": 2, "train_full": 1, **SUMMARY_JOBS}
     assert planned_jobs(imagenet_run, {"train_by_arch": {"mobilenet_v2": {"lr": 0.05}}})[0] == only_training
@@ -108,3 +130,37 @@ def test_paper_imagenet_under_another_config_names_the_config_to_add(workflow_co
     result = snakemake(workflow_copy, "-n", "paper_imagenet", "--configfile", "tiny.yaml")
     assert result.returncode != 0
     assert "add --configfile configs/paper_imagenet.yaml" in result.stdout, tail(result.stdout)
+
+
+def _corrupt_tree(tmp_path: Path) -> tuple[Path, Path]:
+    root = write_jpeg_tree(tmp_path / "imagenet")
+    bad = root / "train" / "n01" / "x.JPEG"  # a foreign file with an image name: indexed (indexing never decodes)
+    bad.write_text("not an image")
+    return root, bad
+
+
+def test_a_corrupt_image_fails_gate_learning_with_one_line_naming_it_under_loader_workers(tmp_path):
+    root, bad = _corrupt_tree(tmp_path)
+    workdir = copy_workflow(tmp_path / "wf", {**CONFIG, "dataset": {**CONFIG["dataset"], "root": str(root),
+                                                                    "num_workers": 1}})
+    result = snakemake(workdir, f"{EXP}/gates.pt", "--cores", "2", "--configfile", "tiny.yaml")
+    assert result.returncode != 0
+    line = f"ERROR pfs.stage: cannot decode image {bad} (cannot identify image file"
+    log = (workdir / "logs" / EXP.removeprefix("results/") / "learn_gates.log").read_text()
+    assert line in log and "remove or replace the file" in log, tail(log)
+    assert "Caught PfsError" not in log and "Traceback" not in log
+    assert not (workdir / EXP / "gates.pt").exists()
+
+
+def test_verify_images_refuses_the_corrupt_image_in_list_preparation(tmp_path):
+    root, bad = _corrupt_tree(tmp_path)
+    workdir = copy_workflow(tmp_path / "wf", {**CONFIG, "dataset": {**CONFIG["dataset"], "root": str(root),
+                                                                    "verify_images": True}})
+    result = snakemake(workdir, "results/imagenet/lists/train.csv", "--cores", "2", "--configfile", "tiny.yaml")
+    assert result.returncode != 0
+    assert f"1 of 25 images cannot be decoded: {bad}; remove or replace them" in result.stdout, tail(result.stdout)
+    assert not (workdir / "results/imagenet/lists/train.csv").exists()
+    bad.unlink()  # the fix the line gives; the tree's fingerprint changed, so the index is rebuilt
+    result = snakemake(workdir, "results/imagenet/lists/train.csv", "--cores", "2", "--configfile", "tiny.yaml")
+    assert result.returncode == 0, tail(result.stdout)
+    assert "verified 24 images" in (workdir / "logs/imagenet/lists/prepare_imagenet_list.log").read_text()
