@@ -108,6 +108,7 @@ def test_reruns_follow_the_changed_setting(imagenet_run):
     only_training = {"train_pruned": 2, "train_full": 1, **SUMMARY_JOBS}
     assert planned_jobs(imagenet_run, {"train_by_arch": {"mobilenet_v2": {"lr": 0.05}}})[0] == only_training
     assert planned_jobs(imagenet_run, {"train_by_arch": {"resnet50": {"lr": 0.05}}})[0] == {}  # another arch
+    assert planned_jobs(imagenet_run, {"dataset": {"verify_images": True}})[0] == {}  # a check, not a setting
     assert planned_jobs(imagenet_run, {"dataset": {"val_per_class": 2}})[0] == {
         "learn_gates": 1, "prune": 1, "train_pruned": 2, **SUMMARY_JOBS}
     assert planned_jobs(imagenet_run, {"gates": {"eval_interval": 3}})[0] == {

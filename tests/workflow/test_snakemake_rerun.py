@@ -105,7 +105,10 @@ KEY_RERUNS = {
 NOT_HERE = {"dataset.name": "another dataset is another grid (tests/workflow/test_snakemake_errors.py)",
             # ImageNet only: refused on digits before the DAG is built (tests/test_workflow_config.py); like every
             # train.* key it is a training param (train_settings), so on ImageNet it reruns training only
-            "train.color_augment": "refused outside ImageNet (tests/test_workflow_config.py)"}
+            "train.color_augment": "refused outside ImageNet (tests/test_workflow_config.py)",
+            # ImageNet only (refused on digits); read by list preparation's script, not a param: on ImageNet it
+            # reruns nothing (tests/workflow/test_imagenet_run.py runs it)
+            "dataset.verify_images": "refused outside ImageNet (tests/test_workflow_config.py)"}
 
 
 def _schema_keys() -> set[str]:
