@@ -19,6 +19,7 @@ except ImportError:  # a rule env (--use-conda) without the package installed: u
 # torch-free imports only: pfs.data and pfs.experiment (torch, ~1.5 s) are imported where used, so summarize starts fast
 from pfs.errors import PfsError  # noqa: E402 - after the sys.path fallback above
 from pfs.gpu_slots import claim_gpus  # noqa: E402
+from pfs.joblog import end_run, separator, start_run  # noqa: E402
 from pfs.progress import setup_logging  # noqa: E402
 
 if TYPE_CHECKING:
@@ -32,18 +33,28 @@ log = logging.getLogger("pfs.stage")
 def run_stage(log_path: str | None, threads: int = 1, gpus: int = 0, device: str = "auto",
               uses_torch: bool = True) -> Iterator[TextIO]:
     """Set up logging and (``uses_torch``) torch's threads, claim ``gpus`` GPUs of this machine for the job (a local
-    run: see pfs.gpu_slots), and turn a PfsError into one error line and exit status 1."""
+    run: see pfs.gpu_slots), and turn a PfsError into one error line and exit status 1. The job's log keeps the
+    lines of its earlier runs that did not finish (a retry, a resubmission, --rerun-incomplete; pfs.joblog), and
+    each run starts with a separator line."""
+    run = start_run(log_path) if log_path else 0
     stream = setup_logging(log_path)
-    if uses_torch:
-        import torch
-
-        torch.set_num_threads(max(1, int(threads)))
+    if run:
+        log.info("%s", separator(run))
+    finished = False
     try:
+        if uses_torch:
+            import torch
+
+            torch.set_num_threads(max(1, int(threads)))
         with claim_gpus(0 if device == "cpu" else gpus):
             yield stream
+        finished = True
     except PfsError as exc:
         log.error("%s", exc)
         raise SystemExit(1) from None
+    finally:
+        if run:
+            end_run(log_path, finished)
 
 
 def gpu_count(resources) -> int:
