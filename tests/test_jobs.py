@@ -35,7 +35,7 @@ def test_a_full_rule_gives_the_standard_network_and_imagenet_index_tables_reach_
 @pytest.mark.parametrize("change, message", [
     ({"colour": 1}, r"unknown keys \['colour'\]"),
     ({"seed": None}, r"missing keys \['seed'\]"),
-    ({"method": "magic"}, "method 'magic' unknown; known: full, pfs, uniform, random"),
+    ({"method": "magic"}, "method 'magic' unknown; known: full, pfs, uniform, random, l1"),
     ({"method": "pfs"}, "method pfs needs a channels file"),
     ({"channels": "c.yaml"}, "method full needs no channels file"),
     ({"outputs": {"model": "m.pt"}}, "outputs are model, metrics, history"),
@@ -50,3 +50,157 @@ def test_a_malformed_job_is_refused_by_name(change, message):
 def test_a_job_that_is_not_json_is_one_clear_error():
     with pytest.raises(PfsError, match="a training job must be JSON"):
         TrainJob.from_json("{not json")
+
+
+# ---------------------------------------------------------------- fine-tuning (the L1 baseline)
+
+
+def test_a_finetune_rule_gives_an_l1_job_that_starts_from_its_pruned_weights():
+    wildcards = {"dataset": "digits", "arch": "resnet20", "seed": "1", "ratio": "0.5"}
+    inputs = {"channels": "p0.5/channels.yaml", "pruned": "p0.5/pruned.pt"}
+    job = TrainJob.from_rule(inputs, OUT, {"hp": {"epochs": 2, "lr": 0.001}, "method": "l1"}, wildcards, CONFIG,
+                             gpus=0, log=None)
+    assert (job.method, job.schedule, job.channels, job.init) == ("l1", "finetune", "p0.5/channels.yaml",
+                                                                  "p0.5/pruned.pt")
+    assert TrainJob.from_json(job.to_json()) == job
+    named = TrainJob.from_rule(inputs, OUT, {"hp": {}, "method": "l1", "schedule": "finetune"}, wildcards, CONFIG,
+                               gpus=0, log=None)
+    assert (named.schedule, named.init) == ("finetune", "p0.5/pruned.pt")
+    scratch = TrainJob.from_rule({"channels": "p0.5/channels.yaml"}, OUT, {"hp": {}, "method": "l1"},
+                                 {**wildcards, "schedule": "scratch_b"}, CONFIG, gpus=0, log=None)
+    assert (scratch.method, scratch.schedule, scratch.init) == ("l1", "scratch_b", None)  # Scratch-B of L1 widths
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"method": "l1", "channels": "c.yaml", "init": "p.pt"}, "exactly when its schedule is finetune; got schedule "
+                                                             "scratch_e with init 'p.pt'"),
+    ({"method": "l1", "channels": "c.yaml", "schedule": "finetune"}, "got schedule finetune with init None"),
+    ({"init": "p.pt", "schedule": "finetune"}, "a fine-tuning job .init. needs the channels file"),
+    ({"method": "l1"}, "method l1 needs a channels file"),
+])
+def test_a_malformed_finetune_job_is_refused_by_name(change, message):
+    with pytest.raises(PfsError, match=message):
+        TrainJob.from_json({"dataset": "digits", "arch": "resnet20", "seed": 0, "outputs": OUT, **change})
+
+
+@pytest.fixture(scope="module")
+def l1_run(tmp_path_factory):
+    """A tiny CIFAR-10 folder and a standard resnet20 model.pt for it (random weights, as train_full writes it)
+    L1-pruned to ratio 0.5."""
+    from conftest import write_tiny_cifar10
+    from test_l1 import PRUNE_HP, write_standard_model
+
+    from pfs.experiment import Experiment
+    from pfs.stages import stage_prune_l1
+
+    tmp = tmp_path_factory.mktemp("l1")
+    write_tiny_cifar10(tmp / "data", per_batch=4, test_size=10)  # 20 training images: two steps an epoch
+    exp = Experiment("cifar10", "resnet20", 1)
+    state = write_standard_model(tmp / "model.pt", exp)
+    stage_prune_l1(exp, str(tmp / "model.pt"), 0.5, PRUNE_HP, str(tmp / "channels.yaml"), str(tmp / "pruned.pt"))
+    return {"folder": tmp, "state": state}
+
+
+def _finetune_job(l1_run, tmp_path, epochs: int = 1, pruned: str | None = None) -> TrainJob:
+    folder = l1_run["folder"]
+    return TrainJob("cifar10", "resnet20", 1, {k: str(tmp_path / f"{k}.out") for k in OUT}, method="l1",
+                    schedule="finetune", ratio=0.5, channels=str(folder / "channels.yaml"),
+                    init=pruned or str(folder / "pruned.pt"), device="cpu", checkpoint_dir=str(tmp_path / "ck"),
+                    train={"epochs": epochs, "batch_size": 10, "lr": 0.01, "milestones": []},
+                    data={"root": str(folder / "data"), "check_md5": False})
+
+
+def test_a_finetune_job_starts_from_the_surgically_pruned_weights_and_keeps_its_epochs(l1_run, tmp_path):
+    import torch
+
+    from pfs.distributed import Dist
+    from pfs.jobs import _prepare, run_job
+    from pfs.l1 import channel_map, kept_channels, l1_scores, prune_state
+    from pfs.models import build_model, default_widths
+    from pfs.train import evaluate
+
+    job = _finetune_job(l1_run, tmp_path)
+    run = _prepare(job, Dist(), torch.device("cpu"))
+    full = default_widths("resnet20")
+    cmap = channel_map("resnet20", full, 16, 10)
+    kept = kept_channels(l1_scores(l1_run["state"], cmap, full), run.model.widths)
+    surgical = build_model("resnet20", widths=run.model.widths)
+    surgical.load_state_dict(prune_state(l1_run["state"], cmap, kept), strict=True)
+    test_loader = run.loaders[1]
+    assert evaluate(run.model, test_loader, run.device) == evaluate(surgical, test_loader, run.device)
+    assert run.epochs == 1  # the finetune section's epochs: no Scratch-B stretch at ratio 0.5
+
+    metrics = run_job(job)
+    assert (metrics["method"], metrics["schedule"], metrics["epochs"]) == ("l1", "finetune", 1)
+    from pfs import io
+
+    assert metrics["init_sha256"] == io.sha256_file(job.init)
+    assert io.load_artifact(job.outputs["model"], "pfs.model")["widths"] == run.model.widths
+
+
+def test_a_killed_finetune_job_resumes_to_the_uninterrupted_result(l1_run, tmp_path, monkeypatch):
+    import pandas as pd
+    import torch
+
+    import pfs.train
+    from pfs import io
+    from pfs.jobs import run_job
+
+    straight = run_job(_finetune_job(l1_run, tmp_path / "a", epochs=2))
+    real_epoch, trained = pfs.train._train_epoch, []
+
+    def killed_in_epoch_2(*args, **kwargs):
+        trained.append(args[5])
+        if args[5].startswith("train 2/"):
+            raise KeyboardInterrupt
+        return real_epoch(*args, **kwargs)
+
+    job = _finetune_job(l1_run, tmp_path / "b", epochs=2)
+    monkeypatch.setattr(pfs.train, "_train_epoch", killed_in_epoch_2)
+    with pytest.raises(KeyboardInterrupt):
+        run_job(job)
+    monkeypatch.setattr(pfs.train, "_train_epoch", lambda *a, **k: trained.append(a[5]) or real_epoch(*a, **k))
+    resumed = run_job(job)
+    assert trained == ["train 1/2", "train 2/2", "train 2/2"]  # epoch 1 came from the checkpoint
+    assert resumed["top1"] == straight["top1"] and resumed["init_sha256"] == straight["init_sha256"]
+    a = io.load_artifact(tmp_path / "a" / "model.out", "pfs.model")["state_dict"]
+    b = io.load_artifact(tmp_path / "b" / "model.out", "pfs.model")["state_dict"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert pd.read_csv(tmp_path / "b" / "history.out")["lr"].tolist() == [0.01, 0.01]  # no milestones: constant
+
+
+def test_another_pruned_file_never_resumes_a_stale_checkpoint(l1_run, tmp_path):
+    import torch
+
+    from pfs import io
+    from pfs.distributed import Dist
+    from pfs.jobs import _prepare
+
+    data = io.load_artifact(l1_run["folder"] / "pruned.pt", "pfs.pruned")
+    data["state_dict"] = {k: v + 1 if v.is_floating_point() else v for k, v in data["state_dict"].items()}
+    io.save_artifact(tmp_path / "other.pt", "pfs.pruned", data)
+    cpu = torch.device("cpu")
+    one = _prepare(_finetune_job(l1_run, tmp_path), Dist(), cpu)
+    other = _prepare(_finetune_job(l1_run, tmp_path, pruned=str(tmp_path / "other.pt")), Dist(), cpu)
+    assert one.key != other.key and one.checkpoint != other.checkpoint
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"seed": 2}, r"was made for seed=2, but this job needs seed=1; it does not belong with this channels file"),
+    ({"widths": [1] * 9}, r"was made for widths=\[1, 1, .*\], but this job needs widths="),
+    ({"drop": "fc.bias"}, r"its weights do not fit resnet20 at widths .* Missing key\(s\) in state_dict: \"fc.bias\""),
+])
+def test_a_pruned_file_of_another_network_is_refused_in_one_line(l1_run, tmp_path, change, message):
+    import torch
+
+    from pfs import io
+    from pfs.distributed import Dist
+    from pfs.jobs import _prepare
+
+    data = io.load_artifact(l1_run["folder"] / "pruned.pt", "pfs.pruned")
+    if "drop" in change:
+        del data["state_dict"][change.pop("drop")]
+    io.save_artifact(tmp_path / "bad.pt", "pfs.pruned", {**data, **change})
+    with pytest.raises(PfsError, match=message) as err:
+        _prepare(_finetune_job(l1_run, tmp_path, pruned=str(tmp_path / "bad.pt")), Dist(), torch.device("cpu"))
+    assert "\n" not in str(err.value)

@@ -1,5 +1,6 @@
-"""The artifacts passed between stages: gates.pt and channels.yaml, read with their identity checks, and the
-channels.yaml document built in one place."""
+"""The artifacts passed between stages: gates.pt, channels.yaml, train_full's model.pt (the L1 baseline's start)
+and pruned.pt (its pruned weights), read with their identity checks, and the channels.yaml document built in one
+place."""
 
 from __future__ import annotations
 
@@ -23,8 +24,9 @@ CHANNELS_FIELDS = (  # channels.yaml's keys in the order written; each pruning s
     "full_widths", "target_ratio", "achieved_ratio", "width_factor", "macs", "params", "macs_baseline",
     "params_baseline", "macs_expanded", "params_expanded", "kept_channels", "total_channels", "threshold",
     "tied_at_threshold", "kept_by_tie", "out_of_order", "min_width", "round_to", "tolerance", *GATE_REPORT,
-    "gates_file", "gates_sha256",
+    "gates_file", "gates_sha256", "ranking", "model_file", "model_sha256",
 )
+PRUNED_KIND = "pfs.pruned"  # pruned.pt: the L1 baseline's pruned weights, which its fine-tuning starts from
 
 
 def _identity_fields(exp: Experiment) -> tuple[tuple[str, object], ...]:
@@ -46,6 +48,31 @@ def load_gates(path: str, exp: Experiment) -> tuple[list[torch.Tensor], int, str
     report = {"target_met": data.get("target_met"), "gates_nonzero_fraction": data.get("nonzero_fraction")}
     return (list(data["gates"]), int(data.get("num_classes", dataset_info(exp.dataset).num_classes)), method,
             report if method == "pfs" else {})
+
+
+def load_standard_model(path: str, exp: Experiment) -> tuple[dict[str, torch.Tensor], int]:
+    """The weights and number of classes of a trained model.pt, refused (one line) unless it is the unpruned
+    standard network (method full, full widths) of ``exp``'s arch, dataset, expansion, multiplier and seed."""
+    data = io.load_artifact(path, "pfs.model")
+    remedy = ("L1 pruning starts from train_full's model.pt of the same arch, dataset and seed (the unpruned "
+              "standard network); check the rule's input, or delete the file and rerun train_full")
+    for key, want in (*_identity_fields(exp), ("seed", exp.seed), ("method", "full")):
+        io.check_field(path, data, key, want, remedy)
+    full = default_widths(exp.arch, exp.width)
+    if list(data.get("widths", [])) != full:
+        raise PfsError(f"{path} has widths {data.get('widths')}, not the standard {exp.arch}'s {full}; {remedy}")
+    return data["state_dict"], int(data["num_classes"])
+
+
+def load_pruned(path: str, exp: Experiment, widths: list[int], num_classes: int) -> dict[str, torch.Tensor]:
+    """The weights of a pruned.pt, refused (one line) unless they are ``exp``'s network (arch, dataset, expansion,
+    multiplier, seed) at ``widths`` (the channels file's) for ``num_classes`` classes."""
+    data = io.load_artifact(path, PRUNED_KIND)
+    remedy = "it does not belong with this channels file: delete both and rerun prune_l1"
+    for key, want in (*_identity_fields(exp), ("seed", exp.seed), ("widths", list(widths)),
+                      ("num_classes", num_classes)):
+        io.check_field(path, data, key, want, remedy)
+    return data["state_dict"]
 
 
 def channels_doc(exp: Experiment, method: str, num_classes: int, widths: list[int], target_ratio: float,

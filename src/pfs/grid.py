@@ -38,9 +38,10 @@ def pruned_runs(config: dict) -> list[dict]:
 
 
 def full_runs(config: dict) -> list[dict]:
-    """Wildcards of the unpruned standard-width baseline runs (one per arch and seed)."""
+    """Wildcards of the unpruned standard-width baseline runs (one per arch and seed); the classic baseline
+    (grid.pretrained_baseline) prunes these trained networks, so it needs them too."""
     grid = config["grid"]
-    if not grid["full_baseline"]:
+    if not (grid["full_baseline"] or grid.get("pretrained_baseline")):
         return []
     return [{"dataset": config["dataset"]["name"], "arch": arch, "seed": str(seed), "schedule": "scratch_e"}
             for arch in grid["archs"] for seed in grid["seeds"]]
@@ -65,3 +66,18 @@ def random_runs(config: dict) -> list[dict]:
         return []
     runs = (tuple((k, v) for k, v in run.items() if k != "sparsity") for run in pruned_runs(config))
     return [dict(run) for run in dict.fromkeys(runs)]
+
+
+def l1_runs(config: dict) -> list[dict]:
+    """Wildcards of the classic baseline's pruned networks (grid.pretrained_baseline): one per arch, ratio and seed
+    (each seed's trained standard network is pruned), without a schedule (pruning and fine-tuning have none)."""
+    grid = config["grid"]
+    if not grid.get("pretrained_baseline"):
+        return []
+    return [{"dataset": config["dataset"]["name"], "arch": arch, "ratio": fmt(p), "seed": str(seed)}
+            for arch, p, seed in itertools.product(grid["archs"], grid["ratios"], grid["seeds"])]
+
+
+def l1_scratch_runs(config: dict) -> list[dict]:
+    """The classic baseline's L1-chosen architectures trained from scratch: each l1 run with each schedule."""
+    return [{**run, "schedule": sched} for run in l1_runs(config) for sched in config["grid"]["schedules"]]

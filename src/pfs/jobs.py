@@ -1,6 +1,7 @@
 """One training job as a typed value: what a training rule asks for, passed as JSON to torchrun's processes, and
 run by ``run_job`` (in this process, or on every rank). A job names its network (dataset, arch, widths from a
-channels.yaml or none for the standard network), its schedule and seed, where to read data and write results.
+channels.yaml or none for the standard network), its schedule and seed, where to read data and write results. A
+fine-tuning job (the L1 baseline's) also names the pruned.pt whose weights it starts from instead of a random init.
 
     rule train_* -> workflow_scripts/train.py -> pfs.distributed.launch(TrainJob) -> run_job -> pfs.train
 """
@@ -15,7 +16,8 @@ from typing import Any, TextIO
 from pfs.errors import PfsError
 
 OUTPUTS = ("model", "metrics", "history")
-METHODS = ("full", "pfs", "uniform", "random")
+METHODS = ("full", "pfs", "uniform", "random", "l1")
+FINETUNE = "finetune"  # the schedule of a job that starts from pruned weights: the finetune section's epochs, as is
 
 
 @dataclass(frozen=True)
@@ -26,13 +28,14 @@ class TrainJob:
     arch: str
     seed: int
     outputs: dict[str, str]  # model, metrics, history
-    method: str = "full"  # full (standard widths), pfs (learned gates), uniform, random (random gates)
-    schedule: str = "scratch_e"
+    method: str = "full"  # full (standard widths), pfs (learned gates), uniform, random (random gates), l1
+    schedule: str = "scratch_e"  # scratch_e, scratch_b; finetune (the finetune epochs as they are) exactly with init
     ratio: float = 0.0  # the MACs reduction asked of the pruned network (0: unpruned)
     expansion: int | None = None  # None: the arch's standard width
     multiplier: float = 1.0
     sparsity: float | None = None  # r of the gates that chose the widths (pfs only)
     channels: str | None = None  # the channels.yaml with the widths; None: the standard network
+    init: str | None = None  # a pruned.pt (prune_l1) whose weights start the training; None: a random init
     train: dict[str, Any] = field(default_factory=dict)  # the train config section (TrainConfig's defaults else)
     data: dict[str, Any] = field(default_factory=dict)  # DataSettings fields but the name (root, num_workers, ...)
     device: str = "auto"
@@ -49,6 +52,11 @@ class TrainJob:
             raise PfsError(f"a training job of method {self.method} needs "
                            + ("no channels file (it trains the standard network)" if self.method == "full"
                               else "a channels file (its pruned widths)"))
+        if (self.init is not None) != (self.schedule == FINETUNE):
+            raise PfsError(f"a training job starts from pruned weights (init) exactly when its schedule is {FINETUNE}; "
+                           f"got schedule {self.schedule} with init {self.init!r}")
+        if self.init is not None and self.channels is None:
+            raise PfsError("a fine-tuning job (init) needs the channels file its pruned weights were cut to")
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), sort_keys=True)
@@ -72,17 +80,21 @@ class TrainJob:
     @classmethod
     def from_rule(cls, inputs, outputs, params, wildcards, config: dict, gpus: int, log: str | None) -> TrainJob:
         """The job of a training rule: identity from the wildcards, settings from its ``hp`` param, the method from
-        its ``method`` param (default: pfs with a channels input, full without), locations from the config."""
+        its ``method`` param (default: pfs with a channels input, full without), locations from the config. A
+        ``pruned`` input (prune_l1's pruned.pt) makes it a fine-tuning job from those weights; its schedule is the
+        ``schedule`` wildcard, else a ``schedule`` param, else finetune."""
         wc, inputs, params = dict(wildcards), dict(inputs), dict(params)
+        init = str(inputs["pruned"]) if "pruned" in inputs else None
         return cls(
             dataset=wc["dataset"], arch=wc["arch"], seed=int(wc.get("seed", 0)),
             outputs={k: str(v) for k, v in dict(outputs).items()},
             method=params.get("method", "pfs" if "channels" in inputs else "full"),
-            schedule=wc["schedule"], ratio=float(wc.get("ratio", 0.0)),
+            schedule=wc.get("schedule") or params.get("schedule") or (FINETUNE if init else wc["schedule"]),
+            ratio=float(wc.get("ratio", 0.0)),
             expansion=int(wc["expansion"]) if "expansion" in wc else None,
             multiplier=float(wc.get("multiplier", 1)),
             sparsity=float(wc["sparsity"]) if "sparsity" in wc else None,
-            channels=str(inputs["channels"]) if "channels" in inputs else None,
+            channels=str(inputs["channels"]) if "channels" in inputs else None, init=init,
             train=dict(params["hp"]), data=data_fields(config, inputs), device=config["device"],
             checkpoint_dir=config["checkpoint_dir"], gpus=gpus, log=log,
         )
@@ -120,8 +132,8 @@ class _Run:
 
 
 def run_job(job: TrainJob, dist=None, device=None, stream: TextIO | None = None) -> dict:
-    """Train ``job``'s network from a fresh random init (pfs.train.train_from_scratch); rank 0 writes model.pt,
-    metrics.json and history.csv. Returns the metrics.
+    """Train ``job``'s network from a fresh random init, or from ``job.init``'s pruned weights (fine-tuning), with
+    pfs.train.train_from_scratch; rank 0 writes model.pt, metrics.json and history.csv. Returns the metrics.
 
     Under torchrun (``dist``) every rank trains its shard with batch_size / world_size images per step (the
     config's batch size and lr are global)."""
@@ -170,17 +182,37 @@ def _prepare(job: TrainJob, dist, device) -> _Run:
         extra["min_crop_scale"] = min_scale
     torch.manual_seed(job.seed)
     model = build_model(job.arch, widths=widths, expansion=exp.width, num_classes=classes, multiplier=job.multiplier)
+    if job.init:  # fine-tuning: the pruned weights replace the random init (and a new pruned.pt a stale checkpoint)
+        extra["init_sha256"] = _load_init(job, exp, model, classes)
     info = dataset_info(job.dataset)
     cost = {"num_classes": classes, "macs": count_macs(model, info.image_size), "params": count_params(model)}
     device = device if device is not None else resolve_device(job.device)
-    epochs = budget_epochs(cfg.epochs, job.schedule, job.ratio, cfg.scratch_b_epochs)
+    epochs = cfg.epochs if job.schedule == FINETUNE else budget_epochs(cfg.epochs, job.schedule, job.ratio,
+                                                                      cfg.scratch_b_epochs)
     identity = {"dataset": job.dataset, "arch": job.arch, "method": job.method, "expansion": exp.width,
                 "multiplier": job.multiplier, "ratio": job.ratio, "schedule": job.schedule, "seed": job.seed}
     key = io.stable_hash({**identity, "widths": model.widths, "train": dataclasses.asdict(cfg), "epochs": epochs,
-                          "out": job.outputs["model"], "world_size": dist.world_size})
+                          "out": job.outputs["model"], "world_size": dist.world_size,
+                          **({"init_sha256": extra["init_sha256"]} if job.init else {})})
     loaders = training_loaders(train_set, test_set, info, cfg, data, device, dist, job.seed)
     return _Run(cfg, epochs, device, model, cost, loaders, identity, extra, Path(job.checkpoint_dir) / f"{key}.pt",
                 key)
+
+
+def _load_init(job: TrainJob, exp, model, classes: int) -> str:
+    """Load ``job.init``'s pruned weights into ``model`` (built at the channels file's widths), refusing a file of
+    another network in one line; returns its sha256 (part of the resume checkpoint's key)."""
+    from pfs import io
+    from pfs.artifacts import load_pruned
+
+    state = load_pruned(job.init, exp, model.widths, classes)
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as exc:  # keys or shapes of another network; torch's message spans many lines
+        reason = " ".join(str(exc).split())[:300]
+        raise PfsError(f"{job.init}: its weights do not fit {job.arch} at widths {model.widths} ({reason}); "
+                       "delete it and rerun prune_l1") from None
+    return io.sha256_file(job.init)
 
 
 def _finish(job: TrainJob, run: _Run, result, dist) -> dict:

@@ -13,14 +13,15 @@ from typing import TextIO
 import torch
 
 from pfs import io
-from pfs.artifacts import channels_doc, load_gates
+from pfs.artifacts import PRUNED_KIND, channels_doc, load_gates, load_standard_model
 from pfs.catalog import dataset_info
 from pfs.data import DataSettings, gate_learning_sets, make_loader, num_classes_of
 from pfs.experiment import Experiment, settings_from
 from pfs.gates import GateConfig, above_chance, learn_gates, random_gates, target_missed_advice
+from pfs.l1 import RANKING, channel_map, kept_channels, l1_scores, prune_state
 from pfs.macs import network_cost
 from pfs.models import build_model, default_widths
-from pfs.prune import PruneConfig, prune_to_macs, uniform_to_macs
+from pfs.prune import PruneConfig, PruneResult, prune_to_macs, uniform_to_macs
 
 log = logging.getLogger(__name__)
 
@@ -71,16 +72,17 @@ def stage_random_gates(exp: Experiment, num_classes: int, out_gates: str) -> Non
              sum(widths))
 
 
-def stage_prune(exp: Experiment, gates_path: str, ratio: float, hp: dict, out_channels: str) -> dict:
-    cfg = settings_from(PruneConfig, hp, "prune")
-    gates, classes, method, gate_report = load_gates(gates_path, exp)
+def _prune_scores(exp: Experiment, scores: list[torch.Tensor], classes: int, ratio: float, cfg: PruneConfig,
+                  method: str, **extra) -> tuple[PruneResult, dict]:
+    """The global MACs search (pfs.prune.prune_to_macs) over per-channel ``scores`` of the network at ``exp``'s
+    expansion, and the channels.yaml document of its widths (``extra``: the method's own fields)."""
     size = dataset_info(exp.dataset).image_size
     base = network_cost(exp.arch, size, classes)  # the unexpanded standard network
     m = exp.multiplier
     full = network_cost(exp.arch, size, classes, expansion=exp.width, multiplier=m)
     result = prune_to_macs(
-        gates, ratio, base["macs"], lambda w: network_cost(exp.arch, size, classes, w, exp.width, m)["macs"], cfg,
-        seed=exp.seed,  # breaks ties between equal gates (clamped ones sit at exactly 0 or 1)
+        scores, ratio, base["macs"], lambda w: network_cost(exp.arch, size, classes, w, exp.width, m)["macs"], cfg,
+        seed=exp.seed,  # breaks ties between equal scores (clamped gates sit at exactly 0 or 1)
     )
     pruned = network_cost(exp.arch, size, classes, result.widths, exp.width, m)
     doc = channels_doc(
@@ -88,9 +90,18 @@ def stage_prune(exp: Experiment, gates_path: str, ratio: float, hp: dict, out_ch
         macs_expanded=full["macs"], params_expanded=full["params"],
         kept_channels=result.kept_channels, total_channels=result.total_channels,
         threshold=result.threshold, tied_at_threshold=result.tied_at_threshold,
-        kept_by_tie=result.kept_by_tie, out_of_order=result.out_of_order, **gate_report,
-        gates_file=str(gates_path), gates_sha256=io.sha256_file(gates_path),
+        kept_by_tie=result.kept_by_tie, out_of_order=result.out_of_order, **extra,
     )
+    log.info("pruned %s to %s (%s scores): MACs %d -> %d (reduction %.4f vs baseline %d)", exp.arch, result.widths,
+             method, full["macs"], pruned["macs"], result.achieved_ratio, base["macs"])
+    return result, doc
+
+
+def stage_prune(exp: Experiment, gates_path: str, ratio: float, hp: dict, out_channels: str) -> dict:
+    cfg = settings_from(PruneConfig, hp, "prune")
+    gates, classes, method, gate_report = load_gates(gates_path, exp)
+    result, doc = _prune_scores(exp, gates, classes, ratio, cfg, method, **gate_report, gates_file=str(gates_path),
+                                gates_sha256=io.sha256_file(gates_path))
     io.write_yaml(out_channels, doc)
     if gate_report.get("target_met") is False:
         log.warning("%s: pruned from gates whose learning did not reach its target (non-zero fraction %.4f > r; "
@@ -102,8 +113,31 @@ def stage_prune(exp: Experiment, gates_path: str, ratio: float, hp: dict, out_ch
                     "seeded random choice: learn the gates longer or with a lower sparsity, or accept it",
                     out_channels, result.kept_by_tie, result.kept_channels, result.tied_at_threshold,
                     result.threshold, exp.seed)
-    log.info("pruned %s to %s: MACs %d -> %d (reduction %.4f vs baseline %d)", exp.arch, result.widths,
-             full["macs"], pruned["macs"], result.achieved_ratio, base["macs"])
+    return doc
+
+
+def stage_prune_l1(exp: Experiment, model_path: str, ratio: float, hp: dict, out_channels: str,
+                   out_pruned: str) -> dict:
+    """The classic baseline's pruning: the trained standard network (train_full's model.pt) scored by filter L1
+    norm, normalised per layer (pfs.l1.l1_scores), pruned to ``ratio`` by the same MACs search and prune settings
+    as the gate-pruned networks; writes channels.yaml (method l1) and pruned.pt, the kept channels' trained
+    weights that fine-tuning starts from."""
+    cfg = settings_from(PruneConfig, hp, "prune")
+    state, classes = load_standard_model(model_path, exp)
+    widths = default_widths(exp.arch, exp.width)
+    cmap = channel_map(exp.arch, widths, exp.width, classes, exp.multiplier)
+    scores = l1_scores(state, cmap, widths)
+    model_sha256 = io.sha256_file(model_path)
+    result, doc = _prune_scores(exp, scores, classes, ratio, cfg, "l1", ranking=RANKING, model_file=str(model_path),
+                                model_sha256=model_sha256)
+    kept = kept_channels(scores, result.widths)  # per group the top channels; the search chose only how many
+    io.save_artifact(out_pruned, PRUNED_KIND, {
+        "arch": exp.arch, "dataset": exp.dataset, "expansion": exp.width, "multiplier": exp.multiplier,
+        "seed": exp.seed, "widths": result.widths, "num_classes": classes, "target_ratio": ratio,
+        "achieved_ratio": result.achieved_ratio, "ranking": RANKING, "kept": kept,
+        "state_dict": prune_state(state, cmap, kept), "model_file": str(model_path), "model_sha256": model_sha256,
+    })
+    io.write_yaml(out_channels, doc)
     return doc
 
 

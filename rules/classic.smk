@@ -1,0 +1,57 @@
+# The classic baseline the paper argues against (grid.pretrained_baseline): the trained standard network (the
+# model of train_full, reused, never trained twice), its filters ranked by L1 norm and pruned to each MACs ratio
+# with the same search and prune settings as the gates, then fine-tuned from those weights (finetune section); the
+# same L1-chosen architecture is also trained from scratch (Scratch-E/B), separating the architecture found from
+# the inherited weights.
+
+
+rule prune_l1:
+    input:
+        model=f"results/{PRETRAINED}/model.pt",
+    output:
+        channels=f"results/{L1}/channels.yaml",
+        pruned=f"results/{L1}/pruned.pt",
+    log:
+        f"logs/{L1}/prune_l1.log",
+    benchmark:
+        f"benchmarks/{L1}/prune_l1.tsv"
+    conda:
+        "../envs/pfs.yaml"
+    params:
+        hp=section_params("prune"),
+    script:
+        "../workflow_scripts/prune_l1.py"
+
+
+use rule train_pruned as finetune_l1 with:
+    input:
+        **index_inputs(),
+        channels=f"results/{L1}/channels.yaml",
+        pruned=f"results/{L1}/pruned.pt",
+    output:
+        **run_outputs(f"{L1}/finetune"),
+    log:
+        f"logs/{L1}/finetune/finetune_l1.log",
+    benchmark:
+        f"benchmarks/{L1}/finetune/finetune_l1.tsv"
+    params:
+        hp=finetune_params,
+        method="l1",
+        schedule="finetune",
+        data=DATA,
+
+
+use rule train_pruned as train_l1 with:
+    input:
+        **index_inputs(),
+        channels=f"results/{L1}/channels.yaml",
+    output:
+        **run_outputs(f"{L1}/{{schedule}}"),
+    log:
+        f"logs/{L1}/{{schedule}}/train_l1.log",
+    benchmark:
+        f"benchmarks/{L1}/{{schedule}}/train_l1.tsv"
+    params:
+        hp=train_params,
+        method="l1",
+        data=DATA,
