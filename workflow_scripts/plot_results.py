@@ -1,15 +1,25 @@
-"""plot_results: results/plots/*.png from the table, the channels files, the gates and the gate-learning curves."""
+"""plot_results: results/plots/*.png from the table (accuracy against MACs and against cost), the channels files, the
+gates and the gate-learning curves."""
 
 from _common import run_stage
 
-from pfs.plots import accuracy_vs_macs, channel_widths, gate_histograms, gate_learning, labelled_histories
+from pfs.plots import (
+    accuracy_vs_cost,
+    accuracy_vs_macs,
+    channel_widths,
+    gate_histograms,
+    gate_learning,
+    labelled_histories,
+)
 
 
 def main(inputs, outputs, params, wildcards, config, log_path, threads=1):
     import pandas as pd
 
     with run_stage(log_path, threads):
-        accuracy_vs_macs(pd.read_csv(inputs["table"]), outputs["accuracy"], pd.read_csv(inputs["comparison"]))
+        table = pd.read_csv(inputs["table"])
+        accuracy_vs_macs(table, outputs["accuracy"], pd.read_csv(inputs["comparison"]))
+        accuracy_vs_cost(table, outputs["accuracy_cost"])  # the cost of each network's chain (table.csv, pfs.cost)
         channel_widths(list(inputs["channels"]), outputs["widths"])
         gate_histograms(list(inputs["gates"]), outputs["gate_histograms"])
         # each history is labelled with the identity in the gates.pt at its position (one of each per run)

@@ -2,40 +2,60 @@
 
 from __future__ import annotations
 
+import os
+
 import pandas as pd
 
 from pfs import io
+from pfs.cost import COST_COLUMNS, chain_costs, grid_total
 from pfs.references import compare, comparison_markdown, load_references
 from pfs.tables import seed_table, to_markdown
 
 # num_classes: what the network was built for (ImageNet: the index's classes), on which references are matched;
-# target_met and gates_nonzero_fraction: learned gates only (did gate learning reach r)
+# target_met and gates_nonzero_fraction: learned gates only (did gate learning reach r); cost_s ... shared_with:
+# the compute of the network's whole chain of jobs (pfs.cost), empty without benchmark files
 COLUMNS = ["dataset", "num_classes", "arch", "method", "expansion", "multiplier", "sparsity", "ratio",
            "achieved_ratio", "schedule", "seed", "macs", "params", "top1", "top5", "best_top1", "epochs",
-           "train_time_s", "target_met", "gates_nonzero_fraction"]
+           "train_time_s", "target_met", "gates_nonzero_fraction", *COST_COLUMNS]
 
 
-def collect(paths: list[str]) -> pd.DataFrame:
+def collect(paths: list[str], chains: dict[str, list[str]] | None = None) -> pd.DataFrame:
+    """One row per metrics.json; with ``chains`` (metrics path -> the benchmark files of its chain of jobs,
+    rules/common.smk run_chains) each row carries its compute (pfs.cost.chain_costs), else the cost columns are
+    empty."""
     rows = [io.load_json_artifact(path, "pfs.metrics", remedy="delete it and rerun its training") for path in paths]
-    frame = pd.DataFrame(rows).reindex(columns=COLUMNS)
+    frame = pd.DataFrame(rows).drop(columns=COST_COLUMNS, errors="ignore")
+    if chains is not None:
+        costs = chain_costs(chains).rename(index=os.path.normpath)
+        wanted = [os.path.normpath(p) for p in paths]
+        unknown = [p for p, n in zip(paths, wanted, strict=True) if n not in costs.index]
+        if unknown:
+            raise ValueError(f"no chain of benchmark files for {unknown[0]} (of {len(unknown)}): the chains must "
+                             "name every metrics file")
+        for column in COST_COLUMNS:
+            frame[column] = costs.loc[wanted, column].to_numpy()
+    frame = frame.reindex(columns=COLUMNS)
     return frame.sort_values(["dataset", "arch", "method", "ratio", "schedule", "seed"], ignore_index=True)
 
 
-def write_summary(paths: list[str], out: str) -> pd.DataFrame:
-    frame = collect(paths)
+def write_summary(paths: list[str], out: str, chains: dict[str, list[str]] | None = None) -> pd.DataFrame:
+    frame = collect(paths, chains)
     io.write_csv(out, frame)
     return frame
 
 
 def write_tables(summary: pd.DataFrame, out_csv: str, out_md: str, out_comparison: str,
-                 references: str | None = None) -> pd.DataFrame:
+                 references: str | None = None, chains: dict[str, list[str]] | None = None) -> pd.DataFrame:
     """The seed-grouped table (pfs.tables) as CSV and markdown, and its comparison with the published figures of
-    the ``references`` file (pfs.references) as CSV and as a second section of the markdown."""
+    the ``references`` file (pfs.references) as CSV and as a second section of the markdown. With ``chains``
+    the markdown says under the table what the cost column includes and what the whole grid took (every job
+    once, pfs.cost.grid_total)."""
     table = seed_table(summary)
     refs, tolerance = load_references(references) if references else (pd.DataFrame(), 0.0)
     comparison = compare(table, refs, tolerance)
     io.write_csv(out_csv, table)
     io.write_csv(out_comparison, comparison)
-    io.atomic_write_text(out_md, "# Results (mean ± std over seeds)\n\n" + to_markdown(table)
+    io.atomic_write_text(out_md, "# Results (mean ± std over seeds)\n\n"
+                         + to_markdown(table, grid_total(chains) if chains else None)
                          + "\n# Against published figures\n\n" + comparison_markdown(comparison, references))
     return table
