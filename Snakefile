@@ -4,7 +4,10 @@
 #   results/{dataset}/{arch}/e{expansion}_m{multiplier}/s{sparsity}/seed{seed}/gates.pt, gates_metrics.csv
 #       .../p{ratio}/channels.yaml
 #       .../p{ratio}/{schedule}/model.pt, metrics.json, history.csv      schedule: scratch_e | scratch_b
+#       .../model.onnx                                                  beside every model.pt (grid.export)
 #   results/{dataset}/{arch}/full/seed{seed}/{schedule}/...               unpruned standard-width baseline
+#   results/{dataset}/{arch}/l1/seed{seed}/p{ratio}/channels.yaml, pruned.pt   classic baseline: the full model
+#       .../finetune/..., .../{schedule}/...                              L1-pruned, fine-tuned / from scratch
 #   results/imagenet/lists/{train,val}.csv                                ImageNet index (prepare_imagenet_list)
 #   results/summary.csv                                                   one row per trained network
 #   results/table.csv, table.md                                           runs grouped over seeds (mean, std, n)
@@ -33,7 +36,9 @@ include: "rules/common.smk"
 include: "rules/gates.smk"
 include: "rules/prune.smk"
 include: "rules/train.smk"
+include: "rules/classic.smk"
 include: "rules/summarize.smk"
+include: "rules/export.smk"
 include: "rules/imagenet.smk"
 
 
@@ -44,6 +49,7 @@ rule all:
         TABLES.values(),
         PLOTS.values(),
         all_model_targets(),
+        all_exports(),
 
 
 # the paper's grids: snakemake --cores all paper_cifar10 --configfile configs/paper_cifar10.yaml

@@ -2,6 +2,7 @@
 
     python bench/pruned_latency.py [--archs resnet56,mobilenet_v2] [--ratio 0.5] [--tolerance 0.01]
                                    [--repeats 5] [--iters N] [--device cpu|cuda] [--amp] [--threads N]
+                                   [--kinds infer,train,ort] [--profile]
 
 For each arch, three variants of the network at its standard width (expansion = the arch's base expansion, so the
 unpruned network is the baseline pruning ratios are measured against), all built from the same seed:
@@ -15,10 +16,16 @@ and random gates give a realistic uneven profile. gates.pt and channels.yaml go 
 
 CIFAR archs run 32x32 inputs with 10 classes (inference batches 1 and 128, a train step at batch 64); ImageNet
 archs 224x224 with 1000 classes (inference batches 1 and 16, a train step at batch 8, to keep CPU time modest).
-Two kinds of measurement, each for every variant, best of ``--repeats`` with the variants interleaved, each
-repeat the median of ``--iters`` calls after warm-up:
+Three kinds of measurement (``--kinds``), each for every variant, best of ``--repeats`` with the variants
+interleaved, each repeat the median of ``--iters`` calls after warm-up:
 - ``infer_bN``: a forward pass, model.eval() under torch.inference_mode;
-- ``train_bN``: one training step, model.train(): forward, cross-entropy, backward, SGD (momentum) step.
+- ``train_bN``: one training step, model.train(): forward, cross-entropy, backward, SGD (momentum) step;
+- ``ort_infer_bN``: the deployed form - the network exported as ``python -m pfs export`` writes it (gates merged,
+  BatchNorm folded; pfs.export), run by onnxruntime's CPU provider (all graph optimisations, ``--threads``
+  intra-op threads) on the same batches. CPU only.
+``--profile`` adds onnxruntime's own per-node profile of one call at the largest batch: milliseconds per op type
+(Conv split into depthwise, 1x1 and kxk) for every variant, with the MACs share of each conv kind, to show
+where the measured speedup falls short of the MACs ratio.
 ``--iters`` 0 (default) picks, per measurement, enough calls for ~0.25 s of the full network (3 to 100).
 On CUDA every call is synchronised; ``--amp`` runs the networks under bf16 autocast.
 
@@ -47,6 +54,7 @@ from torch import nn
 from pfs.data import dataset_info
 from pfs.errors import PfsError
 from pfs.experiment import Experiment
+from pfs.export import fold_for_inference, to_onnx
 from pfs.macs import count_macs, count_params, network_cost
 from pfs.models import build_model, default_widths, get_spec
 from pfs.stages import stage_prune, stage_random_gates
@@ -92,9 +100,28 @@ def make_model(arch: str, widths: list[int] | None, expansion: int, classes: int
     return model.to(device)
 
 
+def onnx_session(model: nn.Module, size: int, threads: int, path: Path, profile: bool = False):
+    """The deployed form of ``model`` (before any train step): folded and exported to ``path`` as pfs.export does,
+    opened by onnxruntime's CPU provider; ``profile``: with its per-node profiler on, saving the optimised graph."""
+    import onnxruntime as ort
+
+    if not path.exists():
+        to_onnx(fold_for_inference(model)[0], size).save(path, external_data=False)
+    options = ort.SessionOptions()
+    options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.log_severity_level = 3
+    if profile:
+        options.enable_profiling, options.profile_file_prefix = True, str(path.with_suffix(""))
+        options.optimized_model_filepath = str(path.with_suffix(".optimized.onnx"))
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
 def make_calls(model: nn.Module, device: torch.device, amp: bool, size: int, classes: int,
-               infer_batches: tuple[int, ...], train_batch: int) -> dict[str, tuple[bool, Callable[[], None]]]:
-    """Measurement name -> (train mode, one call). Inputs are fixed seeded tensors, the same for every variant."""
+               infer_batches: tuple[int, ...], train_batch: int, kinds: set[str],
+               session=None) -> dict[str, tuple[bool, Callable[[], None]]]:
+    """Measurement name -> (train mode, one call) of ``kinds``. Inputs are fixed seeded tensors, the same for every
+    variant and for PyTorch and onnxruntime (``session``)."""
     gen = torch.Generator().manual_seed(1)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
     criterion = nn.CrossEntropyLoss()
@@ -106,8 +133,16 @@ def make_calls(model: nn.Module, device: torch.device, amp: bool, size: int, cla
                 model(x)
         return call
 
+    def ort_call(x: torch.Tensor) -> Callable[[], None]:
+        feed = {"input": x.numpy()}
+        return lambda: session.run(None, feed)
+
     for b in infer_batches:
-        calls[f"infer_b{b}"] = (False, infer_call(torch.randn(b, 3, size, size, generator=gen).to(device)))
+        x = torch.randn(b, 3, size, size, generator=gen)
+        if "infer" in kinds:
+            calls[f"infer_b{b}"] = (False, infer_call(x.to(device)))
+        if session is not None:
+            calls[f"ort_infer_b{b}"] = (False, ort_call(x))
     x = torch.randn(train_batch, 3, size, size, generator=gen).to(device)
     y = torch.randint(0, classes, (train_batch,), generator=gen).to(device)
 
@@ -118,8 +153,67 @@ def make_calls(model: nn.Module, device: torch.device, amp: bool, size: int, cla
         loss.backward()
         optimizer.step()
 
-    calls[f"train_b{train_batch}"] = (True, train_call)
+    if "train" in kinds:
+        calls[f"train_b{train_batch}"] = (True, train_call)
     return calls
+
+
+def conv_kind(groups: int, kernel: tuple[int, ...] | list[int]) -> str:
+    return "depthwise conv" if groups > 1 else "1x1 conv" if math.prod(kernel) == 1 else "kxk conv"
+
+
+def conv_macs_by_kind(model: nn.Module, size: int) -> dict[str, int]:
+    """MACs of one image per conv kind (depthwise, 1x1, kxk) and of the Linear layer."""
+    total: dict[str, int] = {}
+
+    def hook(m: nn.Module, _inp, out) -> None:
+        kind = conv_kind(m.groups, m.kernel_size) if isinstance(m, nn.Conv2d) else "linear"
+        macs = out[0].numel() * (m.weight[0].numel() if isinstance(m, nn.Conv2d) else m.in_features)
+        total[kind] = total.get(kind, 0) + macs
+
+    hooks = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, nn.Conv2d | nn.Linear)]
+    with torch.no_grad():
+        model.eval()(torch.zeros(1, 3, size, size))
+    for h in hooks:
+        h.remove()
+    return total
+
+
+OP_CATEGORIES = {"ReorderInput": "layout reorder (NCHWc)", "ReorderOutput": "layout reorder (NCHWc)",
+                 "Add": "add / sum", "Sum": "add / sum", "Relu": "activation", "Clip": "activation",
+                 "GlobalAveragePool": "pool", "ReduceMean": "pool", "Gemm": "linear", "MatMul": "linear"}
+
+
+def ort_profile(model: nn.Module, size: int, batch: int, threads: int, path: Path, runs: int = 3) -> dict:
+    """Milliseconds per op category of one onnxruntime call at ``batch`` (each node's fastest of ``runs`` calls
+    after a warm-up), from its profiler; a conv's kind comes from the optimised graph's node attributes."""
+    import onnx
+
+    session = onnx_session(model, size, threads, path, profile=True)
+    feed = {"input": torch.randn(batch, 3, size, size, generator=torch.Generator().manual_seed(2)).numpy()}
+    for _ in range(runs + 1):
+        session.run(None, feed)
+    events = json.loads(Path(session.end_profiling()).read_text())
+    graph = onnx.load(str(path.with_suffix(".optimized.onnx"))).graph
+    shapes = {t.name: list(t.dims) for t in graph.initializer}
+    kinds = {}
+    for node in graph.node:
+        if node.op_type in ("Conv", "FusedConv"):
+            attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+            kernel = attrs.get("kernel_shape") or shapes.get(node.input[1], [1, 1, 1, 1])[2:]
+            kinds[node.name] = conv_kind(attrs.get("group", 1), kernel)
+    per_node: dict[str, list[float]] = {}
+    ops = {}
+    for e in events:
+        if e.get("cat") == "Node" and e["name"].endswith("_kernel_time"):
+            name = e["name"].removesuffix("_kernel_time")
+            per_node.setdefault(name, []).append(e["dur"] / 1e3)
+            ops[name] = e["args"]["op_name"]
+    ms: dict[str, float] = {}
+    for name, durs in per_node.items():
+        category = kinds.get(name) or OP_CATEGORIES.get(ops[name], "other")
+        ms[category] = ms.get(category, 0.0) + min(durs[1:] or durs)
+    return {k: round(v, 3) for k, v in sorted(ms.items(), key=lambda kv: -kv[1])}
 
 
 def time_calls(fn: Callable[[], None], n: int, device: torch.device) -> list[float]:
@@ -153,7 +247,16 @@ def bench_arch(arch: str, args: argparse.Namespace, device: torch.device) -> dic
     pruned = [v for v in VARIANTS if v in infos]
     models = {v: make_model(arch, None if v == "full" else info["widths"], expansion, classes, size, info, device)
               for v, info in infos.items()}
-    calls = {v: make_calls(m, device, args.amp, size, classes, infer_batches, train_batch) for v, m in models.items()}
+    kinds = set(args.kinds.split(","))
+    onnx_dir = tempfile.TemporaryDirectory(prefix="pruned_latency_onnx_")
+    sessions = {v: onnx_session(m, size, args.threads, Path(onnx_dir.name) / f"{v}.onnx") if "ort" in kinds else None
+                for v, m in models.items()}
+    profile = {v: ort_profile(m, size, max(infer_batches), args.threads, Path(onnx_dir.name) / f"{v}.onnx")
+               for v, m in models.items()} if args.profile else {}
+    conv_macs = {v: conv_macs_by_kind(m, size) for v, m in models.items()} if args.profile else {}
+    onnx_bytes = {v: (Path(onnx_dir.name) / f"{v}.onnx").stat().st_size for v in models} if "ort" in kinds else {}
+    calls = {v: make_calls(m, device, args.amp, size, classes, infer_batches, train_batch, kinds, sessions[v])
+             for v, m in models.items()}
     measurements = list(calls["full"])
     iters = {}
     for meas in measurements:  # warm-up: allocator, oneDNN/cuDNN primitives, autotuning
@@ -170,6 +273,7 @@ def bench_arch(arch: str, args: argparse.Namespace, device: torch.device) -> dic
                 train, fn = calls[v][meas]
                 model.train(train)
                 best[meas][v] = min(best[meas][v], statistics.median(time_calls(fn, iters[meas], device)))
+    onnx_dir.cleanup()
     theoretical = {v: full_cost["macs"] / infos[v]["macs"] for v in pruned}
     measured = {meas: {v: best[meas]["full"] / best[meas][v] for v in pruned} for meas in measurements}
     return {
@@ -183,6 +287,8 @@ def bench_arch(arch: str, args: argparse.Namespace, device: torch.device) -> dic
         "params_ratio": {v: round(full_cost["params"] / infos[v]["params"], 3) for v in pruned},
         "measured_speedup": {m: {v: round(s, 3) for v, s in d.items()} for m, d in measured.items()},
         "efficiency": {m: {v: round(s / theoretical[v], 3) for v, s in d.items()} for m, d in measured.items()},
+        **({"onnx_bytes": onnx_bytes} if onnx_bytes else {}),
+        **({"ort_profile_ms": profile, "macs_by_kind": conv_macs} if profile else {}),
         **({"skipped": skipped} if skipped else {}),
     }
 
@@ -198,7 +304,16 @@ def main() -> None:
     parser.add_argument("--amp", action="store_true", help="bf16 autocast (meant for CUDA)")
     parser.add_argument("--threads", type=int, default=os.cpu_count())
     parser.add_argument("--seed", type=int, default=0, help="seed of the random stand-in gates")
+    parser.add_argument("--kinds", default="infer,train,ort", help="measurements: infer (PyTorch eager), train "
+                        "(a PyTorch train step), ort (the exported ONNX network under onnxruntime, CPU only)")
+    parser.add_argument("--profile", action="store_true", help="onnxruntime's per-op-type milliseconds at the "
+                        "largest inference batch, and MACs per conv kind")
     args = parser.parse_args()
+    unknown = set(args.kinds.split(",")) - {"infer", "train", "ort"}
+    if unknown:
+        parser.error(f"--kinds: unknown {', '.join(sorted(unknown))}; known: infer, train, ort")
+    if ("ort" in args.kinds.split(",") or args.profile) and args.device != "cpu":
+        parser.error("onnxruntime runs on the CPU here: drop ort from --kinds (and --profile) with --device cuda")
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     if device.type == "cuda":

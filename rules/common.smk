@@ -3,13 +3,22 @@
 
 from snakemake.utils import validate
 
-from pfs.config import check_config, check_output_folders, check_schema, train_settings
+from pfs.config import ConfigError, check_config, check_output_folders, check_schema, coerce_overrides
+from pfs.config import finetune_settings, train_settings
 from pfs.datatree import fingerprint
-from pfs.grid import NUMBER, full_runs, pruned_runs, random_runs, uniform_runs
+from pfs.slurm_check import check_workflow as check_slurm_status
+from pfs.grid import NUMBER, full_runs, l1_runs, l1_scratch_runs, pruned_runs, random_runs, uniform_runs
 
-check_schema(config, f"{workflow.basedir}/schemas/config.schema.yaml")  # one clear line naming a bad key
-validate(config, "../schemas/config.schema.yaml", set_default=True)  # fills in the defaults
-check_config(config)
+# a bad value stops the run with ONE line naming the key and the fix: a SystemExit passes through Snakemake, so
+# Python prints its message alone and exits 1 (any other exception gets "ConfigError in file ..." and a traceback)
+try:
+    # values nested in --config (train='{epochs: 6}') arrive as strings: give them the schema's types first
+    coerce_overrides(config, f"{workflow.basedir}/schemas/config.schema.yaml")
+    check_schema(config, f"{workflow.basedir}/schemas/config.schema.yaml")  # one clear line naming a bad key
+    validate(config, "../schemas/config.schema.yaml", set_default=True)  # fills in the defaults
+    check_config(config)
+except ConfigError as exc:
+    raise SystemExit(f"error: {exc}") from None
 # the dataset's files as the jobs would see them (pfs.datatree): a param of every rule that reads them, so changed
 # data reruns those jobs and what follows; moved data (another dataset.root) reruns nothing
 DATA = fingerprint(config["dataset"]["name"], config["dataset"]["root"], config["dataset"]["check_md5"])
@@ -18,6 +27,9 @@ DATA = fingerprint(config["dataset"]["name"], config["dataset"]["root"], config[
 onstart:
     # a real run only (a dry run of a read-only finished run is fine): one line before any job, no traceback
     check_output_folders(["results", "logs", "benchmarks", config["checkpoint_dir"]])
+    # under --executor slurm, before the first job is submitted: refuse a job status command that cannot work here
+    # (pfs.slurm_check: a sacct without accounting would make the run wait forever)
+    check_slurm_status(workflow)
 
 
 wildcard_constraints:
@@ -37,9 +49,16 @@ FULL = "{dataset}/{arch}/full/seed{seed}/{schedule}"
 UNIFORM = "{dataset}/{arch}/uniform/p{ratio}"  # uniform-width baseline: channels.yaml, then seed{seed}/{schedule}/
 RANDOM = "{dataset}/{arch}/random/e{expansion}_m{multiplier}/seed{seed}"  # random-gates ablation: gates.pt
 RANDOM_PRUNED = f"{RANDOM}/p{{ratio}}"  # channels.yaml, then {schedule}/
+# classic baseline: the trained standard network (train_full's model) of each seed, L1-pruned: channels.yaml and
+# pruned.pt, then finetune/ (the pruned weights fine-tuned) and {schedule}/ (the L1 architecture from scratch)
+L1 = "{dataset}/{arch}/l1/seed{seed}/p{ratio}"
+PRETRAINED = "{dataset}/{arch}/full/seed{seed}/scratch_e"  # the train_full run whose model.pt L1 pruning reads
 SUMMARY = "results/summary.csv"
 TABLES = {"table_csv": "results/table.csv", "table_md": "results/table.md", "comparison_csv": "results/comparison.csv"}
-PLOTS = {name: f"results/plots/{name}.png" for name in ("accuracy", "widths", "gate_histograms", "gate_learning")}
+PLOTS = {
+    name: f"results/plots/{name}.png"
+    for name in ("accuracy", "accuracy_cost", "widths", "gate_histograms", "gate_learning")
+}
 IMAGENET_LISTS = {split: f"results/imagenet/lists/{split}.csv" for split in ("train", "val")}
 IMAGENET = config["dataset"]["name"] == "imagenet"
 RUN_FILES = ("model.pt", "metrics.json", "history.csv")
@@ -50,12 +69,55 @@ def run_outputs(run_dir):
     return {name.split(".")[0]: f"results/{run_dir}/{name}" for name in RUN_FILES}
 
 
-def gpu_resources(max_gpu=None):
-    """Resources of the GPU jobs (at most ``max_gpu`` GPUs); each retry (resources.retries) gets a longer wall-time
-    limit."""
+import os
+import time
+
+from snakemake.logging import logger
+
+from pfs.memory import DeclaredJob, job_mem_mb, overruns
+
+
+def gpu_resources(max_gpu=None, stage="train"):
+    """Resources of the GPU jobs of ``stage`` (gates or train; at most ``max_gpu`` GPUs); each retry
+    (resources.retries) gets a longer wall-time limit. ``mem_mb: auto``: estimated per job from its arch, the
+    dataset, workers, batch size and GPUs (pfs.memory: measured figures, torch-free)."""
     res = config["resources"]
     gpu = res["gpu"] if max_gpu is None else min(res["gpu"], max_gpu)
-    return {"gpu": gpu, "mem_mb": res["mem_mb"], "runtime": lambda wildcards, attempt: res["runtime"] * attempt}
+    mem_mb = res["mem_mb"]
+    if mem_mb == "auto":
+        mem_mb = lambda wildcards: job_mem_mb(config, wildcards.arch, stage, gpu)
+    return {"gpu": gpu, "mem_mb": mem_mb, "runtime": lambda wildcards, attempt: res["runtime"] * attempt}
+
+
+RUN_STARTED = time.time()  # benchmark files written since then are this run's
+
+
+def warn_memory_overruns():
+    """After a run (onsuccess, onerror): one WARNING line per job of this run whose benchmark file shows a peak
+    memory (max_pss, pfs.memory.overruns) above the mem_mb it declared. A courtesy: it never fails a run."""
+    try:
+        ran = [
+            job
+            for job in workflow.dag.jobs
+            if job.benchmark and os.path.isfile(job.benchmark) and os.path.getmtime(job.benchmark) >= RUN_STARTED
+        ]
+        found = overruns(
+            DeclaredJob(job.benchmark, job.resources.get("mem_mb"), job.rule.name, job.resources.get("gpu") is not None)
+            for job in ran
+        )
+    except Exception as exc:  # Snakemake's job objects moved: say so, and carry on
+        logger.debug(f"memory check of the benchmark files skipped: {exc}")
+        return
+    for overrun in found:
+        logger.warning(f"WARNING {overrun.message(config['resources']['mem_mb'])}")
+
+
+onsuccess:
+    warn_memory_overruns()
+
+
+onerror:
+    warn_memory_overruns()
 
 
 def index_inputs():
@@ -72,6 +134,11 @@ def section_params(name):
 def train_params(wildcards):
     """The train section as the job's arch sees it (train_by_arch over train)."""
     return train_settings(config, wildcards.arch)
+
+
+def finetune_params(wildcards):
+    """The train settings of a fine-tuning job: the finetune section over the arch's train settings."""
+    return finetune_settings(config, wildcards.arch)
 
 
 def split_params():
@@ -94,7 +161,43 @@ def run_kinds():
         "full": (full_runs(config), None, FULL),
         "uniform": (uniform_runs(config), f"{UNIFORM}/channels.yaml", f"{UNIFORM}/seed{{seed}}/{{schedule}}"),
         "random": (random_runs(config), f"{RANDOM_PRUNED}/channels.yaml", f"{RANDOM_PRUNED}/{{schedule}}"),
+        "l1": (l1_scratch_runs(config), f"{L1}/channels.yaml", f"{L1}/{{schedule}}"),
+        "l1_finetune": (l1_runs(config), f"{L1}/channels.yaml", f"{L1}/finetune"),
     }
+
+
+def _chain_steps():
+    """Per run kind, the jobs whose work a trained network of that kind took, as benchmark file templates under
+    benchmarks/ (its own training last). ImageNet's list preparation comes first in every chain."""
+    lists = ["imagenet/lists/prepare_imagenet_list"] if IMAGENET else []
+    return {
+        "pfs": [*lists, f"{EXP}/learn_gates", f"{PRUNED}/prune", f"{PRUNED}/{{schedule}}/train_pruned"],
+        "full": [*lists, f"{FULL}/train_full"],
+        "uniform": [*lists, f"{UNIFORM}/prune_uniform", f"{UNIFORM}/seed{{seed}}/{{schedule}}/train_uniform"],
+        "random": [
+            *lists,
+            f"{RANDOM}/random_gates",
+            f"{RANDOM_PRUNED}/prune_random",
+            f"{RANDOM_PRUNED}/{{schedule}}/train_random",
+        ],
+        "l1": [*lists, f"{PRETRAINED}/train_full", f"{L1}/prune_l1", f"{L1}/{{schedule}}/train_l1"],
+        "l1_finetune": [*lists, f"{PRETRAINED}/train_full", f"{L1}/prune_l1", f"{L1}/finetune/finetune_l1"],
+    }
+
+
+def run_chains():
+    """metrics.json of every training run -> the benchmark files of its whole chain (pfs.cost sums them; a job in
+    several chains, such as one gate learning serving several ratios, is shared)."""
+    steps = _chain_steps()
+    return {
+        f"results/{folder}/metrics.json".format(**r): [f"benchmarks/{step}.tsv".format(**r) for step in steps[kind]]
+        for kind, (runs, _, folder) in run_kinds().items()
+        for r in runs
+    }
+
+
+def all_benchmarks():
+    return list(dict.fromkeys(b for chain in run_chains().values() for b in chain))
 
 
 def run_files(name):
@@ -108,6 +211,11 @@ def all_metrics():
 
 def all_model_targets():
     return run_files("model.pt")
+
+
+def all_exports():
+    """model.onnx beside every trained model.pt (rule export), when grid.export is on."""
+    return run_files("model.onnx") if config["grid"]["export"] else []
 
 
 def experiment_files(name):
@@ -143,6 +251,14 @@ def paper_target(dataset, configfile):
                 f"target paper_{dataset} runs the grid of {configfile}, but the config has dataset "
                 f"{config['dataset']['name']}: add --configfile {configfile} (after the targets)"
             )
-        return [SUMMARY, *TABLES.values(), *PLOTS.values(), *all_model_targets()]
+        return [SUMMARY, *TABLES.values(), *PLOTS.values(), *all_model_targets(), *all_exports()]
 
     return inputs
+
+
+def job_retries():
+    """The retries: of the GPU rules (config resources.retries), counted by the main Snakemake process only. In a
+    job's own Snakemake (in the sbatch job, or a local job's subprocess) Snakemake passes --retries 0, since the
+    main process handles retries, but a retries: directive overrides that: a signalled training job would be
+    restarted inside its allocation, under the same time limit, before the main process resubmits it."""
+    return config["resources"]["retries"] if workflow.is_main_process else 0

@@ -13,7 +13,7 @@ rule learn_gates:
         "../envs/pfs.yaml"
     threads: config["resources"]["threads"]
     resources:
-        **gpu_resources(max_gpu=1),
+        **gpu_resources(max_gpu=1, stage="gates"),
     params:
         hp=section_params("gates"),
         split=split_params(),
@@ -29,6 +29,8 @@ rule random_gates:
         gates=f"results/{RANDOM}/gates.pt",
     log:
         f"logs/{RANDOM}/random_gates.log",
+    benchmark:
+        f"benchmarks/{RANDOM}/random_gates.tsv"
     conda:
         "../envs/pfs.yaml"
     script:

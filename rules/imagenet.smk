@@ -2,16 +2,18 @@
 # The root is read by the script from the config: it is a location, so moving the data reruns nothing; the tree's
 # fingerprint (DATA: class folders and image names) is a param, so an image added, removed or renamed reruns it.
 rule prepare_imagenet_list:
-    params:
-        data=DATA,
     output:
         train=IMAGENET_LISTS["train"],
         val=IMAGENET_LISTS["val"],
     log:
         "logs/imagenet/lists/prepare_imagenet_list.log",
-    # processes that decode every image when dataset.verify_images is on
-    threads: config["resources"]["threads"]
+    benchmark:
+        "benchmarks/imagenet/lists/prepare_imagenet_list.tsv"
     conda:
         "../envs/pfs.yaml"
+    # processes that decode every image when dataset.verify_images is on
+    threads: config["resources"]["threads"]
+    params:
+        data=DATA,
     script:
         "../workflow_scripts/prepare_imagenet_list.py"

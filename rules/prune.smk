@@ -5,6 +5,8 @@ rule prune:
         channels=f"results/{PRUNED}/channels.yaml",
     log:
         f"logs/{PRUNED}/prune.log",
+    benchmark:
+        f"benchmarks/{PRUNED}/prune.tsv"
     conda:
         "../envs/pfs.yaml"
     params:
@@ -20,6 +22,8 @@ rule prune_uniform:
         channels=f"results/{UNIFORM}/channels.yaml",
     log:
         f"logs/{UNIFORM}/prune_uniform.log",
+    benchmark:
+        f"benchmarks/{UNIFORM}/prune_uniform.tsv"
     conda:
         "../envs/pfs.yaml"
     params:
@@ -35,6 +39,8 @@ rule prune_random:
         channels=f"results/{RANDOM_PRUNED}/channels.yaml",
     log:
         f"logs/{RANDOM_PRUNED}/prune_random.log",
+    benchmark:
+        f"benchmarks/{RANDOM_PRUNED}/prune_random.tsv"
     conda:
         "../envs/pfs.yaml"
     params:

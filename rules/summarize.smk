@@ -2,6 +2,7 @@ rule summarize:
     input:
         **references_input(),
         metrics=all_metrics(),
+        benchmarks=all_benchmarks(),  # the compute of each run's chain (pfs.cost)
     output:
         table_csv=reported(TABLES["table_csv"], "table.rst", "Tables"),
         table_md=TABLES["table_md"],
@@ -11,6 +12,8 @@ rule summarize:
         "logs/summarize.log",
     conda:
         "../envs/pfs.yaml"
+    params:
+        chains=run_chains(),
     script:
         "../workflow_scripts/summarize.py"
 
@@ -26,6 +29,7 @@ rule plot_results:
         histories=experiment_files("gates_metrics.csv"),
     output:
         accuracy=reported(PLOTS["accuracy"], "accuracy_vs_macs.rst", "Plots"),
+        accuracy_cost=reported(PLOTS["accuracy_cost"], "accuracy_vs_cost.rst", "Plots"),
         widths=reported(PLOTS["widths"], "widths.rst", "Plots"),
         gate_histograms=reported(PLOTS["gate_histograms"], "gate_histograms.rst", "Plots"),
         gate_learning=reported(PLOTS["gate_learning"], "gate_learning.rst", "Plots"),

@@ -12,7 +12,7 @@ rule train_pruned:
         f"logs/{PRUNED}/{{schedule}}/train_pruned.log",
     benchmark:
         f"benchmarks/{PRUNED}/{{schedule}}/train_pruned.tsv"
-    retries: config["resources"]["retries"]
+    retries: job_retries()
     conda:
         "../envs/pfs.yaml"
     threads: config["resources"]["threads"]

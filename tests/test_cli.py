@@ -186,3 +186,11 @@ def test_verify_images_names_the_undecodable_files_and_passes_a_clean_tree(tmp_p
     assert proc.returncode == 2
     assert f"error: 1 of 5 images cannot be decoded: {tmp_path / 'val/n02/bad.JPEG'}; remove or replace" in proc.stderr
     assert "verified 5 images" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_help_reads_as_plain_text():
+    proc = run_pfs("--help")
+    assert proc.returncode == 0, proc.stderr
+    assert "usage: python -m pfs" in proc.stdout
+    assert "Inspect networks, train one under torchrun, check ImageNet trees" in proc.stdout
+    assert "``" not in proc.stdout and "`" not in proc.stdout  # no reStructuredText markup in the terminal

@@ -2,15 +2,27 @@
 
 from __future__ import annotations
 
+import functools
 import io
+import itertools
 
 import pandas as pd
 import pytest
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
+import pfs.progress
 from pfs.errors import PfsError
-from pfs.gates import GateConfig, above_chance, learn_gates, nonzero_fraction, select_evaluation, sparsity_loss
+from pfs.gates import (
+    GateConfig,
+    above_chance,
+    eval_line,
+    evaluation_count,
+    learn_gates,
+    nonzero_fraction,
+    select_evaluation,
+    sparsity_loss,
+)
 from pfs.models import build_model
 
 HISTORY_COLUMNS = ["eval", "epoch", "step", "loss", "ce", "reg", "train_top1", "val_top1", "mean_gate",
@@ -197,3 +209,50 @@ def test_gate_config_is_validated(kwargs, message):
                                                (0.9, 8, True)])
 def test_above_chance_needs_three_binomial_standard_deviations(top1, n, expected):
     assert above_chance(top1, n, num_classes=10) is expected
+
+
+# --- the evaluation line (pfs.progress.Eta for the timing) -------------------------------------------------------
+
+def _simulated_evaluations(epochs: int, steps_per_epoch: int, interval: int) -> int:
+    """learn_gates' loop, without the learning: how many evaluations it makes."""
+    count = step = 0
+    for _ in range(epochs):
+        since = 0
+        for _ in range(steps_per_epoch):
+            step += 1
+            since += 1
+            if interval and step % interval == 0:
+                count, since = count + 1, 0
+        count += since > 0
+    return count
+
+
+@pytest.mark.parametrize("epochs", [1, 2, 6])
+@pytest.mark.parametrize("steps_per_epoch", [1, 4, 18])
+@pytest.mark.parametrize("interval", [0, 1, 3, 4, 5, 18, 500])
+def test_evaluation_count_is_the_number_learn_gates_makes(epochs, steps_per_epoch, interval):
+    assert evaluation_count(epochs, steps_per_epoch, interval) == _simulated_evaluations(
+        epochs, steps_per_epoch, interval)
+
+
+def test_eval_line_names_the_totals_and_the_eta():
+    row = {"eval": 4, "epoch": 4, "step": 72, "loss": 0.43214, "ce": 0.41, "val_top1": 0.912, "mean_gate": 0.4,
+           "nonzero_fraction": 0.5}
+    assert eval_line(row, 6, 6, 108, "12.3 s elapsed, ~24.6 s left, 1840 img/s") == (
+        "gates eval 4/6 (epoch 4/6, step 72/108): loss 0.4321 ce 0.4100 val top-1 91.20% mean_gate 0.4000 "
+        "nonzero 0.5000 | 12.3 s elapsed, ~24.6 s left, 1840 img/s")
+
+
+def test_each_evaluation_line_gives_the_totals_and_an_eta(monkeypatch, caplog):
+    # 64 images in batches of 16: 4 steps an epoch, 8 in all; every 3 steps -> evaluations at steps 3, 4, 6, 8
+    monkeypatch.setattr(pfs.progress, "_clock", functools.partial(next, itertools.count(1000.0, 10.0)))
+    with caplog.at_level("INFO", logger="pfs.gates"):
+        run_learn_gates(eval_interval=3)
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("gates eval")]
+    # 10 s between evaluations; images/s over the whole session: 16 per step
+    expected = [(1, 1, 3, "10.0 s", "~16.7 s", "4.8"), (2, 1, 4, "20.0 s", "~20.0 s", "3.2"),
+                (3, 2, 6, "30.0 s", "~10.0 s", "3.2"), (4, 2, 8, "40.0 s", "~0.0 s", "3.2")]
+    assert len(lines) == len(expected), lines
+    for line, (n, epoch, step, elapsed, left, rate) in zip(lines, expected, strict=True):
+        assert line.startswith(f"gates eval {n}/4 (epoch {epoch}/2, step {step}/8): loss "), line
+        assert line.endswith(f" | {elapsed} elapsed, {left} left, {rate} img/s"), line

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import functools
+import itertools
 import math
 import os
+import re
 import signal
 
 import pandas as pd
@@ -12,6 +15,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
+import pfs.progress
 import pfs.train
 from pfs.catalog import DATASETS
 from pfs.data import TensorImageDataset, make_loader, make_transform
@@ -383,3 +387,57 @@ def test_compile_wraps_the_network_and_checkpoints_the_plain_module(tmp_path, mo
     assert compiled == [model]
     train_from_scratch(_linear(), train_loader, test_loader, TrainConfig(epochs=1), 1, 0, CPU, tmp_path / "d.pt", "k")
     assert len(compiled) == 1  # off by default
+
+
+# ---------------------------------------------------------------- the per-epoch line (pfs.progress.Eta)
+
+
+def _ticks(step: float):
+    """A fake clock for pfs.progress.Eta: each reading is ``step`` seconds after the last (Eta reads it when made
+    and at each epoch's end)."""
+    return functools.partial(next, itertools.count(1000.0, step))
+
+
+def _epoch_lines(caplog) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.name == "pfs.train" and r.getMessage().startswith("epoch ")]
+
+
+LINE = (r"epoch {epoch}/{epochs} lr [0-9.e-]+ train_loss \d+\.\d{{4}} test top-1 \d+\.\d\d% top-5 \d+\.\d\d% \| "
+        r"(?P<elapsed>\d+\.\d) s elapsed, ~{left} left, {rate} img/s")
+
+
+def test_each_epoch_line_says_elapsed_time_time_left_and_images_per_second(tmp_path, monkeypatch, caplog):
+    monkeypatch.setattr(pfs.progress, "_clock", _ticks(10.0))  # 10 s an epoch, 16 training images each
+    with caplog.at_level("INFO", logger="pfs.train"):
+        _train_linear(tmp_path, TrainConfig(epochs=3), epochs=3)
+    lines = _epoch_lines(caplog)
+    assert len(lines) == 3, lines
+    for epoch, (line, left) in enumerate(zip(lines, ("20.0 s", "10.0 s", "0.0 s"), strict=True), start=1):
+        match = re.fullmatch(LINE.format(epoch=epoch, epochs=3, left=re.escape(left), rate=r"1\.6"), line)
+        assert match and float(match["elapsed"]) == 10.0 * epoch, line
+
+
+def test_a_resumed_runs_eta_counts_the_epochs_done_before_and_takes_the_pace_of_this_session(
+        tmp_path, monkeypatch, caplog):
+    real_epoch = pfs.train._train_epoch
+
+    def killed_in_epoch_3(*args, **kwargs):
+        if args[5].startswith("train 3/"):
+            raise _Killed
+        return real_epoch(*args, **kwargs)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(pfs.train, "_train_epoch", killed_in_epoch_3)
+        with pytest.raises(_Killed):
+            _train_linear(tmp_path, TrainConfig(epochs=4), epochs=4)
+    before = load_artifact(tmp_path / "ckpt.pt", "pfs.checkpoint")["elapsed"]  # 2 epochs, in real seconds
+
+    monkeypatch.setattr(pfs.progress, "_clock", _ticks(10.0))
+    with caplog.at_level("INFO", logger="pfs.train"):
+        _train_linear(tmp_path, TrainConfig(epochs=4), epochs=4)
+    lines = _epoch_lines(caplog)
+    assert len(lines) == 2, lines  # epochs 3 and 4: the pace of 10 s an epoch gives 10 s left after epoch 3
+    for epoch, line, left in ((3, lines[0], "10.0 s"), (4, lines[1], "0.0 s")):
+        match = re.fullmatch(LINE.format(epoch=epoch, epochs=4, left=re.escape(left), rate=r"1\.6"), line)
+        assert match, line
+        assert float(match["elapsed"]) == pytest.approx(before + 10.0 * (epoch - 2), abs=0.051), line

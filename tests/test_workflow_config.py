@@ -16,6 +16,7 @@ from pfs.config import (
     check_config,
     check_output_folders,
     check_schema,
+    coerce_overrides,
     train_settings,
 )
 from pfs.grid import pruned_runs, random_runs
@@ -209,3 +210,66 @@ def test_verify_images_is_refused_for_datasets_not_read_from_image_files(default
     assert _error(default).startswith("dataset.verify_images: digits is not read from image files")
     imagenet["dataset"]["verify_images"] = True
     check_config(imagenet)
+
+
+# ---------------------------------------------------------------- --config overrides (coerce_overrides)
+# Snakemake reads --config train='{epochs: 6}' with YAML's base loader: every nested value arrives as a string
+
+
+def _override(default: dict, section: str, given: dict) -> dict:
+    """``default`` with the section as Snakemake gives it for --config section='{...}' (strings), then coerced."""
+    config = copy.deepcopy(default)
+    config[section] = {**config.get(section, {}), **given}
+    return coerce_overrides(config, SCHEMA)
+
+
+@pytest.mark.parametrize(("section", "given", "expected"), [
+    ("train", {"epochs": "6"}, {"epochs": 6}),  # integer
+    ("gates", {"lr": "0.05", "lambda": "1"}, {"lr": 0.05, "lambda": 1}),  # number (an integer is a number)
+    ("train", {"weight_decay": "1e-4"}, {"weight_decay": 1e-4}),  # number YAML 1.1 reads as a string
+    ("train", {"nesterov": "true", "amp": "False"}, {"nesterov": True, "amp": False}),  # boolean
+    ("train", {"milestones": ["0.3", "0.6"]}, {"milestones": [0.3, 0.6]}),  # array of numbers
+    ("train", {"milestones": "[0.3, 0.6]"}, {"milestones": [0.3, 0.6]}),  # array given as one string
+    ("grid", {"seeds": ["0", "1"], "full_baseline": "false"}, {"seeds": [0, 1], "full_baseline": False}),
+    ("grid", {"expansions": {"resnet20": ["8", "20"]}}, {"expansions": {"resnet20": [8, 20]}}),
+    ("resources", {"mem_mb": "8000"}, {"mem_mb": 8000}),  # an integer or 'auto'
+    ("resources", {"mem_mb": "auto"}, {"mem_mb": "auto"}),
+    ("dataset", {"root": "/datasets/123"}, {"root": "/datasets/123"}),  # a string stays a string
+    ("train", {"scheduler": "cosine"}, {"scheduler": "cosine"}),
+])
+def test_nested_command_line_values_get_the_schemas_types(default, section, given, expected):
+    config = _override(default, section, given)
+    assert {key: config[section][key] for key in expected} == expected
+    for key, value in expected.items():
+        assert type(config[section][key]) is type(value)
+    check_schema(config, SCHEMA)
+
+
+def test_a_train_by_arch_entry_gets_the_train_sections_types(default):
+    config = _override(default, "train_by_arch", {"resnet20": {"lr": "0.05", "epochs": "3", "nesterov": "yes",
+                                                               "milestones": ["0.5"]}})
+    assert config["train_by_arch"]["resnet20"] == {"lr": 0.05, "epochs": 3, "nesterov": True, "milestones": [0.5]}
+    check_schema(config, SCHEMA)
+    assert train_settings(config, "resnet20")["epochs"] == 3
+
+
+def test_a_null_where_the_schema_allows_one_is_read_as_none():
+    schema = {"type": "object", "properties": {"limit": {"type": ["integer", "null"]}}}
+    assert coerce_overrides({"limit": "null"}, schema) == {"limit": None}
+    assert coerce_overrides({"limit": "~"}, schema) == {"limit": None}
+    assert coerce_overrides({"limit": "7"}, schema) == {"limit": 7}
+
+
+@pytest.mark.parametrize(("section", "given", "error"), [
+    ("train", {"epochs": "six"}, "config train.epochs: 'six' is not of type 'integer'"),
+    ("train", {"epochs": "6.5"}, "config train.epochs: '6.5' is not of type 'integer'"),
+    ("train", {"nesterov": "maybe"}, "config train.nesterov: 'maybe' is not of type 'boolean'"),
+    ("gates", {"lr": "fast"}, "config gates.lr: 'fast' is not of type 'number'"),
+    ("train", {"epochs": "0"}, "config train.epochs: 0 is less than the minimum of 1"),  # typed, then checked
+])
+def test_a_value_that_does_not_read_as_the_schemas_type_is_named_by_the_schema_check(default, section, given, error):
+    config = _override(default, section, given)
+    with pytest.raises(ConfigError) as info:
+        check_schema(config, SCHEMA)
+    message = str(info.value)
+    assert message.startswith(error) and "fix it in the config file or --config" in message, message

@@ -291,7 +291,39 @@ def test_summarize_writes_one_row_per_metrics_file(pipeline):
     assert row["sparsity"] == 0.5 and row["achieved_ratio"] == pruned["achieved_ratio"]
 
 
-def test_plot_results_writes_four_pngs_and_labels_the_curves_from_the_gates_file(scripts, pipeline, tmp_path,
+def _benchmark(path: Path, seconds: float) -> str:
+    path.write_text("s\th:m:s\tmax_rss\tmax_vms\tmax_uss\tmax_pss\tio_in\tio_out\tmean_load\tcpu_time\n"
+                    f"{seconds:.2f}\t0:00:01\t1.0\t1.0\t1.0\t1.0\t0\t0\t90.0\t{2 * seconds:.2f}\n")
+    return str(path)
+
+
+def test_summarize_gives_each_row_the_cost_of_its_chain_from_params_chains(scripts, pipeline, tmp_path):
+    pruned, full = pipeline["pruned"]["metrics"], pipeline["full"]["metrics"]
+    gates, prune = _benchmark(tmp_path / "gates.tsv", 30.5), _benchmark(tmp_path / "prune.tsv", 2.25)
+    chains = {pruned: [gates, prune, _benchmark(tmp_path / "train.tsv", 40.0)],
+              full: [_benchmark(tmp_path / "full.tsv", 50.0)]}
+    summary = tmp_path / "summary.csv"
+    scripts["summarize"].main({"metrics": [pruned, full]}, {"summary": str(summary), **_tables(tmp_path)},
+                              {"chains": chains}, {}, pipeline["config"], str(tmp_path / "summarize.log"))
+    rows = pd.read_csv(summary).set_index("method")
+    assert rows.loc["pfs", "cost_s"] == pytest.approx(72.75) and rows.loc["pfs", "cost_cpu_s"] == pytest.approx(145.5)
+    assert rows.loc["full", "cost_s"] == 50.0 and rows.loc["pfs", "shared_s"] == 0.0
+    assert pd.read_csv(tmp_path / "table.csv").set_index("method").loc["pfs", "cost_s_mean"] == pytest.approx(72.75)
+    assert "The whole grid took 2.0 min wall, 4.1 min CPU (4 jobs, each counted once)." in (
+        tmp_path / "table.md").read_text()
+
+
+def test_summarize_refuses_a_missing_benchmark_file(scripts, pipeline, tmp_path):
+    summary, log = tmp_path / "summary.csv", tmp_path / "summarize.log"
+    chains = {pipeline["pruned"]["metrics"]: [str(tmp_path / "gone.tsv")]}
+    with pytest.raises(SystemExit) as exc:
+        scripts["summarize"].main({"metrics": [pipeline["pruned"]["metrics"]]},
+                                  {"summary": str(summary), **_tables(tmp_path)}, {"chains": chains}, {},
+                                  pipeline["config"], str(log))
+    _assert_refused(exc, log, [summary], f"benchmark file {tmp_path / 'gone.tsv'} does not exist")
+
+
+def test_plot_results_writes_five_pngs_and_labels_the_curves_from_the_gates_file(scripts, pipeline, tmp_path,
                                                                                  monkeypatch):
     from pfs import plots
 
@@ -299,8 +331,8 @@ def test_plot_results_writes_four_pngs_and_labels_the_curves_from_the_gates_file
     inputs = {"table": str(folder / "table.csv"), "comparison": str(folder / "comparison.csv"),
               "channels": [pipeline["channels"]], "gates": [pipeline["gates"]["gates"]],
               "histories": [pipeline["gates"]["history"]]}
-    outputs = {name: str(tmp_path / f"{name}.png") for name in ("accuracy", "widths", "gate_histograms",
-                                                                "gate_learning")}
+    outputs = {name: str(tmp_path / f"{name}.png") for name in ("accuracy", "accuracy_cost", "widths",
+                                                                "gate_histograms", "gate_learning")}
     scripts["plot_results"].main(inputs, outputs, {}, {}, pipeline["config"], str(tmp_path / "plot_results.log"))
     for path in outputs.values():
         assert Path(path).read_bytes()[:4] == b"\x89PNG"

@@ -1,8 +1,9 @@
-"""``python -m pfs``: inspect networks from the command line.
+"""Inspect networks, train one under torchrun, check ImageNet trees, write README's results, export to ONNX.
 
     python -m pfs summary --arch resnet56 --dataset cifar10 [--expansion 20] [--multiplier 1] [--channels FILE]
     python -m pfs list-models
     python -m pfs readme [--check] [--results DIR] [--readme FILE]   (README's results section from the run)
+    python -m pfs export RUN_DIR_OR_MODEL [--format onnx] [--out FILE]   (gates merged, BatchNorm folded)
     torchrun --standalone --nproc_per_node=N -m pfs train --job JOB.json   (multi-process training)
 """
 
@@ -114,6 +115,17 @@ def _verify_images(args: argparse.Namespace) -> dict:
     return {"root": args.root, "images": sum(len(f) for f in frames.values()), "unreadable": 0}
 
 
+def _export(args: argparse.Namespace) -> dict:
+    """A trained model.pt as a deployable network: gates merged, BatchNorm folded, checked, written atomically."""
+    import logging
+
+    from pfs.export import export_onnx
+    from pfs.progress import setup_logging
+
+    setup_logging(None, logging.INFO)  # what was folded and the check's difference, on stderr
+    return export_onnx(args.model, args.out)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m pfs", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -139,6 +151,11 @@ def build_parser() -> argparse.ArgumentParser:
     readme.add_argument("--check", action="store_true", help="compare instead of writing; exit 1 with a diff")
     readme.add_argument("--results", default="results", help="the run's results folder (default: results)")
     readme.add_argument("--readme", default="README.md", help="the README holding the section (default: README.md)")
+    export = sub.add_parser("export", help="write a trained network (gates merged, BatchNorm folded into the "
+                            "convs) as ONNX, checked against the PyTorch model on random inputs")
+    export.add_argument("model", help="a training run's folder (holding model.pt) or a model.pt")
+    export.add_argument("--format", choices=["onnx"], default="onnx", help="output format (default: onnx)")
+    export.add_argument("--out", default=None, help="output file (default: model.onnx beside the model)")
     return parser
 
 
@@ -151,6 +168,8 @@ def main(argv: list[str] | None = None) -> int:
             answer = _train(args)
             if not answer:  # not rank 0: rank 0 answers
                 return 0
+        elif args.command == "export":
+            answer = _export(args)
         elif args.command == "verify-images":
             answer = _verify_images(args)
         elif args.command == "readme":

@@ -27,6 +27,73 @@ def _best_error(validator, instance, prefix: str = "") -> str | None:
     return f"config {where}: {error.message}"
 
 
+_SCALARS = {"integer": lambda v: isinstance(v, int) and not isinstance(v, bool),
+            "number": lambda v: isinstance(v, int | float) and not isinstance(v, bool),
+            "boolean": lambda v: isinstance(v, bool), "null": lambda v: v is None,
+            "array": lambda v: isinstance(v, list), "object": lambda v: isinstance(v, dict),
+            "string": lambda v: isinstance(v, str)}
+
+
+def _types(schema: dict) -> list[str]:
+    """The JSON types ``schema`` allows (its own ``type`` and those of its anyOf/oneOf branches)."""
+    own = schema.get("type", [])
+    types = [own] if isinstance(own, str) else list(own)
+    for branch in schema.get("anyOf", []) + schema.get("oneOf", []):
+        types += [t for t in _types(branch) if t not in types]
+    return types
+
+
+def _parse(text: str, types: list[str]):
+    """``text`` read by YAML (a number also as Python reads it: 1e-4) when that gives one of ``types``; else
+    ``text`` itself, so the schema's error still names the string given."""
+    import yaml
+
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError:
+        value = text
+    if isinstance(value, str) and "number" in types:
+        try:
+            value = float(text)
+        except ValueError:
+            pass
+    return value if any(_SCALARS[name](value) for name in types if name in _SCALARS) else text
+
+
+def _coerce(value, schema: dict):
+    if isinstance(value, str) and (wanted := [t for t in _types(schema) if t != "string"]):
+        value = _parse(value, wanted)  # mem_mb (an integer or 'auto'): '8000' becomes 8000, 'auto' stays
+    if isinstance(value, dict):
+        props, extra = schema.get("properties", {}), schema.get("additionalProperties")
+        for key, item in value.items():
+            sub = props.get(key, extra if isinstance(extra, dict) else None)
+            if sub:
+                value[key] = _coerce(item, sub)
+    elif isinstance(value, list) and isinstance(schema.get("items"), dict):
+        value[:] = [_coerce(item, schema["items"]) for item in value]
+    return value
+
+
+def coerce_overrides(config: dict, schema: dict | str | Path) -> dict:
+    """Give command-line values the types the schema asks for, in place, before the schema check.
+
+    Snakemake reads ``--config train='{epochs: 6}'`` with YAML's base loader, so every value nested in it is a
+    string ('6'). Each string where the schema expects an integer, number, boolean, array, object or null is read
+    with yaml.safe_load (a number also as Python reads it, so 1e-4 is 0.0001); a string that does not read as
+    one of those types is kept, and the schema check then names it. ``train_by_arch`` entries take train's types.
+    """
+    import yaml
+
+    if not isinstance(schema, dict):
+        schema = yaml.safe_load(Path(schema).read_text())
+    _coerce(config, schema)
+    train = schema.get("properties", {}).get("train", {})
+    for entry in (config.get("train_by_arch") or {}).values():
+        if isinstance(entry, dict):
+            _coerce(entry, train)
+    return config
+
+
 def check_schema(config: dict, schema_path: str | Path) -> None:
     """Validate ``config`` against the JSON schema; raise ConfigError with ONE line naming the bad key.
 
@@ -36,7 +103,7 @@ def check_schema(config: dict, schema_path: str | Path) -> None:
     import yaml
 
     schema = yaml.safe_load(Path(schema_path).read_text())
-    suffix = f" (keys and allowed values: {schema_path})"
+    suffix = f"; fix it in the config file or --config (keys and allowed values: {schema_path})"
     message = _best_error(jsonschema.Draft202012Validator(schema), config)
     if message is None:
         train_schema = {**schema["properties"]["train"], "$schema": schema["$schema"]}
@@ -54,6 +121,12 @@ def train_settings(config: dict, arch: str) -> dict:
     """The train section for ``arch`` (train_by_arch's entry over train), keys sorted: Snakemake compares params
     by repr(), so a mere reordering of keys must not rerun anything."""
     return dict(sorted({**config["train"], **(config.get("train_by_arch") or {}).get(arch, {})}.items()))
+
+
+def finetune_settings(config: dict, arch: str) -> dict:
+    """The settings of a fine-tuning job for ``arch`` (the L1 baseline's): its train settings (train_settings) with
+    the finetune section's keys laid over them (epochs, batch size, lr and schedule), keys sorted."""
+    return dict(sorted({**train_settings(config, arch), **config["finetune"]}.items()))
 
 
 def check_config(config: dict) -> None:

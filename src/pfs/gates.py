@@ -13,7 +13,7 @@ from torch.utils.data import DataLoader
 
 from pfs.errors import PfsError
 from pfs.models import GatedNet
-from pfs.progress import progress
+from pfs.progress import Eta, progress
 from pfs.train import evaluate
 
 log = logging.getLogger(__name__)
@@ -138,6 +138,26 @@ class _Running:
         return {"loss": self.loss / n, "ce": self.ce / n, "reg": self.reg / n, "train_top1": self.correct / n}
 
 
+def evaluation_count(epochs: int, steps_per_epoch: int, eval_interval: int) -> int:
+    """How many evaluations learn_gates makes: every ``eval_interval`` steps (if > 0), and at the end of every epoch
+    that such an evaluation did not just end."""
+    if steps_per_epoch < 1:
+        return 0
+    total = epochs * steps_per_epoch
+    interval = total // eval_interval if eval_interval else 0
+    ends = sum(1 for e in range(1, epochs + 1) if not eval_interval or (e * steps_per_epoch) % eval_interval)
+    return interval + ends
+
+
+def eval_line(row: dict, evals: int, epochs: int, steps: int, eta: Eta | str) -> str:
+    """The log line of one gate evaluation (job log and terminal), e.g. ``gates eval 4/6 (epoch 4/6, step 72/108):
+    loss 0.4321 ce 0.4100 val top-1 91.20% mean_gate 0.4000 nonzero 0.5000 | 12.3 s elapsed, ~24.6 s left,
+    1840 img/s`` (pfs.progress.Eta)."""
+    return (f"gates eval {row['eval']}/{evals} (epoch {row['epoch']}/{epochs}, step {row['step']}/{steps}): "
+            f"loss {row['loss']:.4f} ce {row['ce']:.4f} val top-1 {100 * row['val_top1']:.2f}% "
+            f"mean_gate {row['mean_gate']:.4f} nonzero {row['nonzero_fraction']:.4f} | {eta}")
+
+
 def learn_gates(model: GatedNet, train_loader: DataLoader, val_loader: DataLoader, cfg: GateConfig,
                 device: torch.device, stream: TextIO | None = None) -> GateResult:
     """Learn the gates of ``model`` for ``cfg.epochs`` passes over ``train_loader``, evaluating on ``val_loader``
@@ -149,9 +169,14 @@ def learn_gates(model: GatedNet, train_loader: DataLoader, val_loader: DataLoade
     criterion = nn.CrossEntropyLoss()
     rows: list[dict] = []
     snapshots: list[list[torch.Tensor]] = []
-    step = 0
+    step = images = 0
+    steps_per_epoch = len(train_loader)
+    total_steps = cfg.epochs * steps_per_epoch
+    total_evals = evaluation_count(cfg.epochs, steps_per_epoch, cfg.eval_interval)
+    eta = Eta(total_steps)
 
     def evaluation(epoch: int, running: _Running) -> None:
+        nonlocal images
         flat = torch.cat([g.detach().flatten() for g in gates])
         row = {"eval": len(rows) + 1, "epoch": epoch, "step": step, **running.means(),
                "val_top1": evaluate(model, val_loader, device)["top1"], "mean_gate": float(flat.mean()),
@@ -159,9 +184,8 @@ def learn_gates(model: GatedNet, train_loader: DataLoader, val_loader: DataLoade
         model.train()  # BN normalises with batch statistics, as in the paper
         rows.append(row)
         snapshots.append([g.detach().cpu().clone() for g in gates])
-        log.info("gates eval %d (epoch %d, step %d): loss %.4f ce %.4f val_top1 %.4f mean_gate %.4f nonzero %.4f",
-                 row["eval"], epoch, step, row["loss"], row["ce"], row["val_top1"], row["mean_gate"],
-                 row["nonzero_fraction"])
+        log.info("%s", eval_line(row, total_evals, cfg.epochs, total_steps, eta.update(step, images)))
+        images = 0
 
     for epoch in range(1, cfg.epochs + 1):
         model.train()
@@ -170,6 +194,7 @@ def learn_gates(model: GatedNet, train_loader: DataLoader, val_loader: DataLoade
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
             loss, ce, reg, logits = gate_step(model, gates, optimizer, criterion, x, y, cfg)
             step += 1
+            images += len(y)
             running.add(loss, ce, reg, logits, y)
             if cfg.eval_interval and step % cfg.eval_interval == 0:
                 evaluation(epoch, running)
@@ -183,9 +208,9 @@ def learn_gates(model: GatedNet, train_loader: DataLoader, val_loader: DataLoade
     history["selected"] = history["eval"] == chosen
     result = GateResult(snapshots[chosen - 1], chosen, history)
     kept = result.report()
-    log.info("selected evaluation %d of %d (epoch %d): non-zero fraction %.4f (target <= %g%s), held-out top-1 %.4f",
+    log.info("selected evaluation %d of %d (epoch %d): non-zero fraction %.4f (target <= %g%s), held-out top-1 %.2f%%",
              chosen, len(rows), result.selected_epoch, kept["nonzero_fraction"], cfg.sparsity,
-             "" if result.target_met else ", NOT met: the last evaluation is kept", kept["val_top1"])
+             "" if result.target_met else ", NOT met: the last evaluation is kept", 100 * kept["val_top1"])
     return result
 
 

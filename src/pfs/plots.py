@@ -1,5 +1,5 @@
-"""Figures of a finished grid (matplotlib, PNG): accuracy vs MACs per method, pruned widths per layer, learned gate
-values per stage, and the gate-learning curves."""
+"""Figures of a finished grid (matplotlib, PNG): accuracy vs MACs and vs compute cost per method, pruned widths per
+layer, learned gate values per stage, and the gate-learning curves."""
 
 from __future__ import annotations
 
@@ -15,10 +15,12 @@ import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
 from pfs import io  # noqa: E402
+from pfs.cost import in_unit, scale  # noqa: E402
 from pfs.references import comparable_rows  # noqa: E402
 
-_STYLE = {"full": ("black", "s"), "pfs": ("tab:blue", "o"), "uniform": ("tab:orange", "^"),
+_STYLE = {"full": ("black", "s"), "pfs": ("tab:blue", "o"), "l1": ("tab:red", "D"), "uniform": ("tab:orange", "^"),
           "random": ("tab:green", "v")}
+_FINETUNE_MARKER = "P"  # classic L1 pruning with its inherited weights fine-tuned (its scratch_e/b: the method's own)
 _MAX_PANELS = 6  # at most this many experiments per figure (the first ones, in path order)
 
 
@@ -87,8 +89,7 @@ def accuracy_vs_macs(table: pd.DataFrame, out: str | Path, references: pd.DataFr
     refs = references if references is not None else pd.DataFrame()
     for ax, (title, rows) in zip(axes[0], panels, strict=True):
         for (method, schedule), sub in rows.groupby(["method", "schedule"], sort=False):
-            color, marker = _STYLE.get(method, ("tab:gray", "x"))
-            fill = "none" if schedule == "scratch_b" else color
+            color, marker, fill = _style(method, schedule)
             ax.errorbar(sub["macs"] / 1e6, 100 * sub["top1_mean"], yerr=100 * sub["top1_std"], fmt=marker,
                         color=color, mfc=fill, capsize=3, label=f"{method} {schedule}")
         for n, (macs, top1, name) in enumerate(reference_points(rows, refs)):
@@ -97,6 +98,50 @@ def accuracy_vs_macs(table: pd.DataFrame, out: str | Path, references: pd.DataFr
             ax.annotate(name, (macs / 1e6, top1), fontsize=6, xytext=(4, 4), textcoords="offset points",
                         color="dimgray")
         ax.set(title=title, xlabel="MACs (millions)", ylabel="top-1 accuracy (%)")
+        ax.grid(alpha=0.3)
+        if len(rows):
+            ax.legend(fontsize=8)
+    _save(fig, out)
+
+
+def _style(method: str, schedule: str) -> tuple[str, str, str]:
+    """(colour, marker, marker fill) of a method and schedule: the method's colour and marker, hollow for
+    Scratch-B, a filled plus for fine-tuned inherited weights."""
+    color, marker = _STYLE.get(method, ("tab:gray", "x"))
+    if schedule == "finetune":
+        marker = _FINETUNE_MARKER
+    return color, marker, "none" if schedule == "scratch_b" else color
+
+
+def accuracy_vs_cost(table: pd.DataFrame, out: str | Path) -> None:
+    """Top-1 (mean over seeds, std as error bar) against the compute of each network's whole chain of jobs
+    (table.csv's cost_s_mean, pfs.cost: wall time of gate learning + pruning + training for PFS, of pretraining +
+    pruning + fine-tuning for the classic baseline, shared jobs in full; std over seeds as error bar), in the
+    colours and markers of accuracy_vs_macs; a dotted line from each point to the left spans the part shared with
+    other rows (its right end: the cost of this network alone, its left end: without the shared jobs). One panel
+    per dataset, number of classes and arch; rows without a recorded cost are left out."""
+    known = table[pd.to_numeric(table["cost_s_mean"], errors="coerce").notna()] if "cost_s_mean" in table else (
+        table.iloc[0:0])
+    panels = _panels(table)
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4.2), squeeze=False)
+    _, unit = scale(float(known["cost_s_mean"].max())) if len(known) else (0.0, "s")
+    for ax, (title, rows) in zip(axes[0], panels, strict=True):
+        rows = known.loc[known.index.intersection(rows.index)]
+        for (method, schedule), sub in rows.groupby(["method", "schedule"], sort=False):
+            color, marker, fill = _style(method, schedule)
+            cost = in_unit(sub["cost_s_mean"].astype(float), unit)
+            top1 = 100 * sub["top1_mean"]
+            ax.errorbar(cost, top1, xerr=in_unit(sub["cost_s_std"].fillna(0).astype(float), unit),
+                        yerr=100 * sub["top1_std"], fmt=marker, color=color, mfc=fill, capsize=3,
+                        label=f"{method} {schedule}")
+            shared = in_unit(sub["shared_s_mean"].fillna(0).astype(float), unit)
+            for x, s, y in zip(cost, shared, top1, strict=True):
+                if s > 0:
+                    ax.plot([x - s, x], [y, y], ":", color=color, linewidth=1)
+        ax.set(title=title if len(rows) else f"{title}: no cost recorded",
+               xlabel=f"cost of the network's whole chain of jobs (wall {unit})",
+               ylabel="top-1 accuracy (%)")
+        ax.set_xlim(left=0)
         ax.grid(alpha=0.3)
         if len(rows):
             ax.legend(fontsize=8)

@@ -6,20 +6,36 @@ from __future__ import annotations
 import pandas as pd
 
 from pfs.catalog import dataset_info
+from pfs.cost import COST_COLUMNS, cost_cell, duration
 
 # one table row per experiment: everything that identifies a run except its seed (num_classes: an ImageNet subset
 # is another task than ImageNet, with its own baseline and its own references)
 GROUP = ["dataset", "num_classes", "arch", "method", "expansion", "multiplier", "sparsity", "ratio", "schedule"]
 TABLE_COLUMNS = [*GROUP, "n", "macs", "params", "macs_reduction", "top1_mean", "top1_std", "top5_mean",
-                 "best_top1_mean", "top1_drop", "epochs", "target_met", "gates_nonzero_fraction"]
-METHOD_ORDER = {"full": 0, "pfs": 1, "uniform": 2, "random": 3}  # row order of every results table
-SCHEDULE_ORDER = {"scratch_e": 0, "scratch_b": 1}
+                 "best_top1_mean", "top1_drop", "epochs", "target_met", "gates_nonzero_fraction",
+                 "cost_s_mean", "cost_s_std", "cost_cpu_s_mean", "shared_s_mean"]  # cost: pfs.cost, over seeds
+METHOD_ORDER = {"full": 0, "pfs": 1, "l1": 2, "uniform": 3, "random": 4}  # row order of every results table
+SCHEDULE_ORDER = {"scratch_e": 0, "scratch_b": 1, "finetune": 2}
 
 
 def _all_met(values: pd.Series):
     """Whether gate learning met its target in every seed of a row; empty (NA) for methods without learned gates."""
     known = values.dropna()
     return pd.NA if known.empty else bool(known.astype(bool).all())
+
+
+def _mean_known(values: pd.Series) -> float:
+    """The mean over seeds, empty (NaN) when some seed has no value (a cost not recorded is not zero)."""
+    values = pd.to_numeric(values, errors="coerce")
+    return float("nan") if values.empty or values.isna().any() else float(values.mean())
+
+
+def _std_known(values: pd.Series) -> float:
+    """The standard deviation over seeds (0 for one seed), empty (NaN) when some seed has no value."""
+    values = pd.to_numeric(values, errors="coerce")
+    if values.empty or values.isna().any():
+        return float("nan")
+    return float(values.std()) if len(values) > 1 else 0.0
 
 
 def _num_classes(frame: pd.DataFrame) -> pd.Series:
@@ -39,12 +55,18 @@ def seed_table(summary: pd.DataFrame) -> pd.DataFrame:
     frame = summary.copy()
     frame[["sparsity", "multiplier"]] = frame[["sparsity", "multiplier"]].fillna(-1)  # full runs: no sparsity
     frame["num_classes"] = _num_classes(frame)
+    for column in COST_COLUMNS:  # a summary of a caller without benchmark files: no cost
+        if column not in frame.columns:
+            frame[column] = float("nan")
     grouped = frame.groupby(GROUP, sort=False, dropna=False)
     table = grouped.agg(n=("seed", "nunique"), macs=("macs", "first"), params=("params", "first"),
                         macs_reduction=("achieved_ratio", "mean"), top1_mean=("top1", "mean"),
                         top1_std=("top1", "std"), top5_mean=("top5", "mean"), best_top1_mean=("best_top1", "mean"),
                         epochs=("epochs", "first"), target_met=("target_met", _all_met),
-                        gates_nonzero_fraction=("gates_nonzero_fraction", "mean")).reset_index()
+                        gates_nonzero_fraction=("gates_nonzero_fraction", "mean"),
+                        cost_s_mean=("cost_s", _mean_known), cost_s_std=("cost_s", _std_known),
+                        cost_cpu_s_mean=("cost_cpu_s", _mean_known),
+                        shared_s_mean=("shared_s", _mean_known)).reset_index()
     table["top1_std"] = table["top1_std"].fillna(0.0)  # one seed: no spread
     keys = ["dataset", "num_classes", "arch"]
     full = table[table["method"] == "full"].groupby(keys)["top1_mean"].mean()
@@ -74,21 +96,46 @@ def _classes(value) -> str:
     return "classes not recorded" if pd.isna(value) else f"{int(value)} classes"
 
 
-def to_markdown(table: pd.DataFrame) -> str:
+COST_NOTE = ("Cost: the wall-clock time of every job a row's network needed (Snakemake's benchmark files under "
+             "benchmarks/), mean (± std) over seeds: gate learning + pruning + training for pfs; pretraining (the "
+             "full network's training) + L1 pruning + fine-tuning or training from scratch for l1; random gates "
+             "and/or pruning + training for random and uniform; the training alone for full{imagenet}. A job that "
+             "several rows need (one gate learning for several ratios and schedules, one pretraining for several "
+             "ratios) is included in full in each of them, and that part is shown as shared.")
+
+
+def cost_note(table: pd.DataFrame, grid: dict | None = None) -> str:
+    """The sentences under the tables: what the cost column includes, and (``grid``: pfs.cost.grid_total) what
+    the whole grid took with every job counted once."""
+    imagenet = "; on ImageNet the index preparation too, shared by every row" if (
+        table["dataset"] == "imagenet").any() else ""
+    text = COST_NOTE.format(imagenet=imagenet)
+    if grid:
+        cpu = f", {duration(grid['cpu_s'])} CPU" if grid["cpu_s"] is not None else (
+            f"; CPU time not recorded for {grid['cpu_missing']} of them")
+        text += f" The whole grid took {duration(grid['s'])} wall{cpu} ({grid['jobs']} jobs, each counted once)."
+    return text
+
+
+def to_markdown(table: pd.DataFrame, grid: dict | None = None) -> str:
     """One markdown table per dataset and number of classes: accuracies in %, top-1 as mean ± std over n
-    seeds."""
+    seeds, the cost (pfs.cost) as mean ± std with its shared part; then, when some row has a cost, what the cost
+    includes and (``grid``: pfs.cost.grid_total) what the whole grid took."""
     if table.empty:
         return "No finished training runs yet.\n"
     parts = []
     header = ("| arch | method | expansion | sparsity | schedule | MACs | MACs reduction (%) | params | "
-              "top-1 (%) | drop vs full (%) | top-5 (%) | epochs | gates at target |")
+              "top-1 (%) | drop vs full (%) | top-5 (%) | epochs | gates at target | cost |")
     for (dataset, classes), rows in table.groupby(["dataset", "num_classes"], sort=False, dropna=False):
-        lines = [f"## {dataset} ({_classes(classes)})", "", header, "|" + "---|" * 13]
+        lines = [f"## {dataset} ({_classes(classes)})", "", header, "|" + "---|" * 14]
         for r in rows.itertuples():
             sparsity = "" if pd.isna(r.sparsity) else f"{r.sparsity:g}"
             top1 = f"{100 * r.top1_mean:.2f} ± {100 * r.top1_std:.2f} (n={r.n})"
             lines.append(f"| {r.arch} | {r.method} | {r.expansion} | {sparsity} | {r.schedule} | {r.macs / 1e6:.2f}M "
                          f"| {_pct(r.macs_reduction)} | {r.params / 1e3:.1f}k | {top1} | {_pct(r.top1_drop)} | "
-                         f"{_pct(r.top5_mean)} | {r.epochs} | {_target(r.target_met, r.gates_nonzero_fraction)} |")
+                         f"{_pct(r.top5_mean)} | {r.epochs} | {_target(r.target_met, r.gates_nonzero_fraction)} | "
+                         f"{cost_cell(r.cost_s_mean, r.cost_s_std, r.shared_s_mean, r.n)} |")
         parts.append("\n".join(lines))
+    if table["cost_s_mean"].notna().any():
+        parts.append(cost_note(table, grid))
     return "\n\n".join(parts) + "\n"

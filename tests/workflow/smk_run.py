@@ -32,6 +32,7 @@ TINY_CONFIG = {
         "full_baseline": True,
         "uniform_baseline": False,  # its own test: tests/workflow/test_uniform_baseline.py
         "random_gates": False,  # its own test: tests/workflow/test_seed_grid.py
+        "export": False,  # its own test: tests/workflow/test_snakemake_run.py (over a copy of the finished run)
     },
     "gates": {"epochs": 1, "batch_size": 128},
     "train": {"epochs": 1, "batch_size": 128},
@@ -98,6 +99,20 @@ def snakemake(workdir: Path, *args: str, timeout: float = 900) -> subprocess.Com
     env = {k: v for k, v in os.environ.items() if not k.startswith("SNAKEMAKE")}  # no user profile
     return subprocess.run([str(SNAKEMAKE), *args], cwd=workdir, env=env, stdout=subprocess.PIPE,
                           stderr=subprocess.STDOUT, text=True, timeout=timeout)
+
+
+# Snakemake's own notices, printed before the Snakefile is read: not part of an error message
+SNAKEMAKE_NOTICES = (
+    re.compile(r"Using (workflow specific )?profile \S+ for setting default command line arguments\."),
+    re.compile(r"Config file \S+ is extended by additional config specified via the command line\."),
+)
+
+
+def error_lines(output: str) -> list[str]:
+    """What a run stopped while the Snakefile was read printed, less Snakemake's own notices and blank lines. A
+    one-line error is one line starting with 'error: ': no 'ConfigError in file ...' header, no traceback lines."""
+    return [line for line in output.splitlines()
+            if line.strip() and not any(notice.fullmatch(line.strip()) for notice in SNAKEMAKE_NOTICES)]
 
 
 def tail(text: str, lines: int = 60) -> str:

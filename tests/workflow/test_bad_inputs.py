@@ -24,6 +24,7 @@ from smk_run import (
     PRUNED,
     copy_workflow,
     deep_merge,
+    error_lines,
     job_counts,
     snakemake,
     tail,
@@ -171,7 +172,7 @@ CASES = {
                                    {"resources": {"gpu": -1}}),
     "train_by_arch lr 0": Case(("config train_by_arch.resnet20.lr", "0 is less than or equal to the minimum of 0"),
                                {"train_by_arch": {"resnet20": {"lr": 0}}}),
-    "mobilenet_v1 multiplier": Case(("grid.multipliers.mobilenet_v1", "[0.75]", "only 1 is valid"),
+    "mobilenet_v1 multiplier": Case(("grid.multipliers.mobilenet_v1", "only 1 is valid, got 0.75"),
                                     {"dataset": {"name": "imagenet"}, "grid": {
                                         "archs": ["mobilenet_v1"], "expansions": {"mobilenet_v1": [40]},
                                         "multipliers": {"mobilenet_v1": [0.75]}}}),
@@ -278,7 +279,9 @@ def test_bad_input_stops_with_the_fix_and_leaves_no_output(request, tmp_path, ca
     assert says(result.stdout, case.says), tail(result.stdout)
     assert "Traceback" not in result.stdout, tail(result.stdout)
 
-    if case.target is None:  # refused while the DAG was built
+    if case.target is None:  # refused while the Snakefile was read: one line, the error alone
+        lines = error_lines(result.stdout)
+        assert len(lines) == 1 and lines[0].startswith("error: ") and says(lines[0], case.says), result.stdout
         assert not (workdir / "results").exists()
         return
     if (log := job_log(result.stdout)) is not None:  # the job's log holds the same line

@@ -65,7 +65,7 @@ def test_references_are_tabled_beside_our_runs_with_the_difference(seed_grid):
 
 
 def test_plots_are_non_empty_pngs(seed_grid):
-    for name in ("accuracy", "widths", "gate_histograms", "gate_learning"):
+    for name in ("accuracy", "accuracy_cost", "widths", "gate_histograms", "gate_learning"):
         data = (seed_grid / "results" / "plots" / f"{name}.png").read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000
         width, height = struct.unpack(">II", data[16:24])

@@ -7,7 +7,18 @@ import shutil
 
 import pytest
 import yaml
-from smk_run import ALL_JOBS, PRUNED, RUN_DIRS, SUMMARY_JOBS, copy_workflow, job_counts, snakemake, tail, write_yaml
+from smk_run import (
+    ALL_JOBS,
+    PRUNED,
+    RUN_DIRS,
+    SUMMARY_JOBS,
+    copy_workflow,
+    error_lines,
+    job_counts,
+    snakemake,
+    tail,
+    write_yaml,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -35,7 +46,9 @@ def test_bad_config_stops_before_any_job(tmp_path, bad, key, value):
     workdir = copy_workflow(tmp_path / "wf", bad)
     result = snakemake(workdir, "--cores", "1", "--configfile", "tiny.yaml")
     assert result.returncode != 0
-    assert any(key in line and names(line, value) for line in result.stdout.splitlines()), tail(result.stdout)
+    lines = error_lines(result.stdout)  # exactly one line besides Snakemake's notices: no header, no traceback
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stdout
+    assert key in lines[0] and names(lines[0], value), result.stdout
     assert not (workdir / "results").exists()
 
 

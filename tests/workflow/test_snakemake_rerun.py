@@ -78,6 +78,8 @@ KEY_RERUNS = {
     "grid.full_baseline": (False, dict(SUMMARY_JOBS)),
     "grid.uniform_baseline": (True, {"prune_uniform": 1, "train_uniform": 2, **SUMMARY_JOBS}),
     "grid.random_gates": (True, {"random_gates": 1, "prune_random": 1, "train_random": 2, **SUMMARY_JOBS}),
+    "grid.export": (True, {"export": 3, "all": 1}),  # model.onnx beside each trained model; nothing else reruns
+    "grid.pretrained_baseline": (True, {"prune_l1": 1, "finetune_l1": 1, "train_l1": 2, **SUMMARY_JOBS}),
     "gates.epochs": (2, GATES_DOWN),
     "gates.lr": (0.02, GATES_DOWN),
     "gates.lambda": (0.4, GATES_DOWN),
@@ -108,7 +110,10 @@ NOT_HERE = {"dataset.name": "another dataset is another grid (tests/workflow/tes
             "train.color_augment": "refused outside ImageNet (tests/test_workflow_config.py)",
             # ImageNet only (refused on digits); read by list preparation's script, not a param: on ImageNet it
             # reruns nothing (tests/workflow/test_imagenet_run.py runs it)
-            "dataset.verify_images": "refused outside ImageNet (tests/test_workflow_config.py)"}
+            "dataset.verify_images": "refused outside ImageNet (tests/test_workflow_config.py)",
+            # fine-tuning runs only with grid.pretrained_baseline: tests/workflow/test_classic_baseline.py
+            **{f"finetune.{key}": "only with grid.pretrained_baseline (tests/workflow/test_classic_baseline.py)"
+               for key in ("epochs", "batch_size", "lr", "scheduler", "milestones", "gamma", "weight_decay")}}
 
 
 def _schema_keys() -> set[str]:

@@ -9,7 +9,7 @@ from collections import Counter
 
 import pytest
 import yaml
-from smk_run import ALL_JOBS, EXP, PRUNED, RUN_DIRS, job_counts, snakemake, tail
+from smk_run import ALL_JOBS, EXP, PRUNED, RUN_DIRS, job_counts, snakemake, tail, write_yaml
 
 pytestmark = pytest.mark.slow
 
@@ -67,6 +67,40 @@ def test_summary_has_one_row_per_trained_network(finished_run):
         assert int(row["macs"]) == metrics["macs"]
 
 
+def _wall_seconds(path) -> float:
+    """A benchmark file's wall seconds (column s), read directly: the mean over its rows (one per repeat)."""
+    with open(path, newline="") as fh:
+        values = [float(row["s"]) for row in csv.DictReader(fh, delimiter="\t")]
+    assert values, path
+    return sum(values) / len(values)
+
+
+def test_each_summary_row_costs_the_sum_of_its_chains_benchmark_files(finished_run):
+    from pfs.cost import in_unit
+
+    bench = {name: finished_run.workdir / f"benchmarks/{job.removeprefix('results/')}.tsv" for name, job in (
+        ("gates", f"{EXP}/learn_gates"), ("prune", f"{PRUNED}/prune"), ("full", f"{RUN_DIRS['full']}/train_full"),
+        *((run, f"{RUN_DIRS[run]}/train_pruned") for run in ("scratch_e", "scratch_b")))}
+    chains = {"full": ["full"], "scratch_e": ["gates", "prune", "scratch_e"],
+              "scratch_b": ["gates", "prune", "scratch_b"]}
+    with open(finished_run.workdir / "results/summary.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) == len(chains)
+    for row in rows:
+        run = "full" if row["method"] == "full" else row["schedule"]
+        assert float(row["cost_s"]) == pytest.approx(sum(_wall_seconds(bench[job]) for job in chains[run])), run
+        shared = sum(_wall_seconds(bench[job]) for job in ("gates", "prune")) if run != "full" else 0.0
+        assert float(row["shared_s"]) == pytest.approx(shared), run  # one gate learning serves both schedules
+        assert int(row["cost_jobs"]) == len(chains[run])
+        assert float(row["cost_s"]) > 0 and float(row["cost_s"]) >= float(row["train_time_s"]) * 0.99
+    table = (finished_run.workdir / "results/table.md").read_text()
+    total = sum(_wall_seconds(path) for path in bench.values())  # every job once
+    said = re.search(r"The whole grid took ([\d.]+) (s|min|h) wall", table)
+    assert said, table
+    printed = float(said[1])  # as printed: one decimal below 100, none from there
+    assert printed == pytest.approx(in_unit(total, said[2]), abs=0.51 if printed >= 100 else 0.051)
+
+
 def test_every_job_has_a_log_and_every_gpu_job_a_benchmark(finished_run):
     gpu_jobs = [f"{EXP}/learn_gates", f"{PRUNED}/scratch_e/train_pruned", f"{PRUNED}/scratch_b/train_pruned",
                 f"{RUN_DIRS['full']}/train_full"]
@@ -93,7 +127,7 @@ def test_plots_are_non_empty_pngs_and_the_report_builds(finished_run, tmp_path):
     import shutil
 
     plots = finished_run.workdir / "results" / "plots"
-    for name in ("accuracy", "widths", "gate_histograms", "gate_learning"):
+    for name in ("accuracy", "accuracy_cost", "widths", "gate_histograms", "gate_learning"):
         data = (plots / f"{name}.png").read_bytes()
         assert data.startswith(b"\x89PNG") and len(data) > 10_000, name
     assert "± " in (finished_run.workdir / "results" / "table.md").read_text()
@@ -102,4 +136,37 @@ def test_plots_are_non_empty_pngs_and_the_report_builds(finished_run, tmp_path):
     result = snakemake(workdir, "--report", "report.html", "--configfile", "tiny.yaml")
     assert result.returncode == 0, tail(result.stdout)
     html = (workdir / "report.html").read_text(errors="replace")
-    assert len(html) > 100_000 and "accuracy.png" in html and "table.csv" in html
+    assert len(html) > 100_000 and "accuracy.png" in html and "table.csv" in html and "accuracy_cost.png" in html
+
+
+def test_export_writes_a_checked_onnx_beside_every_trained_model_and_lists_it_in_the_report(finished_run, tmp_path):
+    import shutil
+
+    import onnx
+    import torch
+
+    from pfs.export import run_onnxruntime
+    from pfs.io import sha256_file
+
+    workdir = tmp_path / "wf"
+    shutil.copytree(finished_run.workdir, workdir, symlinks=True)
+    write_yaml(workdir / "export.yaml", {"grid": {"export": True}})
+    result = snakemake(workdir, "--cores", "2", "--configfile", "tiny.yaml", "export.yaml")
+    assert result.returncode == 0, tail(result.stdout)
+    assert job_counts(result.stdout) == {"export": 3, "all": 1}  # nothing upstream reruns
+    for run_dir in RUN_DIRS.values():
+        out, source = workdir / run_dir / "model.onnx", workdir / run_dir / "model.pt"
+        meta = {p.key: p.value for p in onnx.load(out).metadata_props}
+        metrics = json.loads((workdir / run_dir / "metrics.json").read_text())
+        assert meta["source_sha256"] == sha256_file(source)
+        assert json.loads(meta["widths"]) == metrics["widths"] and int(meta["macs"]) == metrics["macs"]
+        assert float(meta["top1"]) == pytest.approx(metrics["top1"])
+        assert float(meta["relative_diff"]) <= float(meta["tolerance"])
+        assert run_onnxruntime(out, torch.zeros(4, 3, 16, 16)).shape == (4, 10)  # digits: 16x16, 10 classes
+        log = workdir / run_dir.replace("results/", "logs/", 1) / "export.log"
+        assert "BatchNorm folded" in log.read_text()
+        assert (workdir / run_dir.replace("results/", "benchmarks/", 1) / "export.tsv").is_file()
+    assert list(workdir.rglob(".model.onnx.*")) == []  # no temp file left
+    result = snakemake(workdir, "--report", "report.html", "--configfile", "tiny.yaml", "export.yaml")
+    assert result.returncode == 0, tail(result.stdout)
+    assert "model.onnx" in (workdir / "report.html").read_text(errors="replace")

@@ -1,0 +1,196 @@
+"""pfs.export and ``python -m pfs export``: every arch's gates merged and BatchNorm folded without changing its
+output, the ONNX file run by onnxruntime like the original, its metadata, and bad inputs refused in one line with
+no file left behind."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import onnx
+import pytest
+import torch
+from torch import nn
+
+from pfs import io
+from pfs.catalog import dataset_info
+from pfs.cli import main
+from pfs.export import OPSET, TOLERANCE, export_onnx, fold_for_inference, relative_diff, run_onnxruntime
+from pfs.macs import count_macs, count_params
+from pfs.models import Gate, build_model, get_spec, list_models
+
+# small builds: CIFAR archs at a quarter (ResNets) or an eighth (VGG) of the standard width, ImageNet archs at an
+# eighth of theirs with a narrow backbone; every arch keeps all its layers, so every fold pattern is exercised
+SMALL = {"cifar": {"expansion": None, "dataset": "cifar10"}, "imagenet": {"expansion": 8, "dataset": "imagenet"}}
+
+
+def small_model(arch: str, num_classes: int = 10) -> tuple[nn.Module, dict]:
+    """``arch`` built small and pruned unevenly, with random BN statistics and gates in (0, 1.5) (not all 1), in
+    eval mode; and the identity fields model.pt records."""
+    spec = get_spec(arch)
+    expansion = spec.base_expansion // 4 if spec.domain == "cifar" else SMALL["imagenet"]["expansion"]
+    if arch.startswith("vgg"):
+        expansion = spec.base_expansion // 8
+    multiplier = 0.125 if spec.backbone_multiplier else 1.0
+    full = spec.widths_fn(expansion)
+    widths = [max(1, w - i % 3) for i, w in enumerate(full)]  # pruned: uneven, some groups untouched
+    if arch == "mobilenet_v2":  # block 0's hidden width is the stem's (the model ignores widths[1]): keep them equal
+        widths[1] = widths[0]
+    torch.manual_seed(0)
+    model = build_model(arch, widths=widths, expansion=expansion, num_classes=num_classes, multiplier=multiplier)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.running_mean.normal_(0, 0.5)
+                m.running_var.uniform_(0.5, 2.0)
+                m.weight.normal_(1.0, 0.3)
+                m.bias.normal_(0.0, 0.3)
+            elif isinstance(m, Gate):
+                m.weight.uniform_(0.0, 1.5)
+    fields = {"dataset": SMALL[spec.domain]["dataset"], "arch": arch, "method": "pfs", "expansion": expansion,
+              "multiplier": multiplier, "ratio": 0.5, "schedule": "scratch_e", "seed": 0}
+    return model.eval(), fields
+
+
+def save_model(path: Path, model: nn.Module, fields: dict, **changes) -> Path:
+    """A model.pt as a training job writes it (pfs.jobs._finish), with ``changes`` applied."""
+    payload = {**fields, "widths": list(model.widths), "num_classes": model_classes(model),
+               "state_dict": model.state_dict(), "metrics": {"top1": 0.875}, **changes}
+    io.save_artifact(path, "pfs.model", payload)
+    return path
+
+
+def model_classes(model: nn.Module) -> int:
+    return [m for m in model.modules() if isinstance(m, nn.Linear)][-1].out_features
+
+
+def random_images(arch: str, batch: int, seed: int = 1) -> torch.Tensor:
+    size = dataset_info(SMALL[get_spec(arch).domain]["dataset"]).image_size
+    return torch.randn(batch, 3, size, size, generator=torch.Generator().manual_seed(seed))
+
+
+@pytest.mark.parametrize("arch", list_models())
+def test_folding_removes_every_gate_and_batchnorm_and_keeps_the_output(arch):
+    model, _ = small_model(arch)
+    batchnorms = sum(isinstance(m, nn.BatchNorm2d) for m in model.modules())
+    folded, counts = fold_for_inference(model)
+    assert counts == {"bn_folded": batchnorms, "gates_merged": len(model.widths), "bn_kept": 0}
+    assert not any(isinstance(m, nn.BatchNorm2d | Gate) for m in folded.modules())
+    assert len(model.gates()) == len(model.widths)  # the original is left as it was
+    x = random_images(arch, 2)
+    with torch.no_grad():
+        want = model(x)
+        _, rel = relative_diff(folded(x), want)
+    assert rel < 1e-5, rel  # fp32 rounding only (measured <= 1e-6); TOLERANCE is 1e-4
+    assert want.abs().max() > 1e-3  # a real output, not a network of zeros
+
+
+@pytest.mark.parametrize("arch", list_models())
+def test_every_arch_exports_to_onnx_that_onnxruntime_runs_like_the_original(arch, tmp_path):
+    model, fields = small_model(arch)
+    save_model(tmp_path / "model.pt", model, fields)
+    report = export_onnx(tmp_path)  # a run folder: its model.pt, written beside it
+    out = tmp_path / "model.onnx"
+    assert report["onnx"] == str(out) and report["relative_diff"] <= TOLERANCE
+    assert (report["batchnorm_nodes"], report["mul_nodes"], report["bn_kept"]) == (0, 0, 0)
+    x = random_images(arch, 5)  # a batch size the export never saw: the batch axis is dynamic
+    with torch.no_grad():
+        want = model(x)
+    _, rel = relative_diff(run_onnxruntime(out, x), want)
+    assert rel <= TOLERANCE, rel
+    assert list(tmp_path.glob(".*.tmp")) == []
+
+
+def test_the_onnx_file_records_its_provenance_and_opset(tmp_path):
+    model, fields = small_model("resnet20")
+    source = save_model(tmp_path / "run" / "model.pt", model, fields)
+    out = tmp_path / "deploy" / "net.onnx"
+    report = export_onnx(source, out)
+    proto = onnx.load(out)
+    onnx.checker.check_model(proto)
+    meta = {p.key: p.value for p in proto.metadata_props}
+    assert [o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")] == [OPSET] == [int(meta["opset"])]
+    assert (meta["arch"], meta["dataset"], meta["method"], meta["schedule"]) == ("resnet20", "cifar10", "pfs",
+                                                                                   "scratch_e")
+    assert json.loads(meta["widths"]) == model.widths
+    assert int(meta["macs"]) == count_macs(model, 32) and int(meta["params"]) == count_params(model)
+    assert float(meta["top1"]) == 0.875
+    assert meta["source_sha256"] == io.sha256_file(source) and meta["pfs_version"]
+    assert float(meta["relative_diff"]) == report["relative_diff"] <= float(meta["tolerance"]) == TOLERANCE
+    batch = proto.graph.input[0].type.tensor_type.shape.dim[0]
+    assert batch.dim_param and not batch.dim_value  # dynamic batch axis
+    assert {n.op_type for n in proto.graph.node}.isdisjoint({"BatchNormalization", "Mul"})
+    convs = [n for n in proto.graph.node if n.op_type == "Conv"]
+    assert len(convs) == sum(isinstance(m, nn.Conv2d) for m in model.modules())
+
+
+def test_the_cli_exports_a_run_folder_and_prints_json(tmp_path, capsys):
+    model, fields = small_model("resnet20")
+    save_model(tmp_path / "model.pt", model, fields)
+    assert main(["export", str(tmp_path), "--format", "onnx"]) == 0
+    answer = json.loads(capsys.readouterr().out)
+    assert answer["onnx"] == str(tmp_path / "model.onnx") and (tmp_path / "model.onnx").is_file()
+    assert answer["gates_merged"] == 9 and answer["relative_diff"] <= TOLERANCE
+
+
+def _refused(argv: list[str], capsys) -> str:
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1, err
+    return err
+
+
+def _no_files(folder: Path) -> bool:
+    return list(folder.rglob("*.onnx")) == [] and list(folder.rglob("*.tmp")) == []
+
+
+def test_a_file_of_another_kind_or_format_version_is_refused_in_one_line(tmp_path, capsys):
+    io.save_artifact(tmp_path / "gates.pt", "pfs.gates", {"gates": [torch.ones(3)]})
+    assert "is not a pfs.model file (found 'pfs.gates')" in _refused(["export", str(tmp_path / "gates.pt")], capsys)
+    model, fields = small_model("resnet20")
+    torch.save({"kind": "pfs.model", "format_version": 99, **fields}, tmp_path / "model.pt")
+    assert "format_version 99" in _refused(["export", str(tmp_path)], capsys)
+    assert _no_files(tmp_path)
+
+
+def test_weights_that_do_not_fit_the_recorded_widths_are_refused_in_one_line(tmp_path, capsys):
+    model, fields = small_model("resnet20")
+    widths = list(model.widths)
+    widths[0] += 1  # a channels/model mismatch: the file's widths say one network, its weights are another's
+    save_model(tmp_path / "model.pt", model, fields, widths=widths)
+    err = _refused(["export", str(tmp_path)], capsys)
+    assert "its weights do not fit resnet20 at its recorded widths" in err and "size mismatch" in err
+    assert _no_files(tmp_path)
+
+
+def test_an_unwritable_output_folder_is_refused_before_any_work(tmp_path, capsys):
+    model, fields = small_model("resnet20")
+    save_model(tmp_path / "model.pt", model, fields)
+    (tmp_path / "blocker").write_text("a file where the folder should be")
+    err = _refused(["export", str(tmp_path), "--out", str(tmp_path / "blocker" / "model.onnx")], capsys)
+    assert "is not writable" in err
+    assert _no_files(tmp_path)
+
+
+def test_an_exporter_failure_is_one_line_and_leaves_no_file(tmp_path, capsys, monkeypatch):
+    model, fields = small_model("resnet20")
+    save_model(tmp_path / "model.pt", model, fields)
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("unsupported operator aten::frobnicate\nwith a long traceback below")
+
+    monkeypatch.setattr(torch.onnx, "export", broken)
+    err = _refused(["export", str(tmp_path)], capsys)
+    assert "ONNX export failed (RuntimeError: unsupported operator aten::frobnicate)" in err
+    assert _no_files(tmp_path)
+
+
+def test_an_onnx_file_beyond_the_tolerance_is_not_written(tmp_path, capsys, monkeypatch):
+    model, fields = small_model("resnet20")
+    save_model(tmp_path / "model.pt", model, fields)
+    import pfs.export
+
+    monkeypatch.setattr(pfs.export, "run_onnxruntime", lambda path, x: model(x).detach() * 1.01)
+    err = _refused(["export", str(tmp_path)], capsys)
+    assert "differs from the original" in err and "nothing written" in err
+    assert _no_files(tmp_path)
