@@ -54,7 +54,13 @@ RANDOM_PRUNED = f"{RANDOM}/p{{ratio}}"  # channels.yaml, then {schedule}/
 L1 = "{dataset}/{arch}/l1/seed{seed}/p{ratio}"
 PRETRAINED = "{dataset}/{arch}/full/seed{seed}/scratch_e"  # the train_full run whose model.pt L1 pruning reads
 SUMMARY = "results/summary.csv"
-TABLES = {"table_csv": "results/table.csv", "table_md": "results/table.md", "comparison_csv": "results/comparison.csv"}
+TABLES = {
+    "table_csv": "results/table.csv",
+    "table_md": "results/table.md",
+    "comparison_csv": "results/comparison.csv",
+    "table_html": "results/table.html",  # the two tables as HTML: what the report shows inline
+    "comparison_html": "results/comparison.html",
+}
 PLOTS = {
     name: f"results/plots/{name}.png"
     for name in ("accuracy", "accuracy_cost", "widths", "gate_histograms", "gate_learning")
@@ -247,8 +253,8 @@ def paper_target(dataset, configfile):
 
     def inputs(wildcards):
         if config["dataset"]["name"] != dataset:
-            raise ValueError(
-                f"target paper_{dataset} runs the grid of {configfile}, but the config has dataset "
+            raise SystemExit(  # one line, no traceback (see the config checks at the top)
+                f"error: target paper_{dataset} runs the grid of {configfile}, but the config has dataset "
                 f"{config['dataset']['name']}: add --configfile {configfile} (after the targets)"
             )
         return [SUMMARY, *TABLES.values(), *PLOTS.values(), *all_model_targets(), *all_exports()]

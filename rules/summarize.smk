@@ -7,6 +7,8 @@ rule summarize:
         table_csv=reported(TABLES["table_csv"], "table.rst", "Tables"),
         table_md=TABLES["table_md"],
         comparison_csv=reported(TABLES["comparison_csv"], "comparison.rst", "Tables"),
+        table_html=reported(TABLES["table_html"], "table.rst", "Tables"),
+        comparison_html=reported(TABLES["comparison_html"], "comparison.rst", "Tables"),
         summary=SUMMARY,
     log:
         "logs/summarize.log",

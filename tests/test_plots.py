@@ -136,3 +136,142 @@ def test_gate_learning_plot_draws_the_target_and_marks_runs_that_missed_it(tmp_p
     assert [line.get_ydata()[0] for line in axes[2].lines if line.get_linestyle() == "--"] == [0.5]
     markers = [line.get_marker() for line in axes[2].lines if line.get_linestyle() == "None"]
     assert markers == ["*", "X", "*"]
+
+
+# --- what a reader sees: error bars, % everywhere, side-by-side points, small multiples, the expansion ---------
+
+
+def _digits_rows() -> pd.DataFrame:
+    """Three methods at one MACs value on digits (two seeds each) and the unpruned network."""
+    base = {"dataset": "digits", "num_classes": 10, "arch": "resnet20", "n": 2, "macs_reduction": 0.5}
+    rows = [{**base, "method": "full", "schedule": "scratch_e", "macs": 2.0e6, "macs_reduction": 0.0,
+             "top1_mean": 0.95, "top1_std": 0.01},
+            {**base, "method": "pfs", "schedule": "scratch_e", "macs": 1.0e6, "top1_mean": 0.90, "top1_std": 0.02},
+            {**base, "method": "pfs", "schedule": "scratch_b", "macs": 1.0e6, "top1_mean": 0.91, "top1_std": 0.005},
+            {**base, "method": "uniform", "schedule": "scratch_e", "macs": 1.01e6, "top1_mean": 0.89,
+             "top1_std": 0.0}]
+    frame = pd.DataFrame(rows)
+    frame["cost_s_mean"], frame["cost_s_std"], frame["shared_s_mean"] = [60.0, 90.0, 120.0, 60.0], 5.0, 0.0
+    return frame
+
+
+def _bars(ax) -> list[tuple[float, float, float]]:
+    """(x, y, half length of the vertical error bar) of every errorbar drawn on ``ax``, in data units."""
+    out = []
+    for container in ax.containers:
+        line, ybars = container.lines[0], container.lines[2][-1]  # the last bar collection: the vertical one
+        (_, y_lo), (_, y_hi) = ybars.get_segments()[0]
+        out.append((float(line.get_xdata()[0]), (y_lo + y_hi) / 2, (y_hi - y_lo) / 2))
+    return out
+
+
+def test_accuracy_plot_shows_mean_and_std_in_percent_with_the_test_granularity(tmp_path):
+    from pfs.plots import accuracy_vs_macs
+
+    fig = accuracy_vs_macs(_digits_rows(), tmp_path / "a.png")
+    (ax,) = fig.axes
+    bars = sorted(_bars(ax), key=lambda b: (b[0], b[1]))  # (MACs in millions, top-1 %, std in points)
+    assert bars == [(1.0, pytest.approx(90.0), pytest.approx(2.0)), (1.0, pytest.approx(91.0), pytest.approx(0.5)),
+                    (1.01, pytest.approx(89.0), pytest.approx(0.0, abs=1e-9)),
+                    (2.0, pytest.approx(95.0), pytest.approx(1.0))]
+    assert ax.get_ylabel() == "top-1 accuracy (%; one test image = 0.28%)"
+    (x0, x1), (y0, y1) = ax.get_xlim(), ax.get_ylim()  # every point and bar inside the axes (the offsets' transform
+    assert all(x0 < x < x1 and y0 < y - e and y + e < y1 for x, y, e in bars)  # does not autoscale by itself)
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == [
+        "full scratch_e", "pfs scratch_e", "pfs scratch_b", "uniform scratch_e"]  # one entry per method
+
+
+def test_methods_at_one_macs_value_are_drawn_side_by_side_in_a_fixed_order(tmp_path):
+    from pfs.plots import accuracy_vs_macs, x_offsets
+
+    assert x_offsets([1.0, 2.0, 1.0, 1.01]) == [-7.0, 0.0, 0.0, 7.0]
+    assert x_offsets([5.0]) == [0.0] and x_offsets([]) == []
+    fig = accuracy_vs_macs(_digits_rows(), tmp_path / "a.png")
+    ax = fig.axes[0]
+    fig.canvas.draw()
+    shown = {}
+    for container in ax.containers:
+        line = container.lines[0]
+        x, y = line.get_xdata()[0], line.get_ydata()[0]
+        shown[round(y, 3)] = line.get_transform().transform((x, y))[0]  # where the marker lands on screen
+    at_1m = sorted([shown[90.0], shown[91.0], shown[89.0]])
+    assert at_1m[1] - at_1m[0] > 5 and at_1m[2] - at_1m[1] > 5  # three distinct places, none hidden
+    assert shown[90.0] < shown[91.0] < shown[89.0]  # deterministic: in the legend's order
+    again = accuracy_vs_macs(_digits_rows(), tmp_path / "b.png")
+    again.canvas.draw()
+    assert [c.lines[0].get_transform().transform((1.0, 90.0))[0] for c in again.axes[0].containers] == [
+        c.lines[0].get_transform().transform((1.0, 90.0))[0] for c in ax.containers]
+
+
+def test_the_granularity_is_stated_only_where_the_test_set_size_is_known(tmp_path):
+    from pfs.plots import accuracy_vs_macs, one_image_pct, top1_label
+
+    assert one_image_pct("digits") == pytest.approx(100 / 360) and one_image_pct("cifar10") == 0.01
+    assert one_image_pct("imagenet") is None
+    assert top1_label(["cifar10"]) == "top-1 accuracy (%; one test image = 0.01%)"
+    assert top1_label(["imagenet"]) == "top-1 accuracy (%)"
+    fig = accuracy_vs_macs(_imagenet(1000), tmp_path / "a.png")
+    assert fig.axes[0].get_ylabel() == "top-1 accuracy (%)"
+
+
+def test_cost_plot_has_errorbars_in_both_directions_and_the_same_labels(tmp_path):
+    from pfs.plots import accuracy_vs_cost
+
+    fig = accuracy_vs_cost(_digits_rows(), tmp_path / "c.png")
+    (ax,) = fig.axes
+    assert len(ax.containers) == 4 and all(c.has_xerr and c.has_yerr for c in ax.containers)
+    assert sorted(round(y, 3) for _, y, _ in _bars(ax)) == [89.0, 90.0, 91.0, 95.0]
+    (x0, x1), (y0, y1) = ax.get_xlim(), ax.get_ylim()
+    assert all(x0 < x < x1 and y0 < y < y1 for x, y, _ in _bars(ax))
+    assert ax.get_ylabel() == "top-1 accuracy (%; one test image = 0.28%)"
+    assert "min" in ax.get_xlabel()
+
+
+def _gates_with_values(path, widths: list[int], seed: int = 0) -> str:
+    import torch
+
+    gates = [torch.linspace(0, 1, w) for w in widths]
+    io.save_artifact(path, "pfs.gates", {"arch": "resnet20", "dataset": "digits", "expansion": 20,
+                                         "multiplier": 1.0, "sparsity": 0.5, "seed": seed, "gates": gates,
+                                         "widths": widths})
+    return str(path)
+
+
+def test_gate_histograms_are_small_multiples_normalised_per_stage(tmp_path):
+    from pfs.plots import gate_histograms
+
+    files = [_gates_with_values(tmp_path / "a.pt", [16, 16, 32, 32, 32, 64]),
+             _gates_with_values(tmp_path / "b.pt", [16, 32], seed=1)]
+    fig = gate_histograms(files, tmp_path / "h.png")
+    visible = [ax for ax in fig.axes if ax.axison]
+    assert len(visible) == 3 + 2  # one panel per stage of each run; the second run's third slot left blank
+    for ax in visible:
+        heights = [patch.get_height() for patch in ax.patches]
+        assert sum(heights) == pytest.approx(1.0)  # fractions of the stage's channels
+        assert ax.get_xlim() == (0.0, 1.0)
+        assert len({patch.get_facecolor() for patch in ax.patches}) == 1  # one colour per panel: nothing blended
+    assert visible[0].get_title() == "stage 1: 2 groups 16 wide, 32 channels"
+    assert "fraction of the stage's channels" in visible[0].get_ylabel()
+    assert "resnet20 e20 m1 r0.5 seed1" in visible[3].get_ylabel()
+
+
+def test_widths_plot_names_each_panels_expansion_on_its_axis(tmp_path):
+    from pfs.plots import channel_widths
+
+    files = []
+    for name, method, expansion in (("a", "pfs", 20), ("b", "uniform", 16)):
+        path = tmp_path / f"{name}.yaml"
+        io.write_yaml(path, {"kind": "pfs.channels", "format_version": io.FORMAT_VERSION, "method": method,
+                             "arch": "resnet20", "expansion": expansion, "widths": [8, 8],
+                             "full_widths": [expansion, expansion], "achieved_ratio": 0.5})
+        files.append(str(path))
+    fig = channel_widths(files, tmp_path / "w.png")
+    assert [ax.get_ylabel() for ax in fig.axes] == ["channels (expansion 20)", "channels (expansion 16)"]
+
+
+def test_gate_learning_plot_shows_accuracy_in_percent(tmp_path):
+    from pfs.plots import gate_learning
+
+    fig = gate_learning([("run", _history(tmp_path / "h.csv", [0.4]))], tmp_path / "g.png")
+    assert fig.axes[0].lines[0].get_ydata()[0] == pytest.approx(20.0)  # val_top1 0.2
+    assert "%" in fig.axes[0].get_title() and fig.axes[0].get_ylabel() == "top-1 accuracy (%)"

@@ -246,3 +246,20 @@ def test_table_md_lists_a_reference_over_other_classes_as_not_comparable_and_the
     assert table["num_classes"].tolist() == [10]
     assert comparison[["comparable", "ref_num_classes", "num_classes"]].values.tolist() == [[False, 1000, 10]]
     assert reference_points(table, comparison) == []  # read back as the plot reads it: no star
+
+
+def test_write_tables_writes_both_tables_as_html_pages_with_captions(tmp_path):
+    summary = pd.DataFrame([_run("full", 0, 0.94), _run("pfs", 0, 0.93)]).reindex(columns=COLUMNS)
+    refs = _write(tmp_path, [_ref(), _ref(ratio=0, baseline_top1=None, top1=93.0, method="Paper X full")])
+    out = {name: str(tmp_path / name) for name in ("table.csv", "table.md", "comparison.csv", "t.html", "c.html")}
+    write_tables(summary, out["table.csv"], out["table.md"], out["comparison.csv"], str(refs), None,
+                 out["t.html"], out["c.html"])
+    table = Path(out["t.html"]).read_text()
+    assert "<table" in table and "<caption>" in table and "<script>" in table and "http" not in table
+    assert "94.00 ± 0.00" in table and "93.00 ± 0.00" in table  # top-1 in %, mean ± std
+    assert "last epoch" in table and "mean ± standard deviation over the n seeds" in table and "MACs:" in table
+    comparison = Path(out["c.html"]).read_text()
+    assert "Paper X Scratch-B" in comparison and "-0.20" in comparison and "Paper X full" in comparison
+    write_tables(summary, out["table.csv"], out["table.md"], out["comparison.csv"], None, None,
+                 out["t.html"], out["c.html"])
+    assert "No references file configured" in Path(out["c.html"]).read_text()

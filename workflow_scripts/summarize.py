@@ -1,7 +1,8 @@
 """summarize: every metrics.json -> results/summary.csv (one row per trained network), results/table.csv, table.md
 (grouped over seeds, with the accuracy drop against the unpruned baseline) and results/comparison.csv (beside the
-published figures of the references file). params.chains (rules/common.smk run_chains): each metrics.json's chain
-of benchmark files, whose sum is the row's cost (pfs.cost); without it the cost columns are empty."""
+published figures of the references file); both also as HTML pages (table.html, comparison.html) for the report.
+params.chains (rules/common.smk run_chains): each metrics.json's chain of benchmark files, whose sum is the row's
+cost (pfs.cost); without it the cost columns are empty."""
 
 from _common import run_stage
 
@@ -12,8 +13,9 @@ def main(inputs, outputs, params, wildcards, config, log_path, threads=1):
     with run_stage(log_path, threads, uses_torch=False):  # JSON and YAML in, CSV out: no torch
         chains = dict(params).get("chains")
         summary = write_summary(list(inputs["metrics"]), outputs["summary"], chains)
+        outs = dict(outputs)
         write_tables(summary, outputs["table_csv"], outputs["table_md"], outputs["comparison_csv"],
-                     dict(inputs).get("references"), chains)
+                     dict(inputs).get("references"), chains, outs.get("table_html"), outs.get("comparison_html"))
 
 
 if "snakemake" in globals():

@@ -11,24 +11,93 @@ import matplotlib
 matplotlib.use("Agg")  # files only, no display
 
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.transforms import offset_copy  # noqa: E402
 
 from pfs import io  # noqa: E402
 from pfs.cost import in_unit, scale  # noqa: E402
+from pfs.data import DIGITS_TEST_SIZE  # noqa: E402
 from pfs.references import comparable_rows  # noqa: E402
 
 _STYLE = {"full": ("black", "s"), "pfs": ("tab:blue", "o"), "l1": ("tab:red", "D"), "uniform": ("tab:orange", "^"),
           "random": ("tab:green", "v")}
 _FINETUNE_MARKER = "P"  # classic L1 pruning with its inherited weights fine-tuned (its scratch_e/b: the method's own)
 _MAX_PANELS = 6  # at most this many experiments per figure (the first ones, in path order)
+# images in the test set each dataset's top-1 is measured on: one image more or less moves top-1 by 100 / N %
+# (ImageNet's: its val index, a subset's size unknown here: not stated)
+TEST_SIZES = {"digits": DIGITS_TEST_SIZE, "cifar10": 10_000, "cifar100": 10_000}
+_OFFSET_PT = 7.0  # horizontal spread (points) between methods drawn at (nearly) the same x
+_CLUSTER = 0.03  # points closer than this fraction of a panel's largest x count as one place
 
 
-def _save(fig, out: str | Path) -> None:
+def _save(fig, out: str | Path) -> Figure:
+    """Write the figure as PNG and return it (closed in pyplot, still readable: the tests inspect it)."""
     fig.tight_layout()
     with io.atomic_path(out) as tmp:
         fig.savefig(tmp, dpi=120, format="png")
     plt.close(fig)
+    return fig
+
+
+def one_image_pct(dataset: str) -> float | None:
+    """How much one test image moves top-1, in % (100 / the test set's size), None where the size is not known."""
+    size = TEST_SIZES.get(str(dataset))
+    return 100.0 / size if size else None
+
+
+def top1_label(datasets) -> str:
+    """The y label of a top-1 axis: in %, with the test-set granularity where one dataset of known size is drawn,
+    e.g. ``top-1 accuracy (%; one test image = 0.28%)``."""
+    steps = {one_image_pct(d) for d in pd.unique(pd.Series(list(datasets), dtype=object))}
+    if len(steps) == 1 and None not in steps:
+        return f"top-1 accuracy (%; one test image = {steps.pop():.2g}%)"
+    return "top-1 accuracy (%)"
+
+
+def x_offsets(xs: Sequence[float]) -> list[float]:
+    """A deterministic horizontal offset (in points) per point so that points at (nearly) the same x do not hide
+    one another: points within _CLUSTER of the largest x of each other form a group, spread symmetrically about
+    their x in the order given (0 for a point alone)."""
+    xs = [float(x) for x in xs]
+    if not xs:
+        return []
+    tol = _CLUSTER * max(abs(x) for x in xs)
+    order = sorted(range(len(xs)), key=lambda i: (xs[i], i))
+    groups: list[list[int]] = []
+    for i in order:
+        if groups and xs[i] - xs[groups[-1][0]] <= tol:
+            groups[-1].append(i)
+        else:
+            groups.append([i])
+    offsets = [0.0] * len(xs)
+    for group in groups:
+        for k, i in enumerate(sorted(group)):  # in drawing order, left to right
+            offsets[i] = (k - (len(group) - 1) / 2) * _OFFSET_PT
+    return offsets
+
+
+def _errorbars(ax, fig, rows: pd.DataFrame, x: pd.Series, xerr: pd.Series | None = None) -> None:
+    """Top-1 mean ± std (in %) of each row at ``x``, one colour and marker per method and schedule, with the
+    overlapping points of one place shifted sideways (x_offsets: the shift is in points, the data stay put)."""
+    series = list(rows.groupby(["method", "schedule"], sort=False))
+    flat = [(method, schedule, i) for (method, schedule), sub in series for i in sub.index]
+    offsets = dict(zip([i for *_, i in flat], x_offsets([x[i] for *_, i in flat]), strict=True))
+    for (method, schedule), sub in series:
+        color, marker, fill = _style(method, schedule)
+        for n, i in enumerate(sub.index):
+            transform = offset_copy(ax.transData, fig=fig, x=offsets[i], y=0, units="points")
+            ax.errorbar([x[i]], [100 * rows.at[i, "top1_mean"]], yerr=[100 * rows.at[i, "top1_std"]],
+                        xerr=None if xerr is None else [xerr[i]], fmt=marker, color=color, mfc=fill, capsize=3,
+                        transform=transform, label=f"{method} {schedule}" if n == 0 else None)
+    # a shifted transform keeps matplotlib from autoscaling to these points: give it their extent (bars included)
+    for i in rows.index:
+        y, dy = 100 * rows.at[i, "top1_mean"], 100 * float(rows.at[i, "top1_std"])
+        dx = 0.0 if xerr is None else float(xerr[i])
+        ax.update_datalim([(x[i] - dx, y - dy), (x[i] + dx, y + dy)])
+    ax.autoscale_view()
 
 
 def run_label(doc: dict) -> str:
@@ -79,29 +148,28 @@ def _panels(table: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
     return panels
 
 
-def accuracy_vs_macs(table: pd.DataFrame, out: str | Path, references: pd.DataFrame | None = None) -> None:
-    """Top-1 (mean over seeds, std as error bar) against MACs, one colour per method, one panel per dataset, number
-    of classes and arch; published ``references`` (pfs.references.compare's rows) comparable with a panel's runs
-    (same dataset, arch, number of classes and split) as labelled grey stars, at their stated MACs or else at their
-    ratio of our standard network's MACs."""
+def accuracy_vs_macs(table: pd.DataFrame, out: str | Path, references: pd.DataFrame | None = None) -> Figure:
+    """Top-1 in % (mean over seeds, std as error bar) against MACs, one colour per method, one panel per dataset,
+    number of classes and arch; methods at (nearly) the same MACs drawn side by side (x_offsets); the y label says
+    how much one test image is where the test set's size is known. Published ``references``
+    (pfs.references.compare's rows) comparable with a panel's runs (same dataset, arch, number of classes and
+    split) as labelled grey stars, at their stated MACs or else at their ratio of our standard network's MACs."""
     panels = _panels(table)
     fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4.2), squeeze=False)
     refs = references if references is not None else pd.DataFrame()
     for ax, (title, rows) in zip(axes[0], panels, strict=True):
-        for (method, schedule), sub in rows.groupby(["method", "schedule"], sort=False):
-            color, marker, fill = _style(method, schedule)
-            ax.errorbar(sub["macs"] / 1e6, 100 * sub["top1_mean"], yerr=100 * sub["top1_std"], fmt=marker,
-                        color=color, mfc=fill, capsize=3, label=f"{method} {schedule}")
+        _errorbars(ax, fig, rows, rows["macs"] / 1e6)
         for n, (macs, top1, name) in enumerate(reference_points(rows, refs)):
             ax.plot(macs / 1e6, top1, "*", color="dimgray", markersize=11,
                     label="published (grey stars)" if n == 0 else None)
             ax.annotate(name, (macs / 1e6, top1), fontsize=6, xytext=(4, 4), textcoords="offset points",
                         color="dimgray")
-        ax.set(title=title, xlabel="MACs (millions)", ylabel="top-1 accuracy (%)")
+        ax.set(title=title, xlabel="MACs (millions; methods at one MACs value drawn side by side)",
+               ylabel=top1_label(rows.get("dataset", [])))
         ax.grid(alpha=0.3)
         if len(rows):
             ax.legend(fontsize=8)
-    _save(fig, out)
+    return _save(fig, out)
 
 
 def _style(method: str, schedule: str) -> tuple[str, str, str]:
@@ -113,13 +181,14 @@ def _style(method: str, schedule: str) -> tuple[str, str, str]:
     return color, marker, "none" if schedule == "scratch_b" else color
 
 
-def accuracy_vs_cost(table: pd.DataFrame, out: str | Path) -> None:
+def accuracy_vs_cost(table: pd.DataFrame, out: str | Path) -> Figure:
     """Top-1 (mean over seeds, std as error bar) against the compute of each network's whole chain of jobs
     (table.csv's cost_s_mean, pfs.cost: wall time of gate learning + pruning + training for PFS, of pretraining +
     pruning + fine-tuning for the classic baseline, shared jobs in full; std over seeds as error bar), in the
     colours and markers of accuracy_vs_macs; a dotted line from each point to the left spans the part shared with
     other rows (its right end: the cost of this network alone, its left end: without the shared jobs). One panel
-    per dataset, number of classes and arch; rows without a recorded cost are left out."""
+    per dataset, number of classes and arch; rows without a recorded cost are left out. Top-1 in %, the y label
+    with the test-set granularity as in accuracy_vs_macs; points at (nearly) the same cost drawn side by side."""
     known = table[pd.to_numeric(table["cost_s_mean"], errors="coerce").notna()] if "cost_s_mean" in table else (
         table.iloc[0:0])
     panels = _panels(table)
@@ -127,29 +196,27 @@ def accuracy_vs_cost(table: pd.DataFrame, out: str | Path) -> None:
     _, unit = scale(float(known["cost_s_mean"].max())) if len(known) else (0.0, "s")
     for ax, (title, rows) in zip(axes[0], panels, strict=True):
         rows = known.loc[known.index.intersection(rows.index)]
+        cost = in_unit(rows["cost_s_mean"].astype(float), unit)
+        _errorbars(ax, fig, rows, cost, in_unit(rows["cost_s_std"].fillna(0).astype(float), unit))
         for (method, schedule), sub in rows.groupby(["method", "schedule"], sort=False):
-            color, marker, fill = _style(method, schedule)
-            cost = in_unit(sub["cost_s_mean"].astype(float), unit)
-            top1 = 100 * sub["top1_mean"]
-            ax.errorbar(cost, top1, xerr=in_unit(sub["cost_s_std"].fillna(0).astype(float), unit),
-                        yerr=100 * sub["top1_std"], fmt=marker, color=color, mfc=fill, capsize=3,
-                        label=f"{method} {schedule}")
+            color = _style(method, schedule)[0]
             shared = in_unit(sub["shared_s_mean"].fillna(0).astype(float), unit)
-            for x, s, y in zip(cost, shared, top1, strict=True):
+            for x, s, y in zip(cost[sub.index], shared, 100 * sub["top1_mean"], strict=True):
                 if s > 0:
                     ax.plot([x - s, x], [y, y], ":", color=color, linewidth=1)
         ax.set(title=title if len(rows) else f"{title}: no cost recorded",
                xlabel=f"cost of the network's whole chain of jobs (wall {unit})",
-               ylabel="top-1 accuracy (%)")
+               ylabel=top1_label(rows.get("dataset", [])))
         ax.set_xlim(left=0)
         ax.grid(alpha=0.3)
         if len(rows):
             ax.legend(fontsize=8)
-    _save(fig, out)
+    return _save(fig, out)
 
 
-def channel_widths(channels_files: list[str], out: str | Path) -> None:
-    """Per prunable group: the kept width of each pruned network against its full (expanded) width."""
+def channel_widths(channels_files: list[str], out: str | Path) -> Figure:
+    """Per prunable group: the kept width of each pruned network against its full (expanded) width; each panel's
+    y axis names the expansion it is drawn at (the uniform baseline's differs from the learned gates')."""
     docs = [io.load_yaml_artifact(p, "pfs.channels") for p in sorted(channels_files)[:_MAX_PANELS]]
     fig, axes = plt.subplots(max(1, len(docs)), 1, figsize=(10, 2.8 * max(1, len(docs))), squeeze=False)
     for ax, doc in zip(axes[:, 0], docs, strict=False):
@@ -157,11 +224,11 @@ def channel_widths(channels_files: list[str], out: str | Path) -> None:
         ax.bar(x, doc["full_widths"], color="lightgray", label="before pruning")
         ax.bar(x, doc["widths"], color=_STYLE.get(doc.get("method", "pfs"), _STYLE["pfs"])[0], label="kept")
         ax.set(title=f"{run_label(doc)}: {doc.get('method', 'pfs')}, MACs reduction {doc['achieved_ratio']:.3f}",
-               xlabel="prunable group (input to output)", ylabel="channels")
+               xlabel="prunable group (input to output)", ylabel=f"channels (expansion {doc['expansion']})")
         ax.legend(fontsize=8)
     if not docs:
         axes[0, 0].set_title("no pruned networks")
-    _save(fig, out)
+    return _save(fig, out)
 
 
 def _stages(widths: list[int]) -> list[list[int]]:
@@ -174,18 +241,35 @@ def _stages(widths: list[int]) -> list[list[int]]:
     return stages
 
 
-def gate_histograms(gates_files: list[str], out: str | Path) -> None:
-    """Histogram of the selected gate values of each gates file, one colour per network stage."""
+def gate_histograms(gates_files: list[str], out: str | Path, bins: int = 20) -> Figure:
+    """Small multiples of the selected gate values: one row per gates file, one panel per network stage (groups
+    of the same width), every panel over gate values 0 to 1 with the same bins, the bar heights the fraction of
+    that stage's channels (so stages of different widths compare)."""
     docs = [io.load_artifact(p, "pfs.gates") for p in sorted(gates_files)[:_MAX_PANELS]]
-    fig, axes = plt.subplots(1, max(1, len(docs)), figsize=(5.5 * max(1, len(docs)), 3.8), squeeze=False)
-    for ax, doc in zip(axes[0], docs, strict=False):
+    stages = [_stages(doc["widths"]) for doc in docs]
+    cols = max([len(s) for s in stages] or [1])
+    fig, axes = plt.subplots(max(1, len(docs)), cols, figsize=(3.2 * cols, 2.6 * max(1, len(docs))),
+                             squeeze=False, sharex=True, sharey="row")
+    edges = np.linspace(0, 1, bins + 1)
+    for row, (doc, groups) in enumerate(zip(docs, stages, strict=True)):
         gates, widths = doc["gates"], doc["widths"]
-        for n, stage in enumerate(_stages(widths)):
-            values = torch.cat([gates[i].flatten() for i in stage]).numpy()
-            ax.hist(values, bins=20, range=(0, 1), alpha=0.6, label=f"stage {n + 1} ({widths[stage[0]]} wide)")
-        ax.set(title=run_label(doc), xlabel="gate value", ylabel="channels")
-        ax.legend(fontsize=8)
-    _save(fig, out)
+        for n, ax in enumerate(axes[row]):
+            if n >= len(groups):
+                ax.set_axis_off()
+                continue
+            values = torch.cat([gates[i].flatten() for i in groups[n]]).float().numpy()
+            ax.hist(values, bins=edges, weights=np.full(len(values), 1 / max(1, len(values))),
+                    color=f"C{n}", edgecolor="white", linewidth=0.5)
+            ax.set_title(f"stage {n + 1}: {len(groups[n])} groups {widths[groups[n][0]]} wide, "
+                         f"{len(values)} channels", fontsize=8)
+            ax.set_xlim(0, 1)
+            ax.grid(alpha=0.3)
+            if row == len(docs) - 1:
+                ax.set_xlabel("gate value")
+        axes[row, 0].set_ylabel(f"{run_label(doc)}\nfraction of the stage's channels", fontsize=8)
+    if not docs:
+        axes[0, 0].set_title("no gate-learning runs")
+    return _save(fig, out)
 
 
 def labelled_histories(gates_files: Sequence[str], histories: Sequence[str]) -> list[tuple[str, str]]:
@@ -197,9 +281,9 @@ def labelled_histories(gates_files: Sequence[str], histories: Sequence[str]) -> 
     return [(run_label(io.load_artifact(g, "pfs.gates")), str(h)) for g, h in zip(gates_files, histories, strict=True)]
 
 
-def gate_learning(histories: Sequence[tuple[str, str]], out: str | Path) -> None:
-    """Held-out accuracy, mean gate and non-zero fraction at every evaluation of gate learning; ``histories``: a
-    (legend label, gates_metrics.csv) pair per run (see labelled_histories)."""
+def gate_learning(histories: Sequence[tuple[str, str]], out: str | Path) -> Figure:
+    """Held-out accuracy (%), mean gate and non-zero fraction at every evaluation of gate learning; ``histories``:
+    a (legend label, gates_metrics.csv) pair per run (see labelled_histories)."""
     fig, axes = plt.subplots(1, 3, figsize=(15, 3.8))
     targets = set()
     for label, path in sorted(histories, key=lambda run: str(run[1]))[:_MAX_PANELS]:
@@ -207,6 +291,7 @@ def gate_learning(histories: Sequence[tuple[str, str]], out: str | Path) -> None
         missed = "target_met" in h and not h["target_met"].any()  # no evaluation reached r: the last one is kept
         if missed:
             label += ": target r NOT met (x: fallback kept)"
+        h["val_top1"] = 100 * h["val_top1"]  # accuracy in %, as in every other plot
         for ax, column in zip(axes, ("val_top1", "mean_gate", "nonzero_fraction"), strict=True):
             ax.plot(h["step"], h[column], marker="o", label=label)
             chosen = h[h["selected"]]
@@ -217,9 +302,10 @@ def gate_learning(histories: Sequence[tuple[str, str]], out: str | Path) -> None
         axes[2].axhline(r, color="grey", linestyle="--", linewidth=1)
         axes[2].annotate(f"target r = {r:g}", (0, r), xycoords=("axes fraction", "data"), fontsize=8,
                          xytext=(4, 3), textcoords="offset points", color="grey")
-    titles = ("held-out top-1", "mean gate", "fraction of non-zero gates")
+    titles = ("held-out top-1 (%)", "mean gate", "fraction of non-zero gates")
     for ax, title in zip(axes, titles, strict=True):
         ax.set(title=f"{title} (star: kept)", xlabel="gate-learning step")
         ax.grid(alpha=0.3)
+    axes[0].set_ylabel("top-1 accuracy (%)")
     axes[0].legend(fontsize=7)
-    _save(fig, out)
+    return _save(fig, out)

@@ -9,7 +9,8 @@ import pandas as pd
 from pfs import io
 from pfs.cost import COST_COLUMNS, chain_costs, grid_total
 from pfs.references import compare, comparison_markdown, load_references
-from pfs.tables import seed_table, to_markdown
+from pfs.report_html import write_html_tables
+from pfs.tables import cost_note, seed_table, to_markdown
 
 # num_classes: what the network was built for (ImageNet: the index's classes), on which references are matched;
 # target_met and gates_nonzero_fraction: learned gates only (did gate learning reach r); cost_s ... shared_with:
@@ -45,11 +46,13 @@ def write_summary(paths: list[str], out: str, chains: dict[str, list[str]] | Non
 
 
 def write_tables(summary: pd.DataFrame, out_csv: str, out_md: str, out_comparison: str,
-                 references: str | None = None, chains: dict[str, list[str]] | None = None) -> pd.DataFrame:
+                 references: str | None = None, chains: dict[str, list[str]] | None = None,
+                 out_html: str | None = None, out_comparison_html: str | None = None) -> pd.DataFrame:
     """The seed-grouped table (pfs.tables) as CSV and markdown, and its comparison with the published figures of
     the ``references`` file (pfs.references) as CSV and as a second section of the markdown. With ``chains``
     the markdown says under the table what the cost column includes and what the whole grid took (every job
-    once, pfs.cost.grid_total)."""
+    once, pfs.cost.grid_total). With ``out_html`` and ``out_comparison_html`` both as HTML pages too
+    (pfs.report_html: what the Snakemake report shows inline)."""
     table = seed_table(summary)
     refs, tolerance = load_references(references) if references else (pd.DataFrame(), 0.0)
     comparison = compare(table, refs, tolerance)
@@ -58,4 +61,7 @@ def write_tables(summary: pd.DataFrame, out_csv: str, out_md: str, out_compariso
     io.atomic_write_text(out_md, "# Results (mean ± std over seeds)\n\n"
                          + to_markdown(table, grid_total(chains) if chains else None)
                          + "\n# Against published figures\n\n" + comparison_markdown(comparison, references))
+    if out_html and out_comparison_html:
+        note = cost_note(table, grid_total(chains) if chains else None) if table["cost_s_mean"].notna().any() else ""
+        write_html_tables(table, comparison, out_html, out_comparison_html, references, note)
     return table

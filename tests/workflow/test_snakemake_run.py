@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import base64
 import csv
 import json
 import re
 from collections import Counter
 
+import pandas as pd
 import pytest
 import yaml
 from smk_run import ALL_JOBS, EXP, PRUNED, RUN_DIRS, job_counts, snakemake, tail, write_yaml
@@ -137,6 +139,21 @@ def test_plots_are_non_empty_pngs_and_the_report_builds(finished_run, tmp_path):
     assert result.returncode == 0, tail(result.stdout)
     html = (workdir / "report.html").read_text(errors="replace")
     assert len(html) > 100_000 and "accuracy.png" in html and "table.csv" in html and "accuracy_cost.png" in html
+    # the tables are readable in the page: embedded as text/html (the report opens those in its view), their
+    # values those of table.csv, their captions saying what the numbers are
+    pages = {}
+    for name, data in re.findall(r"data:text/html;charset=[\w-]+;filename=([\w.]+);base64,([A-Za-z0-9+/=]+)", html):
+        pages[name] = base64.b64decode(data).decode()
+    assert set(pages) >= {"table.html", "comparison.html"}
+    table = pd.read_csv(workdir / "results" / "table.csv")
+    for row in table.itertuples():
+        assert f"{100 * row.top1_mean:.2f} ± {100 * row.top1_std:.2f}" in pages["table.html"], row
+        assert f"{row.macs / 1e6:.2f}" in pages["table.html"]
+    assert "<table" in pages["table.html"] and "mean ± standard deviation over the n seeds" in pages["table.html"]
+    assert "one test image = 0.28%" in pages["table.html"]
+    assert "Against published figures" in pages["comparison.html"]
+    # the landing page says what to look at first and links the tables
+    assert "What to look at first" in html and "showResultInfo" in html
 
 
 def test_export_writes_a_checked_onnx_beside_every_trained_model_and_lists_it_in_the_report(finished_run, tmp_path):
