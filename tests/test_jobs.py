@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from conftest import write_tiny_cifar10  # at module level: inside a test, "conftest" may be another one
 
 from pfs.errors import PfsError
 from pfs.jobs import TrainJob
@@ -87,7 +88,6 @@ def test_a_malformed_finetune_job_is_refused_by_name(change, message):
 def l1_run(tmp_path_factory):
     """A tiny CIFAR-10 folder and a standard resnet20 model.pt for it (random weights, as train_full writes it)
     L1-pruned to ratio 0.5."""
-    from conftest import write_tiny_cifar10
     from test_l1 import PRUNE_HP, write_standard_model
 
     from pfs.experiment import Experiment

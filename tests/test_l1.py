@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from conftest import REPO  # at module level: inside a test, "conftest" may be tests/workflow's
+from test_workflow_scripts import _restored_globals
 
 from pfs import io
 from pfs.errors import PfsError
@@ -236,8 +238,6 @@ def test_the_prune_l1_script_writes_both_outputs(tmp_path):
     import importlib
     import sys
 
-    from conftest import REPO
-    from test_workflow_scripts import _restored_globals
 
     model_pt = tmp_path / "model.pt"
     write_standard_model(model_pt, EXP)

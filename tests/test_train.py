@@ -433,6 +433,7 @@ def test_a_resumed_runs_eta_counts_the_epochs_done_before_and_takes_the_pace_of_
     before = load_artifact(tmp_path / "ckpt.pt", "pfs.checkpoint")["elapsed"]  # 2 epochs, in real seconds
 
     monkeypatch.setattr(pfs.progress, "_clock", _ticks(10.0))
+    caplog.clear()  # the killed run's lines, if an earlier test left pfs logging at INFO
     with caplog.at_level("INFO", logger="pfs.train"):
         _train_linear(tmp_path, TrainConfig(epochs=4), epochs=4)
     lines = _epoch_lines(caplog)

@@ -52,6 +52,15 @@ def test_bad_config_stops_before_any_job(tmp_path, bad, key, value):
     assert not (workdir / "results").exists()
 
 
+def test_a_paper_target_under_another_config_stops_with_one_line(tmp_path):
+    workdir = copy_workflow(tmp_path / "wf")
+    result = snakemake(workdir, "-n", "paper_cifar10", "--configfile", "tiny.yaml")
+    assert result.returncode != 0
+    errors = [line for line in result.stdout.splitlines() if "error" in line.lower() or "Traceback" in line]
+    assert errors == ["error: target paper_cifar10 runs the grid of configs/paper_cifar10.yaml, but the config has "
+                      "dataset digits: add --configfile configs/paper_cifar10.yaml (after the targets)"], result.stdout
+
+
 def test_existing_cifar_folder_is_accepted(tmp_path, tiny_cifar10):
     """The same CIFAR config as 'missing CIFAR folder', with the folder present: the whole grid is planned."""
     workdir = copy_workflow(tmp_path / "wf", {"dataset": {"name": "cifar10", "root": str(tiny_cifar10),
