@@ -2,14 +2,15 @@
 
     python bench/pruned_latency.py [--archs resnet56,mobilenet_v2] [--ratio 0.5] [--tolerance 0.01]
                                    [--repeats 5] [--iters N] [--device cpu|cuda] [--amp] [--threads N]
-                                   [--kinds infer,train,ort] [--profile]
+                                   [--round-to 8[,16]] [--kinds infer,train,ort] [--profile]
 
 For each arch, three variants of the network at its standard width (expansion = the arch's base expansion, so the
 unpruned network is the baseline pruning ratios are measured against), all built from the same seed:
 - ``full``: the standard network, every channel kept;
 - ``pruned``: widths from the package's prune stage (pfs.stages.stage_prune) at ``--ratio`` MACs reduction;
 - ``pruned_round8``: the same with ``round_to=8`` (every width rounded up to a multiple of 8, still meeting the
-  ratio within ``--tolerance``; reported under ``skipped`` with the reason when it cannot, e.g. resnet20).
+  ratio within ``--tolerance``; reported under ``skipped`` with the reason when it cannot, e.g. resnet20);
+  ``--round-to 8,16`` adds ``pruned_round16`` (onnxruntime computes convs in blocks of 16 channels on AVX-512).
 The gates are the random-gates ablation's (pfs.stages.stage_random_gates: seeded ``torch.rand`` per prunable
 group), a stand-in for learned gates: which channels are kept does not matter for speed, only how many per layer,
 and random gates give a realistic uneven profile. gates.pt and channels.yaml go to a temporary folder.
@@ -61,7 +62,6 @@ from pfs.stages import stage_prune, stage_random_gates
 
 # per domain: (dataset giving the image size and classes, inference batches, train-step batch)
 DOMAINS = {"cifar": ("cifar10", (1, 128), 64), "imagenet": ("imagenet", (1, 16), 8)}
-VARIANTS = {"pruned": 1, "pruned_round8": 8}  # variant -> PruneConfig.round_to
 WARMUP = 2
 TARGET_S = 0.25  # auto --iters: calls per measurement ~ this many seconds of the full network
 
@@ -162,14 +162,17 @@ def conv_kind(groups: int, kernel: tuple[int, ...] | list[int]) -> str:
     return "depthwise conv" if groups > 1 else "1x1 conv" if math.prod(kernel) == 1 else "kxk conv"
 
 
-def conv_macs_by_kind(model: nn.Module, size: int) -> dict[str, int]:
-    """MACs of one image per conv kind (depthwise, 1x1, kxk) and of the Linear layer."""
-    total: dict[str, int] = {}
+def conv_macs_by_kind(model: nn.Module, size: int) -> dict[str, dict[str, int]]:
+    """MACs of one image per conv kind (depthwise, 1x1, kxk; and the Linear layer) and per conv output resolution."""
+    total: dict[str, dict[str, int]] = {"by_kind": {}, "by_resolution": {}}
 
     def hook(m: nn.Module, _inp, out) -> None:
         kind = conv_kind(m.groups, m.kernel_size) if isinstance(m, nn.Conv2d) else "linear"
         macs = out[0].numel() * (m.weight[0].numel() if isinstance(m, nn.Conv2d) else m.in_features)
-        total[kind] = total.get(kind, 0) + macs
+        total["by_kind"][kind] = total["by_kind"].get(kind, 0) + macs
+        if isinstance(m, nn.Conv2d):
+            res = f"{out.shape[-2]}x{out.shape[-1]}"
+            total["by_resolution"][res] = total["by_resolution"].get(res, 0) + macs
 
     hooks = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, nn.Conv2d | nn.Linear)]
     with torch.no_grad():
@@ -185,8 +188,9 @@ OP_CATEGORIES = {"ReorderInput": "layout reorder (NCHWc)", "ReorderOutput": "lay
 
 
 def ort_profile(model: nn.Module, size: int, batch: int, threads: int, path: Path, runs: int = 3) -> dict:
-    """Milliseconds per op category of one onnxruntime call at ``batch`` (each node's fastest of ``runs`` calls
-    after a warm-up), from its profiler; a conv's kind comes from the optimised graph's node attributes."""
+    """Milliseconds of one onnxruntime call at ``batch`` (each node's fastest of ``runs`` calls after a warm-up),
+    from its profiler: per op category, and the convs' per output resolution (a CNN's stages); a conv's kind
+    comes from the optimised graph's node attributes."""
     import onnx
 
     session = onnx_session(model, size, threads, path, profile=True)
@@ -203,17 +207,23 @@ def ort_profile(model: nn.Module, size: int, batch: int, threads: int, path: Pat
             kernel = attrs.get("kernel_shape") or shapes.get(node.input[1], [1, 1, 1, 1])[2:]
             kinds[node.name] = conv_kind(attrs.get("group", 1), kernel)
     per_node: dict[str, list[float]] = {}
-    ops = {}
+    ops, resolution = {}, {}
     for e in events:
         if e.get("cat") == "Node" and e["name"].endswith("_kernel_time"):
             name = e["name"].removesuffix("_kernel_time")
             per_node.setdefault(name, []).append(e["dur"] / 1e3)
             ops[name] = e["args"]["op_name"]
+            shape = next(iter(e["args"].get("output_type_shape", [{}])[0].values()), [])
+            resolution[name] = f"{shape[-2]}x{shape[-1]}" if len(shape) >= 4 else "?"
     ms: dict[str, float] = {}
+    conv_ms: dict[str, float] = {}
     for name, durs in per_node.items():
         category = kinds.get(name) or OP_CATEGORIES.get(ops[name], "other")
         ms[category] = ms.get(category, 0.0) + min(durs[1:] or durs)
-    return {k: round(v, 3) for k, v in sorted(ms.items(), key=lambda kv: -kv[1])}
+        if name in kinds:
+            conv_ms[resolution[name]] = conv_ms.get(resolution[name], 0.0) + min(durs[1:] or durs)
+    return {"ms_by_op": {k: round(v, 3) for k, v in sorted(ms.items(), key=lambda kv: -kv[1])},
+            "conv_ms_by_resolution": {k: round(v, 3) for k, v in conv_ms.items()}}
 
 
 def time_calls(fn: Callable[[], None], n: int, device: torch.device) -> list[float]:
@@ -239,12 +249,13 @@ def bench_arch(arch: str, args: argparse.Namespace, device: torch.device) -> dic
     with tempfile.TemporaryDirectory(prefix="pruned_latency_") as folder:
         gates_path = str(Path(folder) / "gates.pt")
         stage_random_gates(exp, classes, gates_path)
-        for name, round_to in VARIANTS.items():
+        variants = {"pruned": 1, **{f"pruned_round{r}": r for r in args.round_to}}  # -> PruneConfig.round_to
+        for name, round_to in variants.items():
             try:
                 infos[name], prune_s[name] = prune(exp, gates_path, args.ratio, args.tolerance, round_to, folder)
             except PfsError as e:  # e.g. round_to=8 on a small net: steps of 8 channels overshoot the tolerance
                 skipped[name] = str(e)
-    pruned = [v for v in VARIANTS if v in infos]
+    pruned = [v for v in variants if v in infos]
     models = {v: make_model(arch, None if v == "full" else info["widths"], expansion, classes, size, info, device)
               for v, info in infos.items()}
     kinds = set(args.kinds.split(","))
@@ -288,7 +299,7 @@ def bench_arch(arch: str, args: argparse.Namespace, device: torch.device) -> dic
         "measured_speedup": {m: {v: round(s, 3) for v, s in d.items()} for m, d in measured.items()},
         "efficiency": {m: {v: round(s / theoretical[v], 3) for v, s in d.items()} for m, d in measured.items()},
         **({"onnx_bytes": onnx_bytes} if onnx_bytes else {}),
-        **({"ort_profile_ms": profile, "macs_by_kind": conv_macs} if profile else {}),
+        **({"ort_profile": profile, "macs_per_image": conv_macs} if profile else {}),
         **({"skipped": skipped} if skipped else {}),
     }
 
@@ -304,6 +315,8 @@ def main() -> None:
     parser.add_argument("--amp", action="store_true", help="bf16 autocast (meant for CUDA)")
     parser.add_argument("--threads", type=int, default=os.cpu_count())
     parser.add_argument("--seed", type=int, default=0, help="seed of the random stand-in gates")
+    parser.add_argument("--round-to", default="8", type=lambda t: [int(r) for r in t.split(",")],
+                        help="prune.round_to of the rounded variants, comma-separated (default 8: pruned_round8)")
     parser.add_argument("--kinds", default="infer,train,ort", help="measurements: infer (PyTorch eager), train "
                         "(a PyTorch train step), ort (the exported ONNX network under onnxruntime, CPU only)")
     parser.add_argument("--profile", action="store_true", help="onnxruntime's per-op-type milliseconds at the "
