@@ -3,6 +3,7 @@ GPU-count check, collective sums)."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import os
@@ -109,7 +110,8 @@ def _torchrun(job, threads: int) -> None:
     log.info("torchrun --standalone --nproc_per_node=%d -m pfs train (%s %s, schedule %s)", nproc, job.arch,
              job.method, job.schedule)
     for handler in logging.getLogger().handlers:
-        handler.flush()
+        with contextlib.suppress(ValueError):  # a handler of a stream already closed has nothing left to flush
+            handler.flush()
     with open(job.log or os.devnull, "a") as out:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env)
         previous = {sig: signal.signal(sig, lambda signum, _frame: proc.send_signal(signum))

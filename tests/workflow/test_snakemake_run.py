@@ -110,7 +110,7 @@ def test_every_job_has_a_log_and_every_gpu_job_a_benchmark(finished_run):
     logs = [finished_run.workdir / f"{job.replace('results/', 'logs/', 1)}.log" for job in jobs]
     benchmarks = [finished_run.workdir / f"{job.replace('results/', 'benchmarks/', 1)}.tsv" for job in gpu_jobs]
     assert [p for p in logs + benchmarks if not p.is_file()] == []
-    assert "test_top1" in logs[1].read_text()  # the training loop's log lines reached the job's log
+    assert "test top-1" in logs[1].read_text()  # the training loop's log lines reached the job's log
 
 
 def test_resume_checkpoints_are_removed_after_success(finished_run):
