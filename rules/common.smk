@@ -1,12 +1,17 @@
 # Config validation, the output folders checked before a run, wildcard constraints, path templates and target lists.
 # No rules here.
 
+import os
+import time
+
+from snakemake.logging import logger
 from snakemake.utils import validate
 
 from pfs.config import ConfigError, check_config, check_output_folders, check_schema, coerce_overrides
 from pfs.config import finetune_settings, train_settings
 from pfs.datatree import fingerprint
 from pfs.slurm_check import check_workflow as check_slurm_status
+from pfs.memory import DeclaredJob, job_mem_mb, overruns
 from pfs.grid import NUMBER, full_runs, l1_runs, l1_scratch_runs, pruned_runs, random_runs, uniform_runs
 
 # a bad value stops the run with ONE line naming the key and the fix: a SystemExit passes through Snakemake, so
@@ -73,14 +78,6 @@ RUN_FILES = ("model.pt", "metrics.json", "history.csv")
 def run_outputs(run_dir):
     """Named outputs of a training job under results/{run_dir}/."""
     return {name.split(".")[0]: f"results/{run_dir}/{name}" for name in RUN_FILES}
-
-
-import os
-import time
-
-from snakemake.logging import logger
-
-from pfs.memory import DeclaredJob, job_mem_mb, overruns
 
 
 def gpu_resources(max_gpu=None, stage="train"):
