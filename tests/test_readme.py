@@ -231,3 +231,27 @@ def test_cli_readme_of_a_missing_run_fails_in_one_line(tmp_path):
     assert proc.returncode == 2 and proc.stdout == ""
     assert proc.stderr.strip().count("\n") == 0
     assert "table.csv does not exist; run `snakemake --cores all` first" in proc.stderr
+
+
+def test_render_names_the_classic_baseline_its_fine_tuning_and_its_widths(tmp_path):
+    results = make_results(tmp_path)
+    table = pd.read_csv(results / "table.csv")
+    l1 = {"dataset": "digits", "arch": "resnet20", "multiplier": 1.0, "n": 1, "top1_std": 0.0, "top5_mean": 1.0,
+          "best_top1_mean": 0.99, "top1_drop": 0.0, "method": "l1", "expansion": 16, "sparsity": None, "ratio": 0.5,
+          "macs": 5_080_000, "params": 119_750, "macs_reduction": 0.502, "target_met": None}
+    rows = [{**l1, "schedule": "finetune", "top1_mean": 0.963889, "epochs": 2},
+            {**l1, "schedule": "scratch_e", "top1_mean": 0.988889, "epochs": 12}]
+    table = pd.concat([table, pd.DataFrame(rows)], ignore_index=True)
+    table.to_csv(results / "table.csv", index=False)
+    table.rename(columns={"top1_mean": "top1"}).assign(seed=0).to_csv(results / "summary.csv", index=False)
+    write_channels(results / "digits/resnet20/l1/seed0/p0.5/channels.yaml", "l1", tied=0, by_tie=0)
+    lines = readme.render(results).splitlines()
+    # after the pfs rows, Scratch-E before the fine-tuned weights, whose epochs say they follow the pretraining
+    start = lines.index("| same, Scratch-B (24 epochs) | 5.14M | 86k | 97.78% | yes |")
+    assert lines[start + 1:start + 3] == [
+        "| ResNet-20 pruned by filter L1 norm after pretraining (classic), 50.2% fewer MACs, Scratch-E (12 epochs) "
+        "| 5.08M | 120k | 98.89% |  |",
+        "| same, its inherited weights fine-tuned (2 epochs after the full network's 12) | 5.08M | 120k | 96.39% |  |",
+    ]
+    assert any(line.startswith("- ResNet-20 from filter L1 norms of the trained full network (seed 0), ratio 0.5: ")
+               for line in lines)

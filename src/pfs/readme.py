@@ -23,7 +23,8 @@ END = "<!-- end results -->"
 REGENERATE = "snakemake --cores all && python -m pfs readme"
 RUN_FIRST = "run `snakemake --cores all` first (python -m pfs readme renders what that run writes)"
 
-_SCHEDULE_NAME = {"scratch_e": "Scratch-E", "scratch_b": "Scratch-B"}
+_SCHEDULE_NAME = {"scratch_e": "Scratch-E", "scratch_b": "Scratch-B",
+                  "finetune": "its inherited weights fine-tuned"}
 _FAMILIES = [(r"resnet(\d+)", "ResNet-{}"), (r"vgg(\d+)_bn", "VGG-{} (BN)"), (r"mobilenet_v(\d+)", "MobileNetV{}")]
 _IDENTITY = ["dataset", "arch", "method", "expansion", "multiplier", "sparsity", "ratio"]
 _DIFF_LINES = 40  # at most this many lines of the unified diff in the --check message
@@ -88,7 +89,16 @@ def _network(row, multiplier: str) -> str:
         return f"{name} at uniform width, {fewer}"
     if row.method == "random":
         return f"{name} pruned from random gates (e{fmt(row.expansion)}), {fewer}"
+    if row.method == "l1":
+        return f"{name} pruned by filter L1 norm after pretraining (classic), {fewer}"
     return f"{name} ({row.method}), {fewer}"
+
+
+def _pretraining(table: pd.DataFrame, row) -> str:
+    """' after the full network's N' (the epochs of the pretraining a fine-tuned row started from), '' when the
+    table has no full row of that dataset and arch."""
+    full = table[(table["method"] == "full") & (table["dataset"] == row.dataset) & (table["arch"] == row.arch)]
+    return f" after the full network's {int(full['epochs'].iloc[0])}" if len(full) else ""
 
 
 def _top1(row) -> str:
@@ -108,6 +118,8 @@ def results_table(table: pd.DataFrame) -> list[str]:
     for row in _sorted(table).itertuples(index=False):
         multiplier = "" if pd.isna(row.multiplier) or float(row.multiplier) == 1 else f" x{fmt(row.multiplier)}"
         schedule = f"{_SCHEDULE_NAME.get(row.schedule, row.schedule)} ({int(row.epochs)} epochs)"
+        if row.schedule == "finetune":  # on top of the pretraining, the full row of its dataset and arch
+            schedule = f"{schedule[:-1]}{_pretraining(table, row)})"
         identity = tuple(None if pd.isna(getattr(row, k)) else getattr(row, k) for k in _IDENTITY)  # NaN != NaN
         if row.method == "full":
             label = f"{arch_name(row.arch)}{multiplier}, standard width (full baseline, {int(row.epochs)} epochs)"
@@ -131,6 +143,8 @@ def _run_dir(results: Path, run) -> Path:
 
 
 def _channels_path(results: Path, run) -> Path:
+    if run.method == "l1":
+        return results / run.dataset / run.arch / "l1" / f"seed{int(run.seed)}" / f"p{fmt(run.ratio)}" / "channels.yaml"
     if run.method == "random":
         base = results / run.dataset / run.arch / "random" / f"e{fmt(run.expansion)}_m{fmt(run.multiplier)}"
         return base / f"seed{int(run.seed)}" / f"p{fmt(run.ratio)}" / "channels.yaml"
@@ -164,7 +178,8 @@ def gate_line(results: Path, run) -> str:
 def channels_line(results: Path, run) -> str:
     """One line on a gate-pruned network: its widths and the channels a tie at the threshold decided."""
     doc = _load_channels(_channels_path(results, run))
-    source = "learned gates" if run.method == "pfs" else "random gates"
+    source = {"pfs": "learned gates", "random": "random gates", "l1": "filter L1 norms of the trained full network"}
+    source = source[run.method]
     tied, by_tie = int(doc.get("tied_at_threshold", 0)), int(doc.get("kept_by_tie", 0))
     channels = f"{tied} channel{'s' if tied != 1 else ''} at the threshold"
     if tied == 0:
@@ -174,7 +189,8 @@ def channels_line(results: Path, run) -> str:
     else:
         ties = f"{channels}, {by_tie} of them kept by the seeded permutation"
     widths = ", ".join(str(w) for w in doc["widths"])
-    return (f"- {arch_name(run.arch)} from {source} (e{fmt(run.expansion)}, seed {int(run.seed)}), ratio "
+    network = f"e{fmt(run.expansion)}, seed {int(run.seed)}" if run.method != "l1" else f"seed {int(run.seed)}"
+    return (f"- {arch_name(run.arch)} from {source} ({network}), ratio "
             f"{fmt(run.ratio)}: {int(doc['kept_channels'])} of {int(doc['total_channels'])} channels kept, "
             f"widths [{widths}]; {ties}")
 
@@ -211,7 +227,7 @@ def render(results: str | Path = "results") -> str:
     if gates:
         lines += ["", "Gate learning (`gates_metrics.csv`; the kept evaluation is the most accurate one on held-out "
                   "training images whose non-zero gate fraction is at most r, else the last):", "", *gates]
-    pruned = _runs(summary, ("pfs", "random"), ["method", *gate_keys, "ratio"])
+    pruned = _runs(summary, ("pfs", "l1", "random"), ["method", *gate_keys, "ratio"])
     if pruned:
         lines += ["", "Pruned widths (`channels.yaml`; channels tied at the threshold are chosen by a permutation "
                   "seeded with the run's seed):", "", *[channels_line(results, run) for run in pruned]]
