@@ -68,7 +68,7 @@ TABLES = {
 }
 PLOTS = {
     name: f"results/plots/{name}.png"
-    for name in ("accuracy", "accuracy_cost", "widths", "gate_histograms", "gate_learning")
+    for name in ("accuracy", "accuracy_cost", "widths", "gate_histograms", "gate_learning", "training_curves")
 }
 IMAGENET_LISTS = {split: f"results/imagenet/lists/{split}.csv" for split in ("train", "val")}
 IMAGENET = config["dataset"]["name"] == "imagenet"

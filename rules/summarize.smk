@@ -29,12 +29,16 @@ rule plot_results:
         # label is the identity of the gates.pt at its position
         gates=experiment_files("gates.pt"),
         histories=experiment_files("gates_metrics.csv"),
+        # one metrics.json (the run's identity) and one history.csv (its epochs) per training run, in the same order
+        metrics=all_metrics(),
+        train_histories=run_files("history.csv"),
     output:
         accuracy=reported(PLOTS["accuracy"], "accuracy_vs_macs.rst", "Plots"),
         accuracy_cost=reported(PLOTS["accuracy_cost"], "accuracy_vs_cost.rst", "Plots"),
         widths=reported(PLOTS["widths"], "widths.rst", "Plots"),
         gate_histograms=reported(PLOTS["gate_histograms"], "gate_histograms.rst", "Plots"),
         gate_learning=reported(PLOTS["gate_learning"], "gate_learning.rst", "Plots"),
+        training_curves=reported(PLOTS["training_curves"], "training_curves.rst", "Plots"),
     log:
         "logs/plot_results.log",
     conda:

@@ -267,6 +267,8 @@ def test_widths_plot_names_each_panels_expansion_on_its_axis(tmp_path):
         files.append(str(path))
     fig = channel_widths(files, tmp_path / "w.png")
     assert [ax.get_ylabel() for ax in fig.axes] == ["channels (expansion 20)", "channels (expansion 16)"]
+    # one scale for every panel: the same kept width is the same bar height whatever the expansion
+    assert fig.axes[0].get_ylim() == fig.axes[1].get_ylim() and fig.axes[1].get_ylim()[1] >= 20
 
 
 def test_gate_learning_plot_shows_accuracy_in_percent(tmp_path):
@@ -275,3 +277,83 @@ def test_gate_learning_plot_shows_accuracy_in_percent(tmp_path):
     fig = gate_learning([("run", _history(tmp_path / "h.csv", [0.4]))], tmp_path / "g.png")
     assert fig.axes[0].lines[0].get_ydata()[0] == pytest.approx(20.0)  # val_top1 0.2
     assert "%" in fig.axes[0].get_title() and fig.axes[0].get_ylabel() == "top-1 accuracy (%)"
+
+
+# --- training curves: every run's history.csv, one panel per method and schedule -------------------------------
+
+
+def _training_run(folder, method: str, schedule: str, seed: int = 0, ratio: float = 0.5, epochs: int = 3,
+                  test: float = 0.9) -> tuple[str, str]:
+    """A metrics.json carrying a run's identity and its history.csv (test top-1 climbing to ``test``)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    io.write_json_artifact(folder / "metrics.json", "pfs.metrics", {
+        "dataset": "digits", "arch": "resnet20", "method": method, "expansion": 20, "multiplier": 1.0,
+        "ratio": 0.0 if method == "full" else ratio, "schedule": schedule, "seed": seed})
+    epoch = list(range(1, epochs + 1))
+    pd.DataFrame({"epoch": epoch, "lr": 0.1, "train_loss": 0.5, "train_top1": [0.5 + 0.1 * e for e in epoch],
+                  "test_top1": [test * e / epochs for e in epoch], "test_top5": 1.0,
+                  "elapsed_s": epoch}).to_csv(folder / "history.csv", index=False)
+    return str(folder / "metrics.json"), str(folder / "history.csv")
+
+
+def _curve_runs(tmp_path) -> list[tuple[str, str]]:
+    """Five runs in four method+schedule groups: pfs Scratch-E has two seeds, Scratch-B twice the epochs."""
+    return [_training_run(tmp_path / "pfs_b", "pfs", "scratch_b", epochs=6, test=0.95),
+            _training_run(tmp_path / "full", "full", "scratch_e", test=0.97),
+            _training_run(tmp_path / "pfs_e1", "pfs", "scratch_e", seed=1, test=0.93),
+            _training_run(tmp_path / "pfs_e0", "pfs", "scratch_e", seed=0, test=0.92),
+            _training_run(tmp_path / "l1_ft", "l1", "finetune", epochs=2, test=0.9)]
+
+
+def test_training_curves_have_a_panel_per_method_and_schedule(tmp_path):
+    from pfs.plots import training_curves
+
+    fig = training_curves(_curve_runs(tmp_path), tmp_path / "t.png")
+    assert (tmp_path / "t.png").read_bytes()[:4] == b"\x89PNG"
+    panels = [ax for ax in fig.axes if ax.axison]
+    assert [ax.get_title() for ax in panels] == [  # rows: methods in the tables' order; columns: schedules
+        "full, Scratch-E (3 epochs)", "pfs, Scratch-E (3 epochs)", "pfs, Scratch-B (6 epochs)",
+        "l1, fine-tuned (2 epochs)"]
+    assert len(fig.axes) == 3 * 3  # full, pfs, l1 by Scratch-E, Scratch-B, fine-tuned; the cells without runs blank
+    legend = [t.get_text() for t in panels[1].get_legend().get_texts()]
+    assert legend == ["p0.5 seed0: 92.0%", "p0.5 seed1: 93.0%"]  # ordered by seed; the last epoch's test top-1
+    assert [t.get_text() for t in panels[0].get_legend().get_texts()] == ["seed0: 97.0%"]  # unpruned: no ratio
+
+
+def test_training_curves_draw_test_solid_and_train_dashed_in_percent_in_the_methods_colour(tmp_path):
+    from matplotlib.colors import to_rgb
+
+    from pfs.plots import training_curves
+
+    fig = training_curves(_curve_runs(tmp_path), tmp_path / "t.png")
+    panels = [ax for ax in fig.axes if ax.axison]
+    for ax, runs in zip(panels, (1, 2, 1, 1), strict=True):
+        styles = [line.get_linestyle() for line in ax.lines]
+        assert styles.count("-") == runs and styles.count("--") == runs  # one solid and one dashed line per run
+    pfs_e = panels[1]
+    test, train = pfs_e.lines[0], pfs_e.lines[1]  # seed 0: its test line, then its train line
+    history = pd.read_csv(tmp_path / "pfs_e0" / "history.csv")
+    assert list(test.get_xdata()) == [1, 2, 3]
+    assert list(test.get_ydata()) == pytest.approx(list(100 * history["test_top1"]))  # % of the fractions
+    assert list(train.get_ydata()) == pytest.approx(list(100 * history["train_top1"]))
+    assert test.get_color() == train.get_color() and train.get_linewidth() < test.get_linewidth()
+    assert to_rgb(test.get_color()) == to_rgb("tab:blue")  # the first run of a panel: the method's colour itself
+    assert to_rgb(panels[3].lines[0].get_color()) == to_rgb("tab:red")  # l1
+    assert panels[0].get_ylabel() == "top-1 accuracy (%; one test image = 0.28%)"  # first panel of each row
+    assert panels[1].get_ylabel() == panels[0].get_ylabel() and panels[2].get_ylabel() == ""
+    assert panels[1].get_xlabel() == "epoch" and panels[0].get_xlabel() == ""  # lowest panel of each column
+    (key,) = fig.legends  # the figure's legend says which line is which
+    texts = [t.get_text() for t in key.get_texts()]
+    assert texts[0].startswith("test top-1 (solid") and texts[1].startswith("train top-1 (dashed")
+
+
+def test_training_curves_without_runs_say_so_and_a_missing_history_names_the_file(tmp_path):
+    from pfs.errors import PfsError
+    from pfs.plots import training_curves
+
+    fig = training_curves([], tmp_path / "t.png")
+    assert fig.axes[0].get_title() == "no training runs"
+    metrics, history = _training_run(tmp_path / "run", "pfs", "scratch_e")
+    (tmp_path / "run" / "history.csv").unlink()
+    with pytest.raises(PfsError, match="history.csv does not exist"):
+        training_curves([(metrics, history)], tmp_path / "t.png")

@@ -1,5 +1,5 @@
 """plot_results: results/plots/*.png from the table (accuracy against MACs and against cost), the channels files, the
-gates and the gate-learning curves."""
+gates, the gate-learning curves and every training run's history (training curves)."""
 
 from _common import run_stage
 
@@ -10,6 +10,7 @@ from pfs.plots import (
     gate_histograms,
     gate_learning,
     labelled_histories,
+    training_curves,
 )
 
 
@@ -24,6 +25,9 @@ def main(inputs, outputs, params, wildcards, config, log_path, threads=1):
         gate_histograms(list(inputs["gates"]), outputs["gate_histograms"])
         # each history is labelled with the identity in the gates.pt at its position (one of each per run)
         gate_learning(labelled_histories(list(inputs["gates"]), list(inputs["histories"])), outputs["gate_learning"])
+        # one metrics.json and one history.csv per training run, in the same order
+        runs = list(zip(inputs["metrics"], inputs["train_histories"], strict=True))
+        training_curves(runs, outputs["training_curves"])
 
 
 if "snakemake" in globals():

@@ -1,5 +1,5 @@
 """Figures of a finished grid (matplotlib, PNG): accuracy vs MACs and vs compute cost per method, pruned widths per
-layer, learned gate values per stage, and the gate-learning curves."""
+layer, learned gate values per stage, the gate-learning curves and the training curves of every run."""
 
 from __future__ import annotations
 
@@ -15,12 +15,15 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.transforms import offset_copy  # noqa: E402
 
 from pfs import io  # noqa: E402
 from pfs.cost import in_unit, scale  # noqa: E402
 from pfs.data import DIGITS_TEST_SIZE  # noqa: E402
+from pfs.errors import PfsError  # noqa: E402
 from pfs.references import comparable_rows  # noqa: E402
+from pfs.tables import METHOD_ORDER, SCHEDULE_ORDER  # noqa: E402
 
 _STYLE = {"full": ("black", "s"), "pfs": ("tab:blue", "o"), "l1": ("tab:red", "D"), "uniform": ("tab:orange", "^"),
           "random": ("tab:green", "v")}
@@ -33,9 +36,10 @@ _OFFSET_PT = 7.0  # horizontal spread (points) between methods drawn at (nearly)
 _CLUSTER = 0.03  # points closer than this fraction of a panel's largest x count as one place
 
 
-def _save(fig, out: str | Path) -> Figure:
-    """Write the figure as PNG and return it (closed in pyplot, still readable: the tests inspect it)."""
-    fig.tight_layout()
+def _save(fig, out: str | Path, rect: tuple[float, float, float, float] | None = None) -> Figure:
+    """Write the figure as PNG and return it (closed in pyplot, still readable: the tests inspect it); ``rect``:
+    the part of the figure the axes are laid out in (room left for a figure legend)."""
+    fig.tight_layout(rect=rect)
     with io.atomic_path(out) as tmp:
         fig.savefig(tmp, dpi=120, format="png")
     plt.close(fig)
@@ -216,9 +220,11 @@ def accuracy_vs_cost(table: pd.DataFrame, out: str | Path) -> Figure:
 
 def channel_widths(channels_files: list[str], out: str | Path) -> Figure:
     """Per prunable group: the kept width of each pruned network against its full (expanded) width; each panel's
-    y axis names the expansion it is drawn at (the uniform baseline's differs from the learned gates')."""
+    y axis names the expansion it is drawn at (the uniform baseline's differs from the learned gates'), and all
+    share one scale, so the kept widths of gates, L1 norms and the uniform factor compare bar by bar."""
     docs = [io.load_yaml_artifact(p, "pfs.channels") for p in sorted(channels_files)[:_MAX_PANELS]]
-    fig, axes = plt.subplots(max(1, len(docs)), 1, figsize=(10, 2.8 * max(1, len(docs))), squeeze=False)
+    fig, axes = plt.subplots(max(1, len(docs)), 1, figsize=(10, 2.8 * max(1, len(docs))), squeeze=False,
+                             sharey=True)
     for ax, doc in zip(axes[:, 0], docs, strict=False):
         x = range(len(doc["widths"]))
         ax.bar(x, doc["full_widths"], color="lightgray", label="before pruning")
@@ -309,3 +315,112 @@ def gate_learning(histories: Sequence[tuple[str, str]], out: str | Path) -> Figu
     axes[0].set_ylabel("top-1 accuracy (%)")
     axes[0].legend(fontsize=7)
     return _save(fig, out)
+
+
+_CURVE_PANELS = 12  # at most this many method+schedule panels in the training-curves figure (the first ones)
+_SCHEDULE_NAMES = {"scratch_e": "Scratch-E", "scratch_b": "Scratch-B", "finetune": "fine-tuned"}
+_HISTORY_COLUMNS = ("epoch", "train_top1", "test_top1")
+
+
+def _read_run(metrics_path: str | Path, history_path: str | Path) -> tuple[dict, pd.DataFrame]:
+    """A training run's identity (metrics.json) and its per-epoch history (history.csv beside it)."""
+    doc = io.load_json_artifact(metrics_path, "pfs.metrics", remedy="delete it and rerun its training")
+    try:
+        history = pd.read_csv(history_path)
+    except FileNotFoundError:
+        raise PfsError(f"{history_path} does not exist (the history of {metrics_path}); rerun its training") from None
+    missing = [c for c in _HISTORY_COLUMNS if c not in history.columns]
+    if missing or history.empty:
+        raise PfsError(f"{history_path} has {'no column ' + ', '.join(missing) if missing else 'no epochs'}; "
+                       "delete it and rerun its training")
+    return doc, history
+
+
+def _shade(color: str, k: int, n: int) -> tuple[float, float, float]:
+    """The k-th of n shades of a method's colour (the first the colour itself, the last lighter): runs of one
+    panel keep their method's colour and stay apart."""
+    rgb = np.array(matplotlib.colors.to_rgb(color))
+    return tuple(rgb + (1 - rgb) * (0.55 * k / max(1, n - 1)))
+
+
+def _curve_label(doc: dict, varying: set[str]) -> str:
+    """A run's label in its panel: its ratio (pruned networks) and seed, plus the expansion, multiplier or arch
+    where they differ between the panel's runs."""
+    parts = [doc["arch"]] if "arch" in varying else []
+    parts += [f"e{doc[k]}" if k == "expansion" else f"m{doc[k]:g}" for k in ("expansion", "multiplier") if k in varying]
+    if doc.get("method") != "full" and doc.get("ratio") is not None:
+        parts.append(f"p{doc['ratio']:g}")
+    parts.append(f"seed{doc['seed']}")
+    return " ".join(parts)
+
+
+def training_curves(runs: Sequence[tuple[str, str]], out: str | Path) -> Figure:
+    """Test and train top-1 (%) at every epoch of every training run: ``runs``, a (metrics.json, history.csv)
+    pair per run. Small multiples: one row per method (per dataset and arch where the grid has several), one
+    column per schedule (Scratch-E, Scratch-B, fine-tuned), all panels on the same axes (Scratch-B's longer
+    budget shows as a longer curve); in each panel one solid line per run (test top-1, a dot at the last epoch:
+    what the tables report, its value in the legend) and a thin dashed line of the same colour (train top-1,
+    counted over each epoch's augmented batches while training), in the method's colour, one shade per run. At
+    most _CURVE_PANELS panels (the first ones in the tables' order)."""
+    loaded = [(*_read_run(m, h), str(m)) for m, h in runs]
+
+    def panel(d: dict) -> tuple:  # (dataset, arch, method in the tables' order, schedule in the tables' order)
+        return (d["dataset"], d["arch"], METHOD_ORDER.get(d["method"], len(METHOD_ORDER)), d["method"],
+                SCHEDULE_ORDER.get(d["schedule"], len(SCHEDULE_ORDER)), d["schedule"])
+
+    groups: dict[tuple, list[tuple[dict, pd.DataFrame]]] = {}
+    for doc, history, _ in sorted(loaded, key=lambda run: (panel(run[0]), run[0].get("ratio") or 0,
+                                                           run[0].get("expansion") or 0, run[0]["seed"], run[2])):
+        groups.setdefault(panel(doc), []).append((doc, history))
+    shown = list(groups)[:_CURVE_PANELS]
+    rows = list(dict.fromkeys(key[:4] for key in shown))  # (dataset, arch, method order, method)
+    cols = sorted({key[4:] for key in shown})  # (schedule order, schedule)
+    fig, axes = plt.subplots(max(1, len(rows)), max(1, len(cols)), figsize=(4.8 * max(1, len(cols)),
+                             0.6 + 3.0 * max(1, len(rows))), squeeze=False, sharex=True, sharey=True)
+    if not shown:
+        axes[0, 0].set_title("no training runs")
+        return _save(fig, out)
+    label = top1_label(d["dataset"] for d, _, _ in loaded)
+    several = len({key[:2] for key in shown}) > 1  # several datasets or archs: the titles name them
+    for (r, c), ax in np.ndenumerate(axes):
+        key = (*rows[r], *cols[c])
+        if key not in shown:
+            ax.set_axis_off()
+            continue
+        members = groups[key]
+        doc0 = members[0][0]
+        color = _STYLE.get(doc0["method"], ("tab:gray", "x"))[0]
+        varying = {k for k in ("arch", "expansion", "multiplier") if len({d.get(k) for d, _ in members}) > 1}
+        for k, (doc, h) in enumerate(members):
+            shade = _shade(color, k, len(members))
+            test, train = 100 * h["test_top1"], 100 * h["train_top1"]
+            ax.plot(h["epoch"], test, "-", color=shade, linewidth=1.6, marker="o", markersize=4,
+                    markevery=[len(h) - 1], label=f"{_curve_label(doc, varying)}: {test.iloc[-1]:.1f}%")
+            ax.plot(h["epoch"], train, "--", color=shade, linewidth=0.8)
+        epochs = {len(h) for _, h in members}
+        title = f"{doc0['method']}, {_SCHEDULE_NAMES.get(doc0['schedule'], doc0['schedule'])}"
+        title += f" ({epochs.pop()} epochs)" if len(epochs) == 1 else ""
+        ax.set_title(f"{doc0['arch']} on {doc0['dataset']}: {title}" if several else title, fontsize=10)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, loc="lower right", title="last-epoch test top-1", title_fontsize=7)
+    visible = np.array([[ax.axison for ax in row] for row in axes])
+    for (r, c), ax in np.ndenumerate(axes):
+        if not visible[r, c]:
+            continue
+        if not visible[r, :c].any():  # the first panel of its row: the y label
+            ax.set_ylabel(label, fontsize=8)
+            ax.yaxis.set_tick_params(labelleft=True)
+        if not visible[r + 1:, c].any():  # the lowest panel of its column: the x label and ticks
+            ax.set_xlabel("epoch")
+            ax.xaxis.set_tick_params(labelbottom=True)
+    highest = max(float(100 * h[["test_top1", "train_top1"]].max().max()) for _, h, _ in loaded)
+    axes[0, 0].set_ylim(top=min(101.0, highest + 2))  # shared by every panel: no room wasted above 100%
+    styles = [Line2D([], [], color="dimgray", linewidth=1.6, marker="o", markersize=4, markevery=[1],
+                     label="test top-1 (solid; dot: the last epoch, what the tables report)"),
+              Line2D([], [], color="dimgray", linewidth=0.8, linestyle="--",
+                     label="train top-1 (dashed, thin; on the training batches during each epoch)")]
+    more = f"; first {len(shown)} of {len(groups)} method+schedule groups" if len(groups) > len(shown) else ""
+    height = fig.get_size_inches()[1]
+    fig.legend(handles=styles, loc="upper center", ncol=2, fontsize=8, frameon=False,
+               title=f"every training run's history.csv{more}", title_fontsize=8)
+    return _save(fig, out, rect=(0, 0, 1, 1 - 0.55 / height))

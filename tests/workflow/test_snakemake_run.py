@@ -129,7 +129,7 @@ def test_plots_are_non_empty_pngs_and_the_report_builds(finished_run, tmp_path):
     import shutil
 
     plots = finished_run.workdir / "results" / "plots"
-    for name in ("accuracy", "accuracy_cost", "widths", "gate_histograms", "gate_learning"):
+    for name in ("accuracy", "accuracy_cost", "widths", "gate_histograms", "gate_learning", "training_curves"):
         data = (plots / f"{name}.png").read_bytes()
         assert data.startswith(b"\x89PNG") and len(data) > 10_000, name
     assert "± " in (finished_run.workdir / "results" / "table.md").read_text()
