@@ -203,6 +203,29 @@ def test_methods_at_one_macs_value_are_drawn_side_by_side_in_a_fixed_order(tmp_p
         c.lines[0].get_transform().transform((1.0, 90.0))[0] for c in ax.containers]
 
 
+def test_ten_methods_at_one_macs_value_all_land_inside_the_axes(tmp_path):
+    """The default run's shape: nine networks within 2% of one MACs value beside the unpruned one. The sideways
+    shift is in points, outside the data limits; the x range must leave room for it (the left ones were clipped)."""
+    from pfs.plots import accuracy_vs_cost, accuracy_vs_macs
+
+    base = {"dataset": "digits", "num_classes": 10, "arch": "resnet20", "n": 1, "macs_reduction": 0.5,
+            "top1_std": 0.0, "cost_s_std": 0.0, "shared_s_mean": 0.0}
+    rows = [{**base, "method": "full", "schedule": "scratch_e", "macs": 10.2e6, "top1_mean": 0.97, "cost_s_mean": 11}]
+    rows += [{**base, "method": method, "schedule": schedule, "macs": 5.08e6 + 2e4 * k, "top1_mean": 0.96 + k / 300,
+              "cost_s_mean": 30.0 + k} for k, (method, schedule) in enumerate(
+                  (m, s) for m in ("pfs", "l1", "uniform", "random") for s in ("scratch_e", "scratch_b"))]
+    rows.append({**base, "method": "l1", "schedule": "finetune", "macs": 5.08e6, "top1_mean": 0.95, "cost_s_mean": 30})
+    for plot in (accuracy_vs_macs, accuracy_vs_cost):
+        fig = plot(pd.DataFrame(rows), tmp_path / "a.png")
+        ax = fig.axes[0]
+        fig.canvas.draw()
+        box = ax.get_window_extent()
+        for container in ax.containers:
+            line = container.lines[0]
+            x, y = line.get_transform().transform((line.get_xdata()[0], line.get_ydata()[0]))
+            assert box.x0 < x < box.x1 and box.y0 < y < box.y1, (plot.__name__, container.get_label())
+
+
 def test_the_granularity_is_stated_only_where_the_test_set_size_is_known(tmp_path):
     from pfs.plots import accuracy_vs_macs, one_image_pct, top1_label
 

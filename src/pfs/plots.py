@@ -102,6 +102,21 @@ def _errorbars(ax, fig, rows: pd.DataFrame, x: pd.Series, xerr: pd.Series | None
         dx = 0.0 if xerr is None else float(xerr[i])
         ax.update_datalim([(x[i] - dx, y - dy), (x[i] + dx, y + dy)])
     ax.autoscale_view()
+    _room_for_offsets(ax, fig, [offsets[i] for *_, i in flat])
+
+
+def _room_for_offsets(ax, fig, offsets: Sequence[float]) -> None:
+    """Widen the x range so that points shifted sideways by ``offsets`` (points) stay inside the axes: a range R
+    drawn W points wide needs R / (1 - 2 m / W) for a shift of m points on each side (W taken at 80% of the axes'
+    present width, leaving room for tight_layout to shrink it)."""
+    shift = max((abs(o) for o in offsets), default=0.0)
+    if not shift:
+        return
+    width = 0.8 * fig.get_figwidth() * 72 * ax.get_position().width
+    left, right = ax.get_xlim()
+    grown = (right - left) / max(1 - 2 * shift / width, 0.5)
+    pad = shift * grown / width
+    ax.set_xlim(left - pad, right + pad)
 
 
 def run_label(doc: dict) -> str:

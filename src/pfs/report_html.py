@@ -22,11 +22,12 @@ body { font-family: system-ui, sans-serif; font-size: 13px; margin: 12px; color:
 table { border-collapse: collapse; margin-bottom: 18px; }
 caption { caption-side: top; text-align: left; max-width: 70em; padding-bottom: 6px; line-height: 1.35; }
 th, td { border: 1px solid #ccc; padding: 3px 7px; text-align: right; white-space: nowrap; }
-th { background: #eef; cursor: pointer; user-select: none; }
-th:after { content: " \\2195"; color: #99a; font-size: 10px; }
-td:nth-child(-n+5) { text-align: left; }
+th { background: #eef; cursor: pointer; user-select: none; white-space: normal; vertical-align: bottom; }
+th:after { content: "\\00a0\\2195"; color: #99a; font-size: 10px; }
 tbody tr:nth-child(even) { background: #f7f7f7; }
 """
+# headers wrap (their cells do not): the table's width is its numbers', so top-1 stays in view beside the report's
+# sidebar; the sort arrow is glued to the header's last word by a no-break space
 
 # click a header: sort its table by that column (numbers by value, the rest as text; again: the other way)
 _SORT_JS = """
@@ -115,6 +116,22 @@ def comparison_frame(comparison: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def text_columns(frame: pd.DataFrame) -> list[int]:
+    """1-based positions of the columns with a cell that does not start with a number (method, schedule, yes/no,
+    a reference's name): aligned left, numbers (also "98.06 ± 0.21", "11.4 s (...)") right."""
+    def numeric(cell) -> bool:
+        words = str(cell).split()
+        if not words:
+            return True  # an empty cell says nothing
+        try:
+            float(words[0])
+        except ValueError:
+            return False
+        return True
+
+    return [i for i, column in enumerate(frame.columns, 1) if not all(numeric(c) for c in frame[column])]
+
+
 def _page(title: str, caption: str, frame: pd.DataFrame, empty: str) -> str:
     if frame.empty:
         body = f"<p>{html.escape(empty)}</p>"
@@ -122,8 +139,10 @@ def _page(title: str, caption: str, frame: pd.DataFrame, empty: str) -> str:
         body = frame.to_html(index=False, border=0, na_rep="", escape=True, classes="pfs-table",
                              table_id="pfs-table")
         body = body.replace('<thead>', f"<caption>{html.escape(caption)}</caption>\n  <thead>", 1)
+    left = ", ".join(f"th:nth-child({i}), td:nth-child({i})" for i in text_columns(frame))
+    style = _STYLE + (f"{left} {{ text-align: left; }}\n" if left else "")
     return (f"<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>{html.escape(title)}</title>"
-            f"<style>{_STYLE}</style></head>\n<body>\n<h2>{html.escape(title)}</h2>\n{body}\n"
+            f"<style>{style}</style></head>\n<body>\n<h2>{html.escape(title)}</h2>\n{body}\n"
             f"<script>{_SORT_JS}</script>\n</body></html>\n")
 
 
