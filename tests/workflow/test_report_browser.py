@@ -37,7 +37,7 @@ FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-
          "--virtual-time-budget=10000", f"--window-size={WINDOW[0]},{WINDOW[1]}")
 LANDING_LINKS = ("results/table.html", "results/comparison.html", "results/plots/accuracy.png",
                  "results/plots/accuracy_cost.png", "results/plots/widths.png", "results/plots/gate_histograms.png",
-                 "results/plots/gate_learning.png")
+                 "results/plots/gate_learning.png", "results/plots/training_curves.png")
 
 
 def chromium(page: Path, *args: str, timeout: float = 90) -> str:
@@ -139,8 +139,11 @@ def test_the_report_renders_its_landing_page_with_the_tables_and_plots(report):
     text = visible_text(app_html(dump_dom(report)))
     for words in ("What to look at first", "dataset of this run: digits", "table.html", "comparison.html",
                   "accuracy.png", "accuracy_cost.png", "widths.png", "gate_histograms.png", "gate_learning.png",
-                  "Plots", "Tables", "Workflow", "Statistics", "mean ± std"):
+                  "training_curves.png", "Plots", "Tables", "Workflow", "Statistics", "mean ± std",
+                  "one test image is 0.28% of top-1 (360 test images), so differences of one to three images are "
+                  "noise."):
         assert words in text, f"{words!r} not on the rendered landing page: {text[:1500]}"
+    assert "System Message" not in text, f"reStructuredText errors on the landing page: {text[:3000]}"
 
 
 def test_every_link_on_the_landing_page_names_a_result_of_the_report(report):
