@@ -8,6 +8,8 @@
 #   results/{dataset}/{arch}/full/seed{seed}/{schedule}/...               unpruned standard-width baseline
 #   results/{dataset}/{arch}/l1/seed{seed}/p{ratio}/channels.yaml, pruned.pt   classic baseline: the full model
 #       .../finetune/..., .../{schedule}/...                              L1-pruned, fine-tuned / from scratch
+#   results/{dataset}/{arch}/slim/seed{seed}/sparse/...                   network slimming: sparsity training,
+#       .../p{ratio}/channels.yaml, pruned.pt, finetune/, {schedule}/     BN-scale pruned, fine-tuned / from scratch
 #   results/imagenet/lists/{train,val}.csv                                ImageNet index (prepare_imagenet_list)
 #   results/summary.csv                                                   one row per trained network
 #   results/table.csv, table.md                                           runs grouped over seeds (mean, std, n)

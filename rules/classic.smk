@@ -55,3 +55,77 @@ use rule train_pruned as train_l1 with:
         hp=train_params,
         method="l1",
         data=DATA,
+
+
+# Network slimming (grid.slimming_baseline; Liu et al., ICCV 2017): the standard network trained with an L1 penalty
+# on its BN scales (train_sparse: the train section's Scratch-E recipe plus slimming.s), its channels ranked by |BN
+# scale| over the whole network and pruned to each ratio by the same MACs search and prune settings, then fine-tuned
+# (the same finetune section as L1) and its architecture trained from scratch.
+
+
+use rule train_pruned as train_sparse with:
+    input:
+        **index_inputs(),
+    output:
+        **run_outputs(SPARSE),
+    log:
+        f"logs/{SPARSE}/train_sparse.log",
+    benchmark:
+        f"benchmarks/{SPARSE}/train_sparse.tsv"
+    params:
+        hp=sparse_params,
+        method="slim",
+        schedule="sparse",
+        data=DATA,
+
+
+rule prune_slim:
+    input:
+        model=f"results/{SPARSE}/model.pt",
+    output:
+        channels=f"results/{SLIM}/channels.yaml",
+        pruned=f"results/{SLIM}/pruned.pt",
+    log:
+        f"logs/{SLIM}/prune_slim.log",
+    benchmark:
+        f"benchmarks/{SLIM}/prune_slim.tsv"
+    conda:
+        "../envs/pfs.yaml"
+    params:
+        hp=section_params("prune"),
+    script:
+        "../workflow_scripts/prune_slim.py"
+
+
+use rule train_pruned as finetune_slim with:
+    input:
+        **index_inputs(),
+        channels=f"results/{SLIM}/channels.yaml",
+        pruned=f"results/{SLIM}/pruned.pt",
+    output:
+        **run_outputs(f"{SLIM}/finetune"),
+    log:
+        f"logs/{SLIM}/finetune/finetune_slim.log",
+    benchmark:
+        f"benchmarks/{SLIM}/finetune/finetune_slim.tsv"
+    params:
+        hp=finetune_params,
+        method="slim",
+        schedule="finetune",
+        data=DATA,
+
+
+use rule train_pruned as train_slim with:
+    input:
+        **index_inputs(),
+        channels=f"results/{SLIM}/channels.yaml",
+    output:
+        **run_outputs(f"{SLIM}/{{schedule}}"),
+    log:
+        f"logs/{SLIM}/{{schedule}}/train_slim.log",
+    benchmark:
+        f"benchmarks/{SLIM}/{{schedule}}/train_slim.tsv"
+    params:
+        hp=train_params,
+        method="slim",
+        data=DATA,

@@ -8,11 +8,12 @@ from snakemake.logging import logger
 from snakemake.utils import validate
 
 from pfs.config import ConfigError, check_config, check_output_folders, check_schema, coerce_overrides
-from pfs.config import finetune_settings, train_settings
+from pfs.config import finetune_settings, sparse_settings, train_settings
 from pfs.datatree import fingerprint
 from pfs.slurm_check import check_workflow as check_slurm_status
 from pfs.memory import DeclaredJob, job_mem_mb, overruns
 from pfs.grid import NUMBER, full_runs, l1_runs, l1_scratch_runs, pruned_runs, random_runs, uniform_runs
+from pfs.grid import slim_runs, slim_scratch_runs
 
 # a bad value stops the run with ONE line naming the key and the fix: a SystemExit passes through Snakemake, so
 # Python prints its message alone and exits 1 (any other exception gets "ConfigError in file ..." and a traceback)
@@ -58,6 +59,10 @@ RANDOM_PRUNED = f"{RANDOM}/p{{ratio}}"  # channels.yaml, then {schedule}/
 # pruned.pt, then finetune/ (the pruned weights fine-tuned) and {schedule}/ (the L1 architecture from scratch)
 L1 = "{dataset}/{arch}/l1/seed{seed}/p{ratio}"
 PRETRAINED = "{dataset}/{arch}/full/seed{seed}/scratch_e"  # the train_full run whose model.pt L1 pruning reads
+# network slimming (grid.slimming_baseline): the standard network trained with the BN sparsity penalty (sparse/, a
+# pretraining, not a results row), pruned by BN scale: channels.yaml and pruned.pt, then finetune/ and {schedule}/
+SPARSE = "{dataset}/{arch}/slim/seed{seed}/sparse"
+SLIM = "{dataset}/{arch}/slim/seed{seed}/p{ratio}"
 SUMMARY = "results/summary.csv"
 TABLES = {
     "table_csv": "results/table.csv",
@@ -144,6 +149,11 @@ def finetune_params(wildcards):
     return finetune_settings(config, wildcards.arch)
 
 
+def sparse_params(wildcards):
+    """The train settings of slimming's sparsity training: the arch's train settings plus bn_sparsity (slimming.s)."""
+    return sparse_settings(config, wildcards.arch)
+
+
 def split_params():
     """Dataset settings that change results (the split); location settings are read by the scripts."""
     held_out = "val_per_class" if IMAGENET else "val_size"
@@ -166,6 +176,8 @@ def run_kinds():
         "random": (random_runs(config), f"{RANDOM_PRUNED}/channels.yaml", f"{RANDOM_PRUNED}/{{schedule}}"),
         "l1": (l1_scratch_runs(config), f"{L1}/channels.yaml", f"{L1}/{{schedule}}"),
         "l1_finetune": (l1_runs(config), f"{L1}/channels.yaml", f"{L1}/finetune"),
+        "slim": (slim_scratch_runs(config), f"{SLIM}/channels.yaml", f"{SLIM}/{{schedule}}"),
+        "slim_finetune": (slim_runs(config), f"{SLIM}/channels.yaml", f"{SLIM}/finetune"),
     }
 
 
@@ -185,6 +197,8 @@ def _chain_steps():
         ],
         "l1": [*lists, f"{PRETRAINED}/train_full", f"{L1}/prune_l1", f"{L1}/{{schedule}}/train_l1"],
         "l1_finetune": [*lists, f"{PRETRAINED}/train_full", f"{L1}/prune_l1", f"{L1}/finetune/finetune_l1"],
+        "slim": [*lists, f"{SPARSE}/train_sparse", f"{SLIM}/prune_slim", f"{SLIM}/{{schedule}}/train_slim"],
+        "slim_finetune": [*lists, f"{SPARSE}/train_sparse", f"{SLIM}/prune_slim", f"{SLIM}/finetune/finetune_slim"],
     }
 
 

@@ -36,7 +36,7 @@ def test_a_full_rule_gives_the_standard_network_and_imagenet_index_tables_reach_
 @pytest.mark.parametrize("change, message", [
     ({"colour": 1}, r"unknown keys \['colour'\]"),
     ({"seed": None}, r"missing keys \['seed'\]"),
-    ({"method": "magic"}, "method 'magic' unknown; known: full, pfs, uniform, random, l1"),
+    ({"method": "magic"}, "method 'magic' unknown; known: full, pfs, uniform, random, l1, slim"),
     ({"method": "pfs"}, "method pfs needs a channels file"),
     ({"channels": "c.yaml"}, "method full needs no channels file"),
     ({"outputs": {"model": "m.pt"}}, "outputs are model, metrics, history"),

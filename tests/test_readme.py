@@ -255,3 +255,29 @@ def test_render_names_the_classic_baseline_its_fine_tuning_and_its_widths(tmp_pa
     ]
     assert any(line.startswith("- ResNet-20 from filter L1 norms of the trained full network (seed 0), ratio 0.5: ")
                for line in lines)
+
+
+def test_render_names_network_slimming_after_l1_with_its_sparsity_training_and_widths(tmp_path):
+    results = make_results(tmp_path)
+    table = pd.read_csv(results / "table.csv")
+    classic = {"dataset": "digits", "arch": "resnet20", "multiplier": 1.0, "n": 1, "top1_std": 0.0, "top5_mean": 1.0,
+               "best_top1_mean": 0.99, "top1_drop": 0.0, "expansion": 16, "sparsity": None, "ratio": 0.5,
+               "macs": 5_080_000, "params": 119_750, "macs_reduction": 0.502, "target_met": None,
+               "top1_mean": 0.95, "epochs": 2, "schedule": "finetune"}
+    rows = [{**classic, "method": "slim"}, {**classic, "method": "l1"}]  # slim first: the order is the table's
+    table = pd.concat([table, pd.DataFrame(rows)], ignore_index=True)
+    table.to_csv(results / "table.csv", index=False)
+    table.rename(columns={"top1_mean": "top1"}).assign(seed=0).to_csv(results / "summary.csv", index=False)
+    for method in ("l1", "slim"):
+        write_channels(results / f"digits/resnet20/{method}/seed0/p0.5/channels.yaml", method, tied=0, by_tie=0)
+    lines = readme.render(results).splitlines()
+    l1 = lines.index("| ResNet-20 pruned by filter L1 norm after pretraining (classic), 50.2% fewer MACs, its "
+                     "inherited weights fine-tuned (2 epochs after the full network's 12) | 5.08M | 120k | 95.00% |  |")
+    assert lines[l1 + 1] == (
+        "| ResNet-20 pruned by BN scale after sparsity training (network slimming), 50.2% fewer MACs, its inherited "
+        "weights fine-tuned (2 epochs after 12 of sparsity training) | 5.08M | 120k | 95.00% |  |")
+    sources = [line.split(" (")[0] for line in lines if line.startswith("- ResNet-20 from ")]
+    assert [source.removeprefix("- ResNet-20 from ") for source in sources] == [
+        "learned gates", "filter L1 norms of the trained full network",
+        "BN scales of the sparsity-trained full network", "random gates"]
+    assert "- ResNet-20 from BN scales of the sparsity-trained full network (seed 0), ratio 0.5: " in "\n".join(lines)

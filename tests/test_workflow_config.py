@@ -187,11 +187,13 @@ def test_every_training_rule_gets_the_early_term_signal_under_the_slurm_profile(
     """A training rule missing from profiles/slurm would be killed at its time limit without a checkpoint."""
     import re
 
-    text = (REPO / "rules" / "train.smk").read_text()  # one rule defined, the others reuse it (use rule ... as)
-    rules = set(re.findall(r"^rule (train_\w+):", text, re.M)) | set(re.findall(r"^use rule \w+ as (train_\w+)", text,
-                                                                                   re.M))
+    # one rule defined, the others reuse it (use rule ... as), the classic baselines' in classic.smk
+    text = "".join((REPO / "rules" / name).read_text() for name in ("train.smk", "classic.smk"))
+    rules = set(re.findall(r"^rule (train_\w+):", text, re.M)) | set(
+        re.findall(r"^use rule train_pruned as (\w+)", text, re.M))
     profile = yaml.safe_load((REPO / "profiles" / "slurm" / "config.yaml").read_text())
-    assert rules == {"train_pruned", "train_full", "train_uniform", "train_random"}
+    assert rules == {"train_pruned", "train_full", "train_uniform", "train_random", "finetune_l1", "train_l1",
+                     "train_sparse", "finetune_slim", "train_slim"}
     assert {rule: profile["set-resources"].get(rule) for rule in rules} == {
         rule: {"slurm_extra": "'--signal=TERM@300'"} for rule in rules}
 

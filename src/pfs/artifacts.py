@@ -1,6 +1,6 @@
-"""The artifacts passed between stages: gates.pt, channels.yaml, train_full's model.pt (the L1 baseline's start)
-and pruned.pt (its pruned weights), read with their identity checks, and the channels.yaml document built in one
-place."""
+"""The artifacts passed between stages: gates.pt, channels.yaml, the trained standard network's model.pt that a
+classic baseline prunes (train_full's for L1, train_sparse's for slimming) and pruned.pt (its pruned weights), read
+with their identity checks, and the channels.yaml document built in one place."""
 
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ CHANNELS_FIELDS = (  # channels.yaml's keys in the order written; each pruning s
     "tied_at_threshold", "kept_by_tie", "out_of_order", "min_width", "round_to", "tolerance", *GATE_REPORT,
     "gates_file", "gates_sha256", "ranking", "model_file", "model_sha256",
 )
-PRUNED_KIND = "pfs.pruned"  # pruned.pt: the L1 baseline's pruned weights, which its fine-tuning starts from
+PRUNED_KIND = "pfs.pruned"  # pruned.pt: a classic baseline's pruned weights, which its fine-tuning starts from
 
 
 def _identity_fields(exp: Experiment) -> tuple[tuple[str, object], ...]:
@@ -50,13 +50,25 @@ def load_gates(path: str, exp: Experiment) -> tuple[list[torch.Tensor], int, str
             report if method == "pfs" else {})
 
 
-def load_standard_model(path: str, exp: Experiment) -> tuple[dict[str, torch.Tensor], int]:
-    """The weights and number of classes of a trained model.pt, refused (one line) unless it is the unpruned
-    standard network (method full, full widths) of ``exp``'s arch, dataset, expansion, multiplier and seed."""
+# the classic baselines' pruning -> the trained standard network it starts from: (method, schedule of its model.pt,
+# the sentence that says which file that is)
+_PRETRAINED = {
+    "l1": ("full", "scratch_e", "L1 pruning starts from train_full's model.pt of the same arch, dataset and seed (the "
+                                "unpruned standard network); check the rule's input, or delete the file and rerun "
+                                "train_full"),
+    "slim": ("slim", "sparse", "slimming starts from train_sparse's model.pt of the same arch, dataset and seed (the "
+                               "standard network trained with the BN sparsity penalty); check the rule's input, or "
+                               "delete the file and rerun train_sparse"),
+}
+
+
+def load_standard_model(path: str, exp: Experiment, pruning: str = "l1") -> tuple[dict[str, torch.Tensor], int]:
+    """The weights and number of classes of a trained model.pt, refused (one line) unless it is the standard
+    network (full widths) that ``pruning`` (l1: train_full's, method full; slim: train_sparse's, method slim,
+    schedule sparse) starts from, of ``exp``'s arch, dataset, expansion, multiplier and seed."""
     data = io.load_artifact(path, "pfs.model")
-    remedy = ("L1 pruning starts from train_full's model.pt of the same arch, dataset and seed (the unpruned "
-              "standard network); check the rule's input, or delete the file and rerun train_full")
-    for key, want in (*_identity_fields(exp), ("seed", exp.seed), ("method", "full")):
+    method, schedule, remedy = _PRETRAINED[pruning]
+    for key, want in (*_identity_fields(exp), ("seed", exp.seed), ("method", method), ("schedule", schedule)):
         io.check_field(path, data, key, want, remedy)
     full = default_widths(exp.arch, exp.width)
     if list(data.get("widths", [])) != full:
@@ -68,7 +80,7 @@ def load_pruned(path: str, exp: Experiment, widths: list[int], num_classes: int)
     """The weights of a pruned.pt, refused (one line) unless they are ``exp``'s network (arch, dataset, expansion,
     multiplier, seed) at ``widths`` (the channels file's) for ``num_classes`` classes."""
     data = io.load_artifact(path, PRUNED_KIND)
-    remedy = "it does not belong with this channels file: delete both and rerun prune_l1"
+    remedy = "it does not belong with this channels file: delete both and rerun their pruning (prune_l1, prune_slim)"
     for key, want in (*_identity_fields(exp), ("seed", exp.seed), ("widths", list(widths)),
                       ("num_classes", num_classes)):
         io.check_field(path, data, key, want, remedy)

@@ -124,9 +124,17 @@ def train_settings(config: dict, arch: str) -> dict:
 
 
 def finetune_settings(config: dict, arch: str) -> dict:
-    """The settings of a fine-tuning job for ``arch`` (the L1 baseline's): its train settings (train_settings) with
-    the finetune section's keys laid over them (epochs, batch size, lr and schedule), keys sorted."""
+    """The settings of a fine-tuning job for ``arch`` (the classic baselines', l1 and slim): its train settings
+    (train_settings) with the finetune section's keys laid over them (epochs, batch size, lr and schedule), keys
+    sorted."""
     return dict(sorted({**train_settings(config, arch), **config["finetune"]}.items()))
+
+
+def sparse_settings(config: dict, arch: str) -> dict:
+    """The settings of network slimming's sparsity training for ``arch``: its train settings (the Scratch-E recipe
+    of train_full) plus bn_sparsity = slimming.s, keys sorted. Only this job gets the key, so the params of every
+    other training job stay as they were."""
+    return dict(sorted({**train_settings(config, arch), "bn_sparsity": config["slimming"]["s"]}.items()))
 
 
 def check_config(config: dict) -> None:

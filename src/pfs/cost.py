@@ -2,8 +2,9 @@
 
 A network's chain is every job its training needed, its own training last (rules/common.smk ``run_chains``): for
 PFS gate learning + pruning + training, for the classic L1 baseline pretraining (the full network's training) +
-L1 pruning + fine-tuning or training from scratch, for the uniform and random baselines their pruning (and random
-gates) + training. A job in several chains (one gate learning serving several ratios and schedules, one pretraining
+L1 pruning + fine-tuning or training from scratch, for network slimming its sparsity training + BN-scale pruning +
+fine-tuning or training from scratch, for the uniform and random baselines their pruning (and random gates) +
+training. A job in several chains (one gate learning serving several ratios and schedules, one pretraining
 serving several ratios) is *shared*.
 
 Columns of :func:`chain_costs`, per trained network (metrics.json):

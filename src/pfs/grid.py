@@ -68,16 +68,32 @@ def random_runs(config: dict) -> list[dict]:
     return [dict(run) for run in dict.fromkeys(runs)]
 
 
-def l1_runs(config: dict) -> list[dict]:
-    """Wildcards of the classic baseline's pruned networks (grid.pretrained_baseline): one per arch, ratio and seed
-    (each seed's trained standard network is pruned), without a schedule (pruning and fine-tuning have none)."""
+def _classic_runs(config: dict, flag: str) -> list[dict]:
+    """One dict of wildcards per arch, ratio and seed when ``grid.<flag>`` is on (each seed's trained standard
+    network is pruned), without a schedule (pruning and fine-tuning have none)."""
     grid = config["grid"]
-    if not grid.get("pretrained_baseline"):
+    if not grid.get(flag):
         return []
     return [{"dataset": config["dataset"]["name"], "arch": arch, "ratio": fmt(p), "seed": str(seed)}
             for arch, p, seed in itertools.product(grid["archs"], grid["ratios"], grid["seeds"])]
 
 
+def l1_runs(config: dict) -> list[dict]:
+    """Wildcards of the classic baseline's L1-pruned networks (grid.pretrained_baseline): per arch, ratio, seed."""
+    return _classic_runs(config, "pretrained_baseline")
+
+
 def l1_scratch_runs(config: dict) -> list[dict]:
     """The classic baseline's L1-chosen architectures trained from scratch: each l1 run with each schedule."""
     return [{**run, "schedule": sched} for run in l1_runs(config) for sched in config["grid"]["schedules"]]
+
+
+def slim_runs(config: dict) -> list[dict]:
+    """Wildcards of network slimming's pruned networks (grid.slimming_baseline): per arch, ratio and seed (each
+    seed's sparsity-trained standard network is pruned)."""
+    return _classic_runs(config, "slimming_baseline")
+
+
+def slim_scratch_runs(config: dict) -> list[dict]:
+    """Network slimming's architectures trained from scratch: each slim run with each schedule."""
+    return [{**run, "schedule": sched} for run in slim_runs(config) for sched in config["grid"]["schedules"]]

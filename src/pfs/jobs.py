@@ -1,7 +1,8 @@
 """One training job as a typed value: what a training rule asks for, passed as JSON to torchrun's processes, and
 run by ``run_job`` (in this process, or on every rank). A job names its network (dataset, arch, widths from a
 channels.yaml or none for the standard network), its schedule and seed, where to read data and write results. A
-fine-tuning job (the L1 baseline's) also names the pruned.pt whose weights it starts from instead of a random init.
+fine-tuning job (the classic baselines') also names the pruned.pt whose weights it starts from instead of a random
+init; network slimming's sparsity training (schedule sparse) is the standard network trained with its BN penalty.
 
     rule train_* -> workflow_scripts/train.py -> pfs.distributed.launch(TrainJob) -> run_job -> pfs.train
 """
@@ -16,8 +17,9 @@ from typing import Any, TextIO
 from pfs.errors import PfsError
 
 OUTPUTS = ("model", "metrics", "history")
-METHODS = ("full", "pfs", "uniform", "random", "l1")
+METHODS = ("full", "pfs", "uniform", "random", "l1", "slim")
 FINETUNE = "finetune"  # the schedule of a job that starts from pruned weights: the finetune section's epochs, as is
+SPARSE = "sparse"  # network slimming's sparsity training: the standard network, train's epochs, the BN penalty on
 
 
 @dataclass(frozen=True)
@@ -28,14 +30,15 @@ class TrainJob:
     arch: str
     seed: int
     outputs: dict[str, str]  # model, metrics, history
-    method: str = "full"  # full (standard widths), pfs (learned gates), uniform, random (random gates), l1
-    schedule: str = "scratch_e"  # scratch_e, scratch_b; finetune (the finetune epochs as they are) exactly with init
+    method: str = "full"  # full (standard widths), pfs (learned gates), uniform, random (random gates), l1, slim
+    # scratch_e, scratch_b; finetune (the finetune epochs as they are) exactly with init; sparse (slim's pretraining)
+    schedule: str = "scratch_e"
     ratio: float = 0.0  # the MACs reduction asked of the pruned network (0: unpruned)
     expansion: int | None = None  # None: the arch's standard width
     multiplier: float = 1.0
     sparsity: float | None = None  # r of the gates that chose the widths (pfs only)
     channels: str | None = None  # the channels.yaml with the widths; None: the standard network
-    init: str | None = None  # a pruned.pt (prune_l1) whose weights start the training; None: a random init
+    init: str | None = None  # a pruned.pt (prune_l1, prune_slim) whose weights start the training; None: random init
     train: dict[str, Any] = field(default_factory=dict)  # the train config section (TrainConfig's defaults else)
     data: dict[str, Any] = field(default_factory=dict)  # DataSettings fields but the name (root, num_workers, ...)
     device: str = "auto"
@@ -48,10 +51,18 @@ class TrainJob:
             raise PfsError(f"a training job's outputs are {', '.join(OUTPUTS)}; got {', '.join(sorted(self.outputs))}")
         if self.method not in METHODS:
             raise PfsError(f"training job method {self.method!r} unknown; known: {', '.join(METHODS)}")
-        if (self.method == "full") != (self.channels is None):
-            raise PfsError(f"a training job of method {self.method} needs "
-                           + ("no channels file (it trains the standard network)" if self.method == "full"
+        if self.schedule == SPARSE and self.method != "slim":
+            raise PfsError(f"schedule {SPARSE} (network slimming's sparsity training) is method slim's, not "
+                           f"{self.method}'s")
+        standard = self.method == "full" or self.schedule == SPARSE  # the standard network, at its full widths
+        if standard != (self.channels is None):
+            raise PfsError(f"a training job of method {self.method}"
+                           + (f" and schedule {SPARSE}" if self.schedule == SPARSE else "") + " needs "
+                           + ("no channels file (it trains the standard network)" if standard
                               else "a channels file (its pruned widths)"))
+        if (float(self.train.get("bn_sparsity", 0)) > 0) != (self.schedule == SPARSE):
+            raise PfsError(f"the BN sparsity penalty is on (bn_sparsity > 0) exactly in a job of schedule {SPARSE}; "
+                           f"got schedule {self.schedule} with bn_sparsity {self.train.get('bn_sparsity', 0)}")
         if (self.init is not None) != (self.schedule == FINETUNE):
             raise PfsError(f"a training job starts from pruned weights (init) exactly when its schedule is {FINETUNE}; "
                            f"got schedule {self.schedule} with init {self.init!r}")
@@ -81,8 +92,8 @@ class TrainJob:
     def from_rule(cls, inputs, outputs, params, wildcards, config: dict, gpus: int, log: str | None) -> TrainJob:
         """The job of a training rule: identity from the wildcards, settings from its ``hp`` param, the method from
         its ``method`` param (default: pfs with a channels input, full without), locations from the config. A
-        ``pruned`` input (prune_l1's pruned.pt) makes it a fine-tuning job from those weights; its schedule is the
-        ``schedule`` wildcard, else a ``schedule`` param, else finetune."""
+        ``pruned`` input (prune_l1's or prune_slim's pruned.pt) makes it a fine-tuning job from those weights; its
+        schedule is the ``schedule`` wildcard, else a ``schedule`` param (train_sparse's: sparse), else finetune."""
         wc, inputs, params = dict(wildcards), dict(inputs), dict(params)
         init = str(inputs["pruned"]) if "pruned" in inputs else None
         return cls(
@@ -187,11 +198,14 @@ def _prepare(job: TrainJob, dist, device) -> _Run:
     info = dataset_info(job.dataset)
     cost = {"num_classes": classes, "macs": count_macs(model, info.image_size), "params": count_params(model)}
     device = device if device is not None else resolve_device(job.device)
-    epochs = cfg.epochs if job.schedule == FINETUNE else budget_epochs(cfg.epochs, job.schedule, job.ratio,
-                                                                      cfg.scratch_b_epochs)
+    epochs = cfg.epochs if job.schedule in (FINETUNE, SPARSE) else budget_epochs(cfg.epochs, job.schedule, job.ratio,
+                                                                                cfg.scratch_b_epochs)
     identity = {"dataset": job.dataset, "arch": job.arch, "method": job.method, "expansion": exp.width,
                 "multiplier": job.multiplier, "ratio": job.ratio, "schedule": job.schedule, "seed": job.seed}
-    key = io.stable_hash({**identity, "widths": model.widths, "train": dataclasses.asdict(cfg), "epochs": epochs,
+    settings = dataclasses.asdict(cfg)
+    if not settings["bn_sparsity"]:  # without the penalty, the key it had before the setting existed: a checkpoint
+        del settings["bn_sparsity"]  # of a job started by an older pfs still resumes
+    key = io.stable_hash({**identity, "widths": model.widths, "train": settings, "epochs": epochs,
                           "out": job.outputs["model"], "world_size": dist.world_size,
                           **({"init_sha256": extra["init_sha256"]} if job.init else {})})
     loaders = training_loaders(train_set, test_set, info, cfg, data, device, dist, job.seed)
@@ -211,7 +225,7 @@ def _load_init(job: TrainJob, exp, model, classes: int) -> str:
     except RuntimeError as exc:  # keys or shapes of another network; torch's message spans many lines
         reason = " ".join(str(exc).split())[:300]
         raise PfsError(f"{job.init}: its weights do not fit {job.arch} at widths {model.widths} ({reason}); "
-                       "delete it and rerun prune_l1") from None
+                       f"delete it and rerun prune_{job.method}") from None
     return io.sha256_file(job.init)
 
 

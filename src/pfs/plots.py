@@ -25,9 +25,11 @@ from pfs.errors import PfsError  # noqa: E402
 from pfs.references import comparable_rows  # noqa: E402
 from pfs.tables import METHOD_ORDER, SCHEDULE_ORDER  # noqa: E402
 
-_STYLE = {"full": ("black", "s"), "pfs": ("tab:blue", "o"), "l1": ("tab:red", "D"), "uniform": ("tab:orange", "^"),
-          "random": ("tab:green", "v")}
-_FINETUNE_MARKER = "P"  # classic L1 pruning with its inherited weights fine-tuned (its scratch_e/b: the method's own)
+_STYLE = {"full": ("black", "s"), "pfs": ("tab:blue", "o"), "l1": ("tab:red", "D"), "slim": ("tab:purple", "h"),
+          "uniform": ("tab:orange", "^"), "random": ("tab:green", "v")}
+# a classic baseline (l1, slim) with its inherited weights fine-tuned, in the method's colour (its scratch_e/b: the
+# method's own marker)
+_FINETUNE_MARKER = "P"
 _MAX_PANELS = 6  # at most this many experiments per figure (the first ones, in path order)
 # images in the test set each dataset's top-1 is measured on: one image more or less moves top-1 by 100 / N %
 # (ImageNet's: its val index, a subset's size unknown here: not stated)

@@ -27,6 +27,7 @@ _SCHEDULE_NAME = {"scratch_e": "Scratch-E", "scratch_b": "Scratch-B",
                   "finetune": "its inherited weights fine-tuned"}
 _FAMILIES = [(r"resnet(\d+)", "ResNet-{}"), (r"vgg(\d+)_bn", "VGG-{} (BN)"), (r"mobilenet_v(\d+)", "MobileNetV{}")]
 _IDENTITY = ["dataset", "arch", "method", "expansion", "multiplier", "sparsity", "ratio"]
+_CLASSIC = ("l1", "slim")  # the methods that prune a trained standard network: results/{dataset}/{arch}/{method}/
 _DIFF_LINES = 40  # at most this many lines of the unified diff in the --check message
 
 
@@ -91,14 +92,20 @@ def _network(row, multiplier: str) -> str:
         return f"{name} pruned from random gates (e{fmt(row.expansion)}), {fewer}"
     if row.method == "l1":
         return f"{name} pruned by filter L1 norm after pretraining (classic), {fewer}"
+    if row.method == "slim":
+        return f"{name} pruned by BN scale after sparsity training (network slimming), {fewer}"
     return f"{name} ({row.method}), {fewer}"
 
 
 def _pretraining(table: pd.DataFrame, row) -> str:
-    """' after the full network's N' (the epochs of the pretraining a fine-tuned row started from), '' when the
-    table has no full row of that dataset and arch."""
+    """' after the full network's N' (l1) or ' after N of sparsity training' (slim): the epochs of the pretraining a
+    fine-tuned row started from; '' when the table has no full row of that dataset and arch. Slimming's sparsity
+    training follows train_full's recipe (config.sparse_settings), so the full row's epochs are its epochs too."""
     full = table[(table["method"] == "full") & (table["dataset"] == row.dataset) & (table["arch"] == row.arch)]
-    return f" after the full network's {int(full['epochs'].iloc[0])}" if len(full) else ""
+    if not len(full):
+        return ""
+    epochs = int(full["epochs"].iloc[0])
+    return f" after {epochs} of sparsity training" if row.method == "slim" else f" after the full network's {epochs}"
 
 
 def _top1(row) -> str:
@@ -143,8 +150,9 @@ def _run_dir(results: Path, run) -> Path:
 
 
 def _channels_path(results: Path, run) -> Path:
-    if run.method == "l1":
-        return results / run.dataset / run.arch / "l1" / f"seed{int(run.seed)}" / f"p{fmt(run.ratio)}" / "channels.yaml"
+    if run.method in _CLASSIC:
+        return (results / run.dataset / run.arch / run.method / f"seed{int(run.seed)}" / f"p{fmt(run.ratio)}"
+                / "channels.yaml")
     if run.method == "random":
         base = results / run.dataset / run.arch / "random" / f"e{fmt(run.expansion)}_m{fmt(run.multiplier)}"
         return base / f"seed{int(run.seed)}" / f"p{fmt(run.ratio)}" / "channels.yaml"
@@ -178,7 +186,8 @@ def gate_line(results: Path, run) -> str:
 def channels_line(results: Path, run) -> str:
     """One line on a gate-pruned network: its widths and the channels a tie at the threshold decided."""
     doc = _load_channels(_channels_path(results, run))
-    source = {"pfs": "learned gates", "random": "random gates", "l1": "filter L1 norms of the trained full network"}
+    source = {"pfs": "learned gates", "random": "random gates", "l1": "filter L1 norms of the trained full network",
+              "slim": "BN scales of the sparsity-trained full network"}
     source = source[run.method]
     tied, by_tie = int(doc.get("tied_at_threshold", 0)), int(doc.get("kept_by_tie", 0))
     channels = f"{tied} channel{'s' if tied != 1 else ''} at the threshold"
@@ -189,7 +198,7 @@ def channels_line(results: Path, run) -> str:
     else:
         ties = f"{channels}, {by_tie} of them kept by the seeded permutation"
     widths = ", ".join(str(w) for w in doc["widths"])
-    network = f"e{fmt(run.expansion)}, seed {int(run.seed)}" if run.method != "l1" else f"seed {int(run.seed)}"
+    network = f"seed {int(run.seed)}" if run.method in _CLASSIC else f"e{fmt(run.expansion)}, seed {int(run.seed)}"
     return (f"- {arch_name(run.arch)} from {source} ({network}), ratio "
             f"{fmt(run.ratio)}: {int(doc['kept_channels'])} of {int(doc['total_channels'])} channels kept, "
             f"widths [{widths}]; {ties}")
@@ -227,7 +236,7 @@ def render(results: str | Path = "results") -> str:
     if gates:
         lines += ["", "Gate learning (`gates_metrics.csv`; the kept evaluation is the most accurate one on held-out "
                   "training images whose non-zero gate fraction is at most r, else the last):", "", *gates]
-    pruned = _runs(summary, ("pfs", "l1", "random"), ["method", *gate_keys, "ratio"])
+    pruned = _runs(summary, ("pfs", *_CLASSIC, "random"), ["method", *gate_keys, "ratio"])
     if pruned:
         lines += ["", "Pruned widths (`channels.yaml`; channels tied at the threshold are chosen by a permutation "
                   "seeded with the run's seed):", "", *[channels_line(results, run) for run in pruned]]

@@ -14,7 +14,7 @@ GROUP = ["dataset", "num_classes", "arch", "method", "expansion", "multiplier", 
 TABLE_COLUMNS = [*GROUP, "n", "macs", "params", "macs_reduction", "top1_mean", "top1_std", "top5_mean",
                  "best_top1_mean", "top1_drop", "epochs", "target_met", "gates_nonzero_fraction",
                  "cost_s_mean", "cost_s_std", "cost_cpu_s_mean", "shared_s_mean"]  # cost: pfs.cost, over seeds
-METHOD_ORDER = {"full": 0, "pfs": 1, "l1": 2, "uniform": 3, "random": 4}  # row order of every results table
+METHOD_ORDER = {"full": 0, "pfs": 1, "l1": 2, "slim": 3, "uniform": 4, "random": 5}  # row order of every table
 SCHEDULE_ORDER = {"scratch_e": 0, "scratch_b": 1, "finetune": 2}
 
 
@@ -98,7 +98,8 @@ def _classes(value) -> str:
 
 COST_NOTE = ("Cost: the wall-clock time of every job a row's network needed (Snakemake's benchmark files under "
              "benchmarks/), mean (± std) over seeds: gate learning + pruning + training for pfs; pretraining (the "
-             "full network's training) + L1 pruning + fine-tuning or training from scratch for l1; random gates "
+             "full network's training) + L1 pruning + fine-tuning or training from scratch for l1; sparsity "
+             "training + BN-scale pruning + fine-tuning or training from scratch for slim; random gates "
              "and/or pruning + training for random and uniform; the training alone for full{imagenet}. A job that "
              "several rows need (one gate learning for several ratios and schedules, one pretraining for several "
              "ratios) is included in full in each of them, and that part is shown as shared.")

@@ -7,7 +7,7 @@ import math
 import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TextIO
@@ -50,6 +50,9 @@ class TrainConfig:
     channels_last: bool = True  # NHWC memory format on CUDA (no effect on CPU)
     compile: bool = False  # torch.compile the network (pays a compile time at start)
     color_augment: bool = False  # ImageNet only: the official ColorJitter(0.4, 0.4, 0.4) + PCA lighting noise (0.1)
+    # network slimming's sparsity training: s of the L1 penalty s * sum|gamma| on every BN scale (add_bn_sparsity);
+    # 0: off. Not a train key: only rule train_sparse sets it (config slimming.s), so no other job's params change
+    bn_sparsity: float = 0.0
 
     def __post_init__(self) -> None:
         if self.optimizer not in OPTIMIZERS:
@@ -65,6 +68,8 @@ class TrainConfig:
         if self.scratch_b_epochs < 0:
             raise PfsError(f"train.scratch_b_epochs must be >= 0 (0: epochs / (1 - ratio)), "
                            f"got {self.scratch_b_epochs}")
+        if self.bn_sparsity < 0:
+            raise PfsError(f"bn_sparsity (slimming.s) must be >= 0, got {self.bn_sparsity}")
         if any(not 0 < m < 1 for m in self.milestones):
             raise PfsError(f"train.milestones are fractions of the epochs in (0, 1), got {list(self.milestones)}")
 
@@ -108,6 +113,22 @@ def _multistep(optimizer, cfg: TrainConfig, epochs: int):
 
 def _cosine(optimizer, cfg: TrainConfig, epochs: int):
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda e: 0.5 * (1 + math.cos(math.pi * e / epochs)))
+
+
+def bn_scales(model: nn.Module) -> list[nn.Parameter]:
+    """The scales (weights) of every affine BatchNorm2d of ``model``: what the sparsity penalty acts on."""
+    return [m.weight for m in model.modules() if isinstance(m, nn.BatchNorm2d) and m.affine]
+
+
+@torch.no_grad()
+def add_bn_sparsity(scales: Sequence[nn.Parameter], s: float) -> None:
+    """Network slimming's sparsity training (Liu et al., ICCV 2017, Eq. 1): the subgradient s * sign(gamma) of the
+    penalty s * sum|gamma| added to every BN scale's gradient after backward, before the optimiser step, as updateBN
+    does in github.com/Eric-mingjie/rethinking-network-pruning (cifar/network-slimming/main.py). Under torchrun the
+    gradients are already averaged over the ranks and every rank adds the same term."""
+    for gamma in scales:
+        if gamma.grad is not None:
+            gamma.grad.add_(torch.sign(gamma), alpha=s)
 
 
 OPTIMIZERS: dict[str, Callable] = {"sgd": _sgd}  # (parameter groups carrying their weight decay, cfg)
@@ -186,8 +207,10 @@ class _EpochProgress:
 
 
 def _train_epoch(model, loader, optimizer, criterion, device, desc, stream, state: _EpochProgress,
-                 stop: _StopOnSignals, amp: bool = False) -> bool:
+                 stop: _StopOnSignals, amp: bool = False,
+                 sparsity: tuple[Sequence[nn.Parameter], float] = ((), 0.0)) -> bool:
     """Train one epoch from batch ``state.batch`` on; False if a signal stopped it (``state`` says where).
+    ``sparsity``: the BN scales and s of network slimming's penalty (add_bn_sparsity; s = 0: none).
 
     Batches before ``state.batch`` (done before a preemption) are loaded but not trained on: loading them
     replays the epoch's random draws, so the rest of the epoch sees exactly the data it would have seen.
@@ -202,6 +225,8 @@ def _train_epoch(model, loader, optimizer, criterion, device, desc, stream, stat
             loss = criterion(logits, y)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        if sparsity[1] > 0:
+            add_bn_sparsity(*sparsity)
         optimizer.step()
         state.batch = i + 1
         state.loss_sum += float(loss.detach()) * len(y)
@@ -304,6 +329,7 @@ def train_from_scratch(model: nn.Module, train_loader: DataLoader, test_loader: 
     scheduler = SCHEDULERS[cfg.scheduler](optimizer, cfg, epochs)
     criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
     run = _resume(checkpoint, key, model, optimizer, scheduler)
+    sparsity = (bn_scales(model) if cfg.bn_sparsity > 0 else [], cfg.bn_sparsity)
 
     def save(done_epochs: int) -> None:  # rank 0 writes; every rank holds the same state
         if dist.is_main:
@@ -318,7 +344,7 @@ def train_from_scratch(model: nn.Module, train_loader: DataLoader, test_loader: 
             lr = optimizer.param_groups[0]["lr"]
             resumed_n = run.partial.n  # images of this epoch trained before a restart (not this session's pace)
             if not _train_epoch(net, train_loader, optimizer, criterion, device, f"train {epoch}/{epochs}", stream,
-                                run.partial, stop, cfg.amp):
+                                run.partial, stop, cfg.amp, sparsity):
                 run.elapsed += time.perf_counter() - t0
                 save(epoch - 1)
                 raise Preempted(f"training stopped by signal {stop.signum} in epoch {epoch} after batch "

@@ -33,6 +33,7 @@ TINY_CONFIG = {
         "uniform_baseline": False,  # its own test: tests/workflow/test_uniform_baseline.py
         "random_gates": False,  # its own test: tests/workflow/test_seed_grid.py
         "pretrained_baseline": False,  # its own test: tests/workflow/test_classic_baseline.py
+        "slimming_baseline": False,  # its own test: tests/workflow/test_slimming_baseline.py
         "export": False,  # its own test: tests/workflow/test_snakemake_run.py (over a copy of the finished run)
     },
     "gates": {"epochs": 1, "batch_size": 128},

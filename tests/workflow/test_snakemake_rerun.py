@@ -80,6 +80,11 @@ KEY_RERUNS = {
     "grid.random_gates": (True, {"random_gates": 1, "prune_random": 1, "train_random": 2, **SUMMARY_JOBS}),
     "grid.export": (True, {"export": 3, "all": 1}),  # model.onnx beside each trained model; nothing else reruns
     "grid.pretrained_baseline": (True, {"prune_l1": 1, "finetune_l1": 1, "train_l1": 2, **SUMMARY_JOBS}),
+    "grid.slimming_baseline": (True, {"train_sparse": 1, "prune_slim": 1, "finetune_slim": 1, "train_slim": 2,
+                                      **SUMMARY_JOBS}),
+    # a param of train_sparse only (config.sparse_settings): with the baseline off no job reads it; with it on it
+    # reruns the whole slimming chain (tests/workflow/test_slimming_baseline.py)
+    "slimming.s": (0.001, NOTHING),
     "gates.epochs": (2, GATES_DOWN),
     "gates.lr": (0.02, GATES_DOWN),
     "gates.lambda": (0.4, GATES_DOWN),
@@ -111,7 +116,7 @@ NOT_HERE = {"dataset.name": "another dataset is another grid (tests/workflow/tes
             # ImageNet only (refused on digits); read by list preparation's script, not a param: on ImageNet it
             # reruns nothing (tests/workflow/test_imagenet_run.py runs it)
             "dataset.verify_images": "refused outside ImageNet (tests/test_workflow_config.py)",
-            # fine-tuning runs only with grid.pretrained_baseline: tests/workflow/test_classic_baseline.py
+            # fine-tuning runs only with grid.pretrained_baseline (or slimming_baseline): test_classic_baseline.py
             **{f"finetune.{key}": "only with grid.pretrained_baseline (tests/workflow/test_classic_baseline.py)"
                for key in ("epochs", "batch_size", "lr", "scheduler", "milestones", "gamma", "weight_decay")}}
 
