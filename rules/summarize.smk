@@ -2,7 +2,7 @@ rule summarize:
     input:
         **references_input(),
         metrics=all_metrics(),
-        benchmarks=all_benchmarks(),  # the compute of each run's chain (pfs.cost)
+        **chain_inputs(),  # the compute of each run's chain (pfs.cost)
     output:
         table_csv=reported(TABLES["table_csv"], "table.rst", "Tables"),
         table_md=TABLES["table_md"],
@@ -14,8 +14,6 @@ rule summarize:
         "logs/summarize.log",
     conda:
         "../envs/pfs.yaml"
-    params:
-        chains=run_chains(),
     script:
         "../workflow_scripts/summarize.py"
 

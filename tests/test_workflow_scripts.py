@@ -297,14 +297,20 @@ def _benchmark(path: Path, seconds: float) -> str:
     return str(path)
 
 
-def test_summarize_gives_each_row_the_cost_of_its_chain_from_params_chains(scripts, pipeline, tmp_path):
+def _chain_inputs(chains: dict) -> dict:
+    """rules/common.smk chain_inputs' shape: chained_metrics and chain_{i}."""
+    return {"chained_metrics": list(chains), **{f"chain_{i}": chain for i, chain in enumerate(chains.values())}}
+
+
+def test_summarize_gives_each_row_the_cost_of_its_chain_from_its_chain_inputs(scripts, pipeline, tmp_path):
     pruned, full = pipeline["pruned"]["metrics"], pipeline["full"]["metrics"]
     gates, prune = _benchmark(tmp_path / "gates.tsv", 30.5), _benchmark(tmp_path / "prune.tsv", 2.25)
     chains = {pruned: [gates, prune, _benchmark(tmp_path / "train.tsv", 40.0)],
               full: [_benchmark(tmp_path / "full.tsv", 50.0)]}
     summary = tmp_path / "summary.csv"
-    scripts["summarize"].main({"metrics": [pruned, full]}, {"summary": str(summary), **_tables(tmp_path)},
-                              {"chains": chains}, {}, pipeline["config"], str(tmp_path / "summarize.log"))
+    scripts["summarize"].main({"metrics": [pruned, full], **_chain_inputs(chains)},
+                              {"summary": str(summary), **_tables(tmp_path)}, {}, {}, pipeline["config"],
+                              str(tmp_path / "summarize.log"))
     rows = pd.read_csv(summary).set_index("method")
     assert rows.loc["pfs", "cost_s"] == pytest.approx(72.75) and rows.loc["pfs", "cost_cpu_s"] == pytest.approx(145.5)
     assert rows.loc["full", "cost_s"] == 50.0 and rows.loc["pfs", "shared_s"] == 0.0
@@ -317,9 +323,9 @@ def test_summarize_refuses_a_missing_benchmark_file(scripts, pipeline, tmp_path)
     summary, log = tmp_path / "summary.csv", tmp_path / "summarize.log"
     chains = {pipeline["pruned"]["metrics"]: [str(tmp_path / "gone.tsv")]}
     with pytest.raises(SystemExit) as exc:
-        scripts["summarize"].main({"metrics": [pipeline["pruned"]["metrics"]]},
-                                  {"summary": str(summary), **_tables(tmp_path)}, {"chains": chains}, {},
-                                  pipeline["config"], str(log))
+        scripts["summarize"].main({"metrics": [pipeline["pruned"]["metrics"]], **_chain_inputs(chains)},
+                                  {"summary": str(summary), **_tables(tmp_path)}, {}, {}, pipeline["config"],
+                                  str(log))
     _assert_refused(exc, log, [summary], f"benchmark file {tmp_path / 'gone.tsv'} does not exist")
 
 

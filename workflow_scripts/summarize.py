@@ -1,17 +1,24 @@
 """summarize: every metrics.json -> results/summary.csv (one row per trained network), results/table.csv, table.md
 (grouped over seeds, with the accuracy drop against the unpruned baseline) and results/comparison.csv (beside the
 published figures of the references file); both also as HTML pages (table.html, comparison.html) for the report.
-params.chains (rules/common.smk run_chains): each metrics.json's chain of benchmark files, whose sum is the row's
-cost (pfs.cost); without it the cost columns are empty."""
+Inputs chained_metrics and chain_{i} (rules/common.smk chain_inputs): each metrics.json's chain of benchmark files,
+whose sum is the row's cost (pfs.cost); without them the cost columns are empty."""
 
 from _common import run_stage
 
 from pfs.summary import write_summary, write_tables
 
 
+def chains_of(inputs: dict) -> dict | None:
+    """metrics.json -> its chain's benchmark files, from the inputs chained_metrics and chain_{i}; None without."""
+    if "chained_metrics" not in inputs:
+        return None
+    return {metrics: list(inputs[f"chain_{i}"]) for i, metrics in enumerate(inputs["chained_metrics"])}
+
+
 def main(inputs, outputs, params, wildcards, config, log_path, threads=1):
     with run_stage(log_path, threads, uses_torch=False):  # JSON and YAML in, CSV out: no torch
-        chains = dict(params).get("chains")
+        chains = chains_of(dict(inputs))
         summary = write_summary(list(inputs["metrics"]), outputs["summary"], chains)
         outs = dict(outputs)
         write_tables(summary, outputs["table_csv"], outputs["table_md"], outputs["comparison_csv"],

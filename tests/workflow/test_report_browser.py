@@ -184,6 +184,8 @@ def test_the_landing_page_link_opens_the_results_table_in_the_report(report):
     assert body_data(dom, "opened") is True
     app = app_html(dom)
     assert "Every training run grouped over seeds" in visible_text(app)  # the result info beside it
+    # the summarize job's parameters, printed beside the table, are short: no per-run chain of benchmark files
+    assert "benchmarks/" not in visible_text(app)
     assert _embedded(app, "iframe", "table.html") == (report.parent / "results" / "table.html").read_bytes()
 
 
