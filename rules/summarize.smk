@@ -1,8 +1,8 @@
 rule summarize:
     input:
         **references_input(),
-        metrics=all_metrics(),
         **chain_inputs(),  # the compute of each run's chain (pfs.cost)
+        metrics=all_metrics(),
     output:
         table_csv=reported(TABLES["table_csv"], "table.rst", "Tables"),
         table_md=TABLES["table_md"],
