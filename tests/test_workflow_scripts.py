@@ -329,23 +329,27 @@ def test_summarize_refuses_a_missing_benchmark_file(scripts, pipeline, tmp_path)
     _assert_refused(exc, log, [summary], f"benchmark file {tmp_path / 'gone.tsv'} does not exist")
 
 
-def test_plot_results_writes_five_pngs_and_labels_the_curves_from_the_gates_file(scripts, pipeline, tmp_path,
-                                                                                 monkeypatch):
+def test_plot_results_writes_six_pngs_and_labels_the_curves_from_the_gates_file(scripts, pipeline, tmp_path,
+                                                                                monkeypatch):
     from pfs import plots
 
     folder = Path(pipeline["summary"]).parent
+    runs = [pipeline["pruned"], pipeline["full"]]
     inputs = {"table": str(folder / "table.csv"), "comparison": str(folder / "comparison.csv"),
               "channels": [pipeline["channels"]], "gates": [pipeline["gates"]["gates"]],
-              "histories": [pipeline["gates"]["history"]]}
+              "histories": [pipeline["gates"]["history"]], "metrics": [run["metrics"] for run in runs],
+              "train_histories": [run["history"] for run in runs]}
     outputs = {name: str(tmp_path / f"{name}.png") for name in ("accuracy", "accuracy_cost", "widths",
-                                                                "gate_histograms", "gate_learning")}
+                                                                "gate_histograms", "gate_learning",
+                                                                "training_curves")}
     scripts["plot_results"].main(inputs, outputs, {}, {}, pipeline["config"], str(tmp_path / "plot_results.log"))
     for path in outputs.values():
         assert Path(path).read_bytes()[:4] == b"\x89PNG"
     figures = []
-    monkeypatch.setattr(plots, "_save", lambda fig, out: figures.append(fig))
+    monkeypatch.setattr(plots, "_save", lambda fig, out, **_: figures.append(fig))
     scripts["plot_results"].main(inputs, outputs, {}, {}, pipeline["config"], str(tmp_path / "plot_results.log"))
-    legend = [text.get_text() for text in figures[-1].axes[0].get_legend().get_texts()]
+    assert len(figures) == len(outputs)  # in the order written: gate_learning, then training_curves
+    legend = [text.get_text() for text in figures[-2].axes[0].get_legend().get_texts()]
     assert legend == ["resnet20 e20 m1 r0.5 seed0: target r NOT met (x: fallback kept)"]  # the tiny run misses r
 
 

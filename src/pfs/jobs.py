@@ -158,13 +158,26 @@ def run_job(job: TrainJob, dist=None, device=None, stream: TextIO | None = None)
     return _finish(job, run, result, dist)
 
 
+def checkpoint_key(identity: dict, widths, cfg, epochs: int, out: str, world_size: int,
+                   init_sha256: str | None = None) -> str:
+    """The key of a training job's resume checkpoint: a hash of everything that makes its training what it is
+    (identity, widths, settings, epochs, output, world size, the weights a fine-tuning starts from). A checkpoint
+    of another key is refused (pfs.checkpoint.load_checkpoint)."""
+    from pfs import io
+
+    settings = dataclasses.asdict(cfg)
+    if not settings["bn_sparsity"]:  # without the penalty, the key it had before the setting existed: a checkpoint
+        del settings["bn_sparsity"]  # of a job started by an older pfs still resumes
+    return io.stable_hash({**identity, "widths": widths, "train": settings, "epochs": epochs, "out": out,
+                           "world_size": world_size, **({"init_sha256": init_sha256} if init_sha256 else {})})
+
+
 def _prepare(job: TrainJob, dist, device) -> _Run:
     """Settings, data, the network at the job's widths (seeded), and the key of its resume checkpoint."""
     from pathlib import Path
 
     import torch
 
-    from pfs import io
     from pfs.artifacts import GATE_REPORT, load_channels
     from pfs.catalog import dataset_info
     from pfs.data import DataSettings, num_classes_of, training_loaders, training_sets
@@ -202,12 +215,8 @@ def _prepare(job: TrainJob, dist, device) -> _Run:
                                                                                 cfg.scratch_b_epochs)
     identity = {"dataset": job.dataset, "arch": job.arch, "method": job.method, "expansion": exp.width,
                 "multiplier": job.multiplier, "ratio": job.ratio, "schedule": job.schedule, "seed": job.seed}
-    settings = dataclasses.asdict(cfg)
-    if not settings["bn_sparsity"]:  # without the penalty, the key it had before the setting existed: a checkpoint
-        del settings["bn_sparsity"]  # of a job started by an older pfs still resumes
-    key = io.stable_hash({**identity, "widths": model.widths, "train": settings, "epochs": epochs,
-                          "out": job.outputs["model"], "world_size": dist.world_size,
-                          **({"init_sha256": extra["init_sha256"]} if job.init else {})})
+    key = checkpoint_key(identity, model.widths, cfg, epochs, job.outputs["model"], dist.world_size,
+                         extra.get("init_sha256") if job.init else None)
     loaders = training_loaders(train_set, test_set, info, cfg, data, device, dist, job.seed)
     return _Run(cfg, epochs, device, model, cost, loaders, identity, extra, Path(job.checkpoint_dir) / f"{key}.pt",
                 key)

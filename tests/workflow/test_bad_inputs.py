@@ -126,9 +126,9 @@ def _full_run_key(workdir: Path, arch: str) -> str:
     stage_train, the job below would find no checkpoint, train, and succeed, failing the test."""
     from snakemake.utils import validate
 
-    from pfs import io
     from pfs.config import train_settings
     from pfs.experiment import settings_from
+    from pfs.jobs import checkpoint_key
     from pfs.models import default_widths
     from pfs.train import TrainConfig, budget_epochs
 
@@ -138,9 +138,8 @@ def _full_run_key(workdir: Path, arch: str) -> str:
     cfg = settings_from(TrainConfig, train_settings(config, "resnet20"), "train")
     identity = {"dataset": "digits", "arch": arch, "method": "full", "expansion": 16, "multiplier": 1.0,
                 "ratio": 0.0, "schedule": "scratch_e", "seed": 0}
-    return io.stable_hash({**identity, "widths": default_widths(arch, 16), "train": dataclasses.asdict(cfg),
-                           "epochs": budget_epochs(cfg.epochs, "scratch_e", 0.0, cfg.scratch_b_epochs),
-                           "out": f"{FULL}/model.pt", "world_size": 1})
+    return checkpoint_key(identity, default_widths(arch, 16), cfg,
+                          budget_epochs(cfg.epochs, "scratch_e", 0.0, cfg.scratch_b_epochs), f"{FULL}/model.pt", 1)
 
 
 def checkpoint_of_resnet32(workdir: Path) -> None:
