@@ -214,12 +214,12 @@ def run_chains():
 
 
 def chain_inputs():
-    """run_chains as named inputs of summarize: chained_metrics (the metrics.json files in order) and chain_{i},
-    the benchmark files of the i-th one's chain. Inputs, not a param: the report lists a rule's params beside every
-    file it made, and this mapping would fill the page beside the results table; as inputs the benchmark files
-    are tracked (a rerun job resummarizes) and a change of the grid still changes the set."""
+    """run_chains as named inputs of summarize: chain_{i}, the benchmark files of the chain of all_metrics()'s i-th
+    metrics.json. Inputs, not a param: the report lists a rule's params beside every file it made, and this mapping
+    would fill the page beside the results table; as inputs the benchmark files are tracked (a rerun job
+    resummarizes) and a change of the grid still changes the set."""
     chains = run_chains()
-    return {"chained_metrics": list(chains), **{f"chain_{i}": chain for i, chain in enumerate(chains.values())}}
+    return {f"chain_{i}": chains[metrics] for i, metrics in enumerate(all_metrics())}
 
 
 def run_files(name):

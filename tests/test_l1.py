@@ -140,10 +140,15 @@ def test_surgery_on_a_network_whose_dropped_channels_are_silent_keeps_its_logits
                 dropped = torch.ones(widths[dims[0]], dtype=torch.bool)
                 dropped[kept[dims[0]]] = False
                 state[key][dropped] = 0
+    assert_cut_keeps_logits(model, state, cmap, kept, arch, expansion, multiplier, size, g)
+
+
+def assert_cut_keeps_logits(model, state, cmap, kept, arch, expansion, multiplier, size, g) -> None:
+    """``model`` (whose ``state`` has every channel outside ``kept`` silenced) and the network cut to ``kept`` by
+    prune_state, built at those widths and loaded strictly, give the same logits on a random batch."""
     x = torch.randn(2, 3, size, size, generator=g)
     with torch.no_grad():
         before = model.eval()(x)
-
     small = build_model(arch, widths=[len(k) for k in kept], expansion=expansion, num_classes=10,
                         multiplier=multiplier)
     small.load_state_dict(prune_state(state, cmap, kept), strict=True)

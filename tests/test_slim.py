@@ -10,7 +10,7 @@ import pytest
 import torch
 import yaml
 from conftest import REPO  # at module level: inside a test, "conftest" may be tests/workflow's
-from test_l1 import PRUNE_HP, write_standard_model
+from test_l1 import PRUNE_HP, _small, assert_cut_keeps_logits, write_standard_model
 from test_workflow_scripts import _restored_globals
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
@@ -20,14 +20,12 @@ from pfs.config import sparse_settings, train_settings
 from pfs.errors import PfsError
 from pfs.experiment import Experiment
 from pfs.jobs import TrainJob
-from pfs.l1 import channel_map, kept_channels, prune_state
-from pfs.models import build_model, default_widths, get_spec, list_models
+from pfs.l1 import channel_map, kept_channels
+from pfs.models import build_model, default_widths, list_models
 from pfs.slim import RANKING, bn_scale_scores, group_batchnorms
 from pfs.stages import stage_prune_slim
 from pfs.train import TrainConfig, train_from_scratch
 
-SMALL = {"cifar": 2, "imagenet": 4}
-MULTIPLIER = {"resnet50": 0.25, "mobilenet_v2": 0.5}
 SPARSE = {"method": "slim", "schedule": "sparse"}  # the identity of train_sparse's model.pt
 
 # ---------------------------------------------------------------- scores on hand-made BN weights
@@ -68,11 +66,6 @@ def test_stage_prunes_the_layer_whose_scales_sparsity_training_shrank(tmp_path):
 
 
 # ---------------------------------------------------------------- the BN weights of every arch's groups
-
-
-def _small(arch: str) -> tuple[int, float, int]:
-    domain = get_spec(arch).domain
-    return SMALL[domain], MULTIPLIER.get(arch, 1.0), 32 if domain == "cifar" else 64
 
 
 @pytest.mark.parametrize("arch", list_models())
@@ -172,15 +165,7 @@ def test_pruning_the_channels_of_zero_scale_keeps_the_logits(arch):
                 state[key.removesuffix("weight") + "bias"][dropped] = 0
     kept = kept_channels(bn_scale_scores(state, groups), [len(k) for k in wanted])
     assert [k.tolist() for k in kept] == [k.tolist() for k in wanted]
-    x = torch.randn(2, 3, size, size, generator=g)
-    with torch.no_grad():
-        before = model.eval()(x)
-    small = build_model(arch, widths=[len(k) for k in kept], expansion=expansion, num_classes=10,
-                        multiplier=multiplier)
-    small.load_state_dict(prune_state(state, cmap, kept), strict=True)
-    with torch.no_grad():
-        after = small.eval()(x)
-    assert torch.allclose(before, after, rtol=1e-4, atol=1e-5 * float(before.abs().max()))
+    assert_cut_keeps_logits(model, state, cmap, kept, arch, expansion, multiplier, size, g)
 
 
 # ---------------------------------------------------------------- the stage and its script

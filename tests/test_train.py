@@ -237,6 +237,21 @@ class _Killed(Exception):
     """Stands in for the job being killed in the middle of training."""
 
 
+def _killed_in_epoch(epoch: int, trained: list[str] | None = None):
+    """pfs.train._train_epoch that raises _Killed when it starts ``epoch`` (recording each epoch's description in
+    ``trained``), for monkeypatching."""
+    real_epoch = pfs.train._train_epoch
+
+    def killed(*args, **kwargs):
+        if trained is not None:
+            trained.append(args[5])
+        if args[5].startswith(f"train {epoch}/"):
+            raise _Killed
+        return real_epoch(*args, **kwargs)
+
+    return killed
+
+
 def _resnet(seed: int) -> nn.Module:
     torch.manual_seed(seed)
     return build_model("resnet20", expansion=4, num_classes=10)
@@ -250,15 +265,8 @@ def _uninterrupted_and_resumed(tmp_path, monkeypatch, build, cfg: TrainConfig, e
 
     real_epoch = pfs.train._train_epoch
     trained: list[str] = []
-
-    def killed_in_epoch_2(*args, **kwargs):
-        trained.append(args[5])
-        if args[5].startswith("train 2/"):
-            raise _Killed
-        return real_epoch(*args, **kwargs)
-
     with monkeypatch.context() as patch:
-        patch.setattr(pfs.train, "_train_epoch", killed_in_epoch_2)
+        patch.setattr(pfs.train, "_train_epoch", _killed_in_epoch(2, trained))
         with pytest.raises(_Killed):
             train_from_scratch(build(0), train_loader, test_loader, cfg, epochs, 7, CPU, tmp_path / "b.pt", "job")
     assert load_artifact(tmp_path / "b.pt", "pfs.checkpoint")["epoch"] == 1
@@ -419,15 +427,8 @@ def test_each_epoch_line_says_elapsed_time_time_left_and_images_per_second(tmp_p
 
 def test_a_resumed_runs_eta_counts_the_epochs_done_before_and_takes_the_pace_of_this_session(
         tmp_path, monkeypatch, caplog):
-    real_epoch = pfs.train._train_epoch
-
-    def killed_in_epoch_3(*args, **kwargs):
-        if args[5].startswith("train 3/"):
-            raise _Killed
-        return real_epoch(*args, **kwargs)
-
     with monkeypatch.context() as patch:
-        patch.setattr(pfs.train, "_train_epoch", killed_in_epoch_3)
+        patch.setattr(pfs.train, "_train_epoch", _killed_in_epoch(3))
         with pytest.raises(_Killed):
             _train_linear(tmp_path, TrainConfig(epochs=4), epochs=4)
     before = load_artifact(tmp_path / "ckpt.pt", "pfs.checkpoint")["elapsed"]  # 2 epochs, in real seconds

@@ -298,8 +298,8 @@ def _benchmark(path: Path, seconds: float) -> str:
 
 
 def _chain_inputs(chains: dict) -> dict:
-    """rules/common.smk chain_inputs' shape: chained_metrics and chain_{i}."""
-    return {"chained_metrics": list(chains), **{f"chain_{i}": chain for i, chain in enumerate(chains.values())}}
+    """rules/common.smk chain_inputs' shape: the metrics and chain_{i}, the i-th one's benchmark files."""
+    return {"metrics": list(chains), **{f"chain_{i}": chain for i, chain in enumerate(chains.values())}}
 
 
 def test_summarize_gives_each_row_the_cost_of_its_chain_from_its_chain_inputs(scripts, pipeline, tmp_path):
@@ -308,7 +308,7 @@ def test_summarize_gives_each_row_the_cost_of_its_chain_from_its_chain_inputs(sc
     chains = {pruned: [gates, prune, _benchmark(tmp_path / "train.tsv", 40.0)],
               full: [_benchmark(tmp_path / "full.tsv", 50.0)]}
     summary = tmp_path / "summary.csv"
-    scripts["summarize"].main({"metrics": [pruned, full], **_chain_inputs(chains)},
+    scripts["summarize"].main(_chain_inputs(chains),
                               {"summary": str(summary), **_tables(tmp_path)}, {}, {}, pipeline["config"],
                               str(tmp_path / "summarize.log"))
     rows = pd.read_csv(summary).set_index("method")
@@ -323,7 +323,7 @@ def test_summarize_refuses_a_missing_benchmark_file(scripts, pipeline, tmp_path)
     summary, log = tmp_path / "summary.csv", tmp_path / "summarize.log"
     chains = {pipeline["pruned"]["metrics"]: [str(tmp_path / "gone.tsv")]}
     with pytest.raises(SystemExit) as exc:
-        scripts["summarize"].main({"metrics": [pipeline["pruned"]["metrics"]], **_chain_inputs(chains)},
+        scripts["summarize"].main(_chain_inputs(chains),
                                   {"summary": str(summary), **_tables(tmp_path)}, {}, {}, pipeline["config"],
                                   str(log))
     _assert_refused(exc, log, [summary], f"benchmark file {tmp_path / 'gone.tsv'} does not exist")

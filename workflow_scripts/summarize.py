@@ -1,8 +1,8 @@
 """summarize: every metrics.json -> results/summary.csv (one row per trained network), results/table.csv, table.md
 (grouped over seeds, with the accuracy drop against the unpruned baseline) and results/comparison.csv (beside the
 published figures of the references file); both also as HTML pages (table.html, comparison.html) for the report.
-Inputs chained_metrics and chain_{i} (rules/common.smk chain_inputs): each metrics.json's chain of benchmark files,
-whose sum is the row's cost (pfs.cost); without them the cost columns are empty."""
+Inputs chain_{i} (rules/common.smk chain_inputs): the chain of benchmark files of the i-th metrics.json, whose sum
+is the row's cost (pfs.cost); without them the cost columns are empty."""
 
 from _common import run_stage
 
@@ -10,10 +10,10 @@ from pfs.summary import write_summary, write_tables
 
 
 def chains_of(inputs: dict) -> dict | None:
-    """metrics.json -> its chain's benchmark files, from the inputs chained_metrics and chain_{i}; None without."""
-    if "chained_metrics" not in inputs:
+    """metrics.json -> its chain's benchmark files, from the inputs metrics and chain_{i}; None without chains."""
+    if "chain_0" not in inputs:
         return None
-    return {metrics: list(inputs[f"chain_{i}"]) for i, metrics in enumerate(inputs["chained_metrics"])}
+    return {metrics: list(inputs[f"chain_{i}"]) for i, metrics in enumerate(inputs["metrics"])}
 
 
 def main(inputs, outputs, params, wildcards, config, log_path, threads=1):

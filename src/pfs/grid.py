@@ -83,9 +83,14 @@ def l1_runs(config: dict) -> list[dict]:
     return _classic_runs(config, "pretrained_baseline")
 
 
+def _with_schedules(runs: list[dict], config: dict) -> list[dict]:
+    """Each of ``runs`` with each schedule of the grid: a pruned architecture trained from scratch."""
+    return [{**run, "schedule": sched} for run in runs for sched in config["grid"]["schedules"]]
+
+
 def l1_scratch_runs(config: dict) -> list[dict]:
     """The classic baseline's L1-chosen architectures trained from scratch: each l1 run with each schedule."""
-    return [{**run, "schedule": sched} for run in l1_runs(config) for sched in config["grid"]["schedules"]]
+    return _with_schedules(l1_runs(config), config)
 
 
 def slim_runs(config: dict) -> list[dict]:
@@ -96,4 +101,4 @@ def slim_runs(config: dict) -> list[dict]:
 
 def slim_scratch_runs(config: dict) -> list[dict]:
     """Network slimming's architectures trained from scratch: each slim run with each schedule."""
-    return [{**run, "schedule": sched} for run in slim_runs(config) for sched in config["grid"]["schedules"]]
+    return _with_schedules(slim_runs(config), config)

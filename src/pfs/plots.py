@@ -23,7 +23,7 @@ from pfs.cost import in_unit, scale  # noqa: E402
 from pfs.data import DIGITS_TEST_SIZE  # noqa: E402
 from pfs.errors import PfsError  # noqa: E402
 from pfs.references import comparable_rows  # noqa: E402
-from pfs.tables import METHOD_ORDER, SCHEDULE_ORDER  # noqa: E402
+from pfs.tables import METHOD_ORDER, SCHEDULE_NAMES, SCHEDULE_ORDER  # noqa: E402
 
 _STYLE = {"full": ("black", "s"), "pfs": ("tab:blue", "o"), "l1": ("tab:red", "D"), "slim": ("tab:purple", "h"),
           "uniform": ("tab:orange", "^"), "random": ("tab:green", "v")}
@@ -335,7 +335,6 @@ def gate_learning(histories: Sequence[tuple[str, str]], out: str | Path) -> Figu
 
 
 _CURVE_PANELS = 12  # at most this many method+schedule panels in the training-curves figure (the first ones)
-_SCHEDULE_NAMES = {"scratch_e": "Scratch-E", "scratch_b": "Scratch-B", "finetune": "fine-tuned"}
 _HISTORY_COLUMNS = ("epoch", "train_top1", "test_top1")
 
 
@@ -415,7 +414,7 @@ def training_curves(runs: Sequence[tuple[str, str]], out: str | Path) -> Figure:
                     markevery=[len(h) - 1], label=f"{_curve_label(doc, varying)}: {test.iloc[-1]:.1f}%")
             ax.plot(h["epoch"], train, "--", color=shade, linewidth=0.8)
         epochs = {len(h) for _, h in members}
-        title = f"{doc0['method']}, {_SCHEDULE_NAMES.get(doc0['schedule'], doc0['schedule'])}"
+        title = f"{doc0['method']}, {SCHEDULE_NAMES.get(doc0['schedule'], doc0['schedule'])}"
         title += f" ({epochs.pop()} epochs)" if len(epochs) == 1 else ""
         ax.set_title(f"{doc0['arch']} on {doc0['dataset']}: {title}" if several else title, fontsize=10)
         ax.grid(alpha=0.3)

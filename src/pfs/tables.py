@@ -16,6 +16,7 @@ TABLE_COLUMNS = [*GROUP, "n", "macs", "params", "macs_reduction", "top1_mean", "
                  "cost_s_mean", "cost_s_std", "cost_cpu_s_mean", "shared_s_mean"]  # cost: pfs.cost, over seeds
 METHOD_ORDER = {"full": 0, "pfs": 1, "l1": 2, "slim": 3, "uniform": 4, "random": 5}  # row order of every table
 SCHEDULE_ORDER = {"scratch_e": 0, "scratch_b": 1, "finetune": 2}
+SCHEDULE_NAMES = {"scratch_e": "Scratch-E", "scratch_b": "Scratch-B", "finetune": "fine-tuned"}  # in figures, text
 
 
 def _all_met(values: pd.Series):

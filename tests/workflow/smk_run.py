@@ -152,3 +152,15 @@ class FinishedRun:
     workdir: Path
     output: str
     seconds: float
+
+
+def run_tiny_grid(tmp_path_factory, name: str, config: dict, what: str) -> tuple[Path, dict[str, int]]:
+    """A fresh copy of the workflow (tiny config overlaid with ``config``) run to the end in a temporary folder
+    called ``name``: (its folder, the jobs it ran by rule). Fails the test naming ``what`` if the run fails."""
+    import pytest
+
+    workdir = copy_workflow(tmp_path_factory.mktemp(name), config)
+    result = snakemake(workdir, "--cores", "2", "--configfile", "tiny.yaml")
+    if result.returncode != 0:
+        pytest.fail(f"the tiny {what} run failed:\n{tail(result.stdout)}")
+    return workdir, job_counts(result.stdout)

@@ -10,7 +10,7 @@ import json
 import pandas as pd
 import pytest
 import yaml
-from smk_run import FULL, SUMMARY_JOBS, copy_workflow, job_counts, planned_jobs, snakemake, tail
+from smk_run import FULL, SUMMARY_JOBS, planned_jobs, run_tiny_grid
 
 from pfs.cost import read_benchmark
 
@@ -22,11 +22,7 @@ CLASSIC = {"grid": {"pretrained_baseline": True, "schedules": ["scratch_e"]}, "f
 
 @pytest.fixture(scope="module")
 def classic_run(tmp_path_factory):
-    workdir = copy_workflow(tmp_path_factory.mktemp("classic"), CLASSIC)
-    result = snakemake(workdir, "--cores", "2", "--configfile", "tiny.yaml")
-    if result.returncode != 0:
-        pytest.fail(f"the tiny classic-baseline run failed:\n{tail(result.stdout)}")
-    return workdir, job_counts(result.stdout)
+    return run_tiny_grid(tmp_path_factory, "classic", CLASSIC, "classic-baseline")
 
 
 def test_the_standard_network_is_trained_once_and_serves_as_the_pretrained_model(classic_run):

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 import torch
 import yaml
-from smk_run import FULL, SUMMARY_JOBS, copy_workflow, job_counts, planned_jobs, snakemake, tail
+from smk_run import FULL, SUMMARY_JOBS, planned_jobs, run_tiny_grid
 
 from pfs import io
 from pfs.cost import read_benchmark
@@ -28,11 +28,7 @@ SLIMMING = {"grid": {"slimming_baseline": True, "schedules": ["scratch_e"]}, "fi
 
 @pytest.fixture(scope="module")
 def slim_run(tmp_path_factory):
-    workdir = copy_workflow(tmp_path_factory.mktemp("slimming"), SLIMMING)
-    result = snakemake(workdir, "--cores", "2", "--configfile", "tiny.yaml")
-    if result.returncode != 0:
-        pytest.fail(f"the tiny network-slimming run failed:\n{tail(result.stdout)}")
-    return workdir, job_counts(result.stdout)
+    return run_tiny_grid(tmp_path_factory, "slimming", SLIMMING, "network-slimming")
 
 
 def _bn_scales(path) -> torch.Tensor:
