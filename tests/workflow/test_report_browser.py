@@ -244,6 +244,11 @@ def _check_not_blank(png: Path) -> np.ndarray:
 
 
 def test_a_screenshot_of_the_report_is_a_styled_non_blank_png_of_the_window(report, tmp_path):
-    pixels = _check_not_blank(screenshot(report, tmp_path / "report.png"))
-    sidebar = pixels[150:700, 20:200].mean()
+    # headless chromium can shoot before the app has painted its sidebar on a loaded machine (seen once in CI, in a
+    # screenshot otherwise drawn): up to three shots, each checked whole; CSS that never applies fails all three
+    for attempt in range(3):
+        pixels = _check_not_blank(screenshot(report, tmp_path / f"report{attempt}.png"))
+        sidebar = pixels[150:700, 20:200].mean()
+        if sidebar < 140:
+            break
     assert sidebar < 140, f"the sidebar is not the report's dark slate (mean {sidebar:.0f}): its CSS did not apply"
