@@ -39,6 +39,7 @@ use rule train_pruned as finetune_l1 with:
         method="l1",
         schedule="finetune",
         data=DATA,
+        numerics=NUMERICS,
 
 
 use rule train_pruned as train_l1 with:
@@ -55,6 +56,7 @@ use rule train_pruned as train_l1 with:
         hp=train_params,
         method="l1",
         data=DATA,
+        numerics=NUMERICS,
 
 
 # Network slimming (grid.slimming_baseline; Liu et al., ICCV 2017): the standard network trained with an L1 penalty
@@ -77,6 +79,7 @@ use rule train_pruned as train_sparse with:
         method="slim",
         schedule="sparse",
         data=DATA,
+        numerics=NUMERICS,
 
 
 rule prune_slim:
@@ -113,6 +116,7 @@ use rule train_pruned as finetune_slim with:
         method="slim",
         schedule="finetune",
         data=DATA,
+        numerics=NUMERICS,
 
 
 use rule train_pruned as train_slim with:
@@ -129,3 +133,4 @@ use rule train_pruned as train_slim with:
         hp=train_params,
         method="slim",
         data=DATA,
+        numerics=NUMERICS,

@@ -10,6 +10,7 @@ from snakemake.utils import validate
 from pfs.config import ConfigError, check_config, check_output_folders, check_schema, coerce_overrides
 from pfs.config import finetune_settings, sparse_settings, train_settings
 from pfs.datatree import fingerprint
+from pfs.numerics import rule_params as numerics_params
 from pfs.slurm_check import check_workflow as check_slurm_status
 from pfs.memory import DeclaredJob, job_mem_mb, overruns
 from pfs.grid import NUMBER, full_runs, l1_runs, l1_scratch_runs, pruned_runs, random_runs, uniform_runs
@@ -28,6 +29,9 @@ except ConfigError as exc:
 # the dataset's files as the jobs would see them (pfs.datatree): a param of every rule that reads them, so changed
 # data reruns those jobs and what follows; moved data (another dataset.root) reruns nothing
 DATA = fingerprint(config["dataset"]["name"], config["dataset"]["root"], config["dataset"]["check_md5"])
+# how the jobs compute (pfs.numerics: native or pinned, and the pinned thread count): a param of every rule whose
+# floats it changes, so switching it reruns gate learning and training, and nothing that only reads their files
+NUMERICS = numerics_params(config)
 
 
 onstart:

@@ -18,6 +18,7 @@ rule learn_gates:
         hp=section_params("gates"),
         split=split_params(),
         data=DATA,
+        numerics=NUMERICS,
     script:
         "../workflow_scripts/learn_gates.py"
 

@@ -22,6 +22,7 @@ rule train_pruned:
         hp=train_params,
         method="pfs",
         data=DATA,
+        numerics=NUMERICS,
     script:
         "../workflow_scripts/train.py"
 
@@ -39,6 +40,7 @@ use rule train_pruned as train_full with:
         hp=train_params,
         method="full",
         data=DATA,
+        numerics=NUMERICS,
 
 
 use rule train_pruned as train_uniform with:
@@ -55,6 +57,7 @@ use rule train_pruned as train_uniform with:
         hp=train_params,
         method="uniform",
         data=DATA,
+        numerics=NUMERICS,
 
 
 use rule train_pruned as train_random with:
@@ -71,3 +74,4 @@ use rule train_pruned as train_random with:
         hp=train_params,
         method="random",
         data=DATA,
+        numerics=NUMERICS,

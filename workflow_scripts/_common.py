@@ -31,8 +31,9 @@ log = logging.getLogger("pfs.stage")
 
 @contextlib.contextmanager
 def run_stage(log_path: str | None, threads: int = 1, gpus: int = 0, device: str = "auto",
-              uses_torch: bool = True) -> Iterator[TextIO]:
-    """Set up logging and (``uses_torch``) torch's threads, claim ``gpus`` GPUs of this machine for the job (a local
+              uses_torch: bool = True, numerics: dict | None = None) -> Iterator[TextIO]:
+    """Set up logging and (``uses_torch``) torch's numerics (``numerics``: the rule's numerics param, pfs.numerics;
+    native with ``threads`` threads when None), claim ``gpus`` GPUs of this machine for the job (a local
     run: see pfs.gpu_slots), and turn a PfsError into one error line and exit status 1. The job's log keeps the
     lines of its earlier runs that did not finish (a retry, a resubmission, --rerun-incomplete; pfs.joblog), and
     each run starts with a separator line."""
@@ -43,9 +44,10 @@ def run_stage(log_path: str | None, threads: int = 1, gpus: int = 0, device: str
     finished = False
     try:
         if uses_torch:
-            import torch
+            from pfs.numerics import apply
 
-            torch.set_num_threads(max(1, int(threads)))
+            numerics = dict(numerics or {})  # pinned: the thread count the param fixes, whatever cores were granted
+            apply(numerics.get("mode", "native"), numerics.get("threads", threads))
         with claim_gpus(0 if device == "cpu" else gpus):
             yield stream
         finished = True

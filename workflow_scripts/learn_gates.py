@@ -7,7 +7,8 @@ from pfs.stages import stage_learn_gates
 
 
 def main(inputs, outputs, params, wildcards, config, log_path, threads=1, resources=None):
-    with run_stage(log_path, threads, gpu_count(resources), config["device"]) as stream:
+    with run_stage(log_path, threads, gpu_count(resources), config["device"],
+                   numerics=params.get("numerics")) as stream:
         stage_learn_gates(
             experiment(wildcards), float(wildcards["sparsity"]), params["hp"], data_settings(config, inputs),
             params["split"], resolve_device(config["device"]), outputs["gates"], outputs["history"], stream,

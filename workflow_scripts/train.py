@@ -9,7 +9,7 @@ from pfs.jobs import TrainJob
 
 def main(inputs, outputs, params, wildcards, config, log_path, threads=1, resources=None):
     gpus = gpu_count(resources)
-    with run_stage(log_path, threads, gpus, config["device"]) as stream:
+    with run_stage(log_path, threads, gpus, config["device"], numerics=params.get("numerics")) as stream:
         from pfs.distributed import launch
 
         launch(TrainJob.from_rule(inputs, outputs, params, wildcards, config, gpus, log_path), threads, stream)

@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 import torch.distributed as torch_dist
 
+from pfs import numerics
 from pfs.errors import PfsError
 
 
@@ -106,6 +107,8 @@ def _torchrun(job, threads: int) -> None:
     src = str(Path(__file__).resolve().parent.parent)  # a rule env without pfs installed finds the checkout's
     env = {**os.environ, "OMP_NUM_THREADS": str(max(1, threads // nproc)),
            "PYTHONPATH": os.pathsep.join(filter(None, [src, os.environ.get("PYTHONPATH", "")]))}
+    if numerics.MODE_ENV in os.environ:  # each rank applies the job's numerics mode, with its share of the threads
+        env[numerics.THREADS_ENV] = str(max(1, int(os.environ.get(numerics.THREADS_ENV, threads)) // nproc))
     log = logging.getLogger(__name__)
     log.info("torchrun --standalone --nproc_per_node=%d -m pfs train (%s %s, schedule %s)", nproc, job.arch,
              job.method, job.schedule)

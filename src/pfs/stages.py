@@ -23,6 +23,7 @@ from pfs.l1 import RANKING as L1_RANKING
 from pfs.l1 import ChannelMap, channel_map, kept_channels, l1_scores, prune_state
 from pfs.macs import network_cost
 from pfs.models import build_model, default_widths
+from pfs.numerics import fingerprint
 from pfs.prune import PruneConfig, PruneResult, prune_to_macs, uniform_to_macs
 from pfs.slim import RANKING as SLIM_RANKING
 from pfs.slim import bn_scale_scores, group_batchnorms
@@ -58,7 +59,7 @@ def stage_learn_gates(exp: Experiment, sparsity: float, hp: dict, data: DataSett
         "sparsity": sparsity, "seed": exp.seed, "widths": model.widths, "gates": result.gates,
         "num_classes": classes, "selected": result.selected, "selected_epoch": result.selected_epoch,
         **report, "val_indices": val_idx, "split": dict(split),
-        "settings": dataclasses.asdict(cfg),
+        "settings": dataclasses.asdict(cfg), "numerics": fingerprint(str(device)),
     })
 
 
@@ -70,7 +71,7 @@ def stage_random_gates(exp: Experiment, num_classes: int, out_gates: str) -> Non
     io.save_artifact(out_gates, "pfs.gates", {
         "arch": exp.arch, "dataset": exp.dataset, "expansion": exp.width, "multiplier": exp.multiplier,
         "sparsity": None, "seed": exp.seed, "widths": widths, "gates": random_gates(widths, exp.seed),
-        "num_classes": num_classes, "method": "random",
+        "num_classes": num_classes, "method": "random", "numerics": fingerprint(),
     })
     log.info("random gates for %s e%d m%g (seed %d): %d channels", exp.arch, exp.width, exp.multiplier, exp.seed,
              sum(widths))
@@ -130,13 +131,13 @@ def _prune_trained(exp: Experiment, model_path: str, ratio: float, hp: dict, out
     settings as the gate-pruned networks; writes channels.yaml (``method``, ``ranking``) and pruned.pt, the kept
     channels' trained weights that fine-tuning starts from."""
     cfg = settings_from(PruneConfig, hp, "prune")
-    state, classes = load_standard_model(model_path, exp, method)
+    state, classes, numerics = load_standard_model(model_path, exp, method)
     widths = default_widths(exp.arch, exp.width)
     cmap = channel_map(exp.arch, widths, exp.width, classes, exp.multiplier)
     scores = score(state, cmap, widths, classes)
     model_sha256 = io.sha256_file(model_path)
     result, doc = _prune_scores(exp, scores, classes, ratio, cfg, method, ranking=ranking, model_file=str(model_path),
-                                model_sha256=model_sha256)
+                                model_sha256=model_sha256, numerics=numerics)
     kept = kept_channels(scores, result.widths)  # per group the top channels; the search chose only how many
     io.save_artifact(out_pruned, PRUNED_KIND, {
         "arch": exp.arch, "dataset": exp.dataset, "expansion": exp.width, "multiplier": exp.multiplier,
@@ -180,7 +181,7 @@ def stage_prune_uniform(exp: Experiment, ratio: float, hp: dict, out_channels: s
                              cfg)
     pruned = network_cost(exp.arch, size, num_classes, result.widths, exp.width, exp.multiplier)
     doc = channels_doc(exp, "uniform", num_classes, result.widths, ratio, result.achieved_ratio, pruned, base, cfg,
-                       width_factor=result.threshold)
+                       width_factor=result.threshold, numerics=fingerprint())
     io.write_yaml(out_channels, doc)
     log.info("uniform %s at factor %.4f: %s, MACs %d (reduction %.4f)", exp.arch, result.threshold, result.widths,
              pruned["macs"], result.achieved_ratio)

@@ -14,10 +14,12 @@ from pfs.tables import cost_note, seed_table, to_markdown
 
 # num_classes: what the network was built for (ImageNet: the index's classes), on which references are matched;
 # target_met and gates_nonzero_fraction: learned gates only (did gate learning reach r); cost_s ... shared_with:
-# the compute of the network's whole chain of jobs (pfs.cost), empty without benchmark files
+# the compute of the network's whole chain of jobs (pfs.cost), empty without benchmark files; numerics: the key of
+# the numerics fingerprint the training ran with (pfs.numerics: mode, CPU kernels or GPU, threads, torch), empty
+# for metrics written before it was recorded
 COLUMNS = ["dataset", "num_classes", "arch", "method", "expansion", "multiplier", "sparsity", "ratio",
            "achieved_ratio", "schedule", "seed", "macs", "params", "top1", "top5", "best_top1", "epochs",
-           "train_time_s", "target_met", "gates_nonzero_fraction", *COST_COLUMNS]
+           "train_time_s", "target_met", "gates_nonzero_fraction", *COST_COLUMNS, "numerics"]
 
 
 def collect(paths: list[str], chains: dict[str, list[str]] | None = None) -> pd.DataFrame:
@@ -26,6 +28,8 @@ def collect(paths: list[str], chains: dict[str, list[str]] | None = None) -> pd.
     empty."""
     rows = [io.load_json_artifact(path, "pfs.metrics", remedy="delete it and rerun its training") for path in paths]
     frame = pd.DataFrame(rows).drop(columns=COST_COLUMNS, errors="ignore")
+    if "numerics" in frame.columns:  # the fingerprint's key: one comparable string per row
+        frame["numerics"] = [fp.get("key") if isinstance(fp, dict) else None for fp in frame["numerics"]]
     if chains is not None:
         costs = chain_costs(chains).rename(index=os.path.normpath)
         wanted = [os.path.normpath(p) for p in paths]
