@@ -2,25 +2,36 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import itertools
 import math
 import os
+import random
 import re
 import signal
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
+from conftest import write_tiny_cifar10
+from PIL import Image
 from torch import nn
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import DataLoader, Dataset, TensorDataset
 
 import pfs.progress
 import pfs.train
-from pfs.catalog import DATASETS
-from pfs.data import TensorImageDataset, make_loader, make_transform
+from pfs.catalog import DATASETS, dataset_info
+from pfs.data import DataSettings, TensorImageDataset, make_loader, make_transform, training_loaders, training_sets
 from pfs.device_data import DeviceBatches
+from pfs.distributed import Dist
 from pfs.errors import PfsError
+from pfs.imagenet import prepare_lists
 from pfs.io import load_artifact
 from pfs.models import build_model
 from pfs.train import Preempted, TrainConfig, budget_epochs, decay_groups, evaluate, train_from_scratch
@@ -344,6 +355,20 @@ def test_a_file_of_another_kind_at_the_checkpoint_path_is_refused(tmp_path):
         _train_linear(tmp_path, TrainConfig(epochs=1), epochs=1)
 
 
+def _signalling_progress(send: Callable[[], None]):
+    """pfs.train.progress that calls ``send`` (which signals the job) when the second batch of epoch 2 is loaded,
+    for monkeypatching."""
+    real_progress = pfs.train.progress
+
+    def signalling(iterable, desc, **kwargs):
+        for i, item in enumerate(real_progress(iterable, desc, **kwargs)):
+            if desc.startswith("train 2/") and i == 1:
+                send()
+            yield item
+
+    return signalling
+
+
 @pytest.mark.parametrize("on_device", [False, True], ids=["dataloader", "device_data"])
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGUSR1])
 def test_signal_mid_epoch_saves_a_checkpoint_that_resumes_bitwise(tmp_path, monkeypatch, signum, on_device):
@@ -354,16 +379,8 @@ def test_signal_mid_epoch_saves_a_checkpoint_that_resumes_bitwise(tmp_path, monk
     run_a = _resnet(0)
     a = train_from_scratch(run_a, train_loader, test_loader, cfg, 3, 7, CPU, tmp_path / "a.pt", "job")
 
-    real_progress = pfs.train.progress
-
-    def signal_at_second_batch_of_epoch_2(iterable, desc, **kwargs):
-        for i, item in enumerate(real_progress(iterable, desc, **kwargs)):
-            if desc.startswith("train 2/") and i == 1:
-                os.kill(os.getpid(), signum)
-            yield item
-
     with monkeypatch.context() as patch:
-        patch.setattr(pfs.train, "progress", signal_at_second_batch_of_epoch_2)
+        patch.setattr(pfs.train, "progress", _signalling_progress(lambda: os.kill(os.getpid(), signum)))
         with pytest.raises(Preempted, match=f"signal {int(signum)} in epoch 2 after batch 2"):
             train_from_scratch(_resnet(0), train_loader, test_loader, cfg, 3, 7, CPU, tmp_path / "b.pt", "job")
     ckpt = load_artifact(tmp_path / "b.pt", "pfs.checkpoint")
@@ -373,6 +390,141 @@ def test_signal_mid_epoch_saves_a_checkpoint_that_resumes_bitwise(tmp_path, monk
     run_b = _resnet(99)  # everything must come from the checkpoint
     b = train_from_scratch(run_b, train_loader, test_loader, cfg, 3, 7, CPU, tmp_path / "b.pt", "job")
     _assert_same_run(run_a, a, run_b, b)
+
+
+# ---------------------------------------------------------------- resume with DataLoader workers
+
+
+def _noise_image_folder(root: Path, classes: int = 3, per_class: int = 4) -> Path:
+    """An ImageNet-style tree ``root/{train,val}/c<k>/<i>.{JPEG,png}`` of small random-noise images (so crops and
+    flips change the pixels)."""
+    rng = np.random.default_rng(0)
+    for split, n in (("train", per_class), ("val", 2)):
+        for k in range(classes):
+            folder = root / split / f"c{k}"
+            folder.mkdir(parents=True)
+            for i in range(n):
+                pixels = rng.integers(0, 256, (20, 24 + 2 * i, 3), dtype=np.uint8)
+                Image.fromarray(pixels).save(folder / f"{i}.{'JPEG' if i % 2 else 'png'}")
+    return root
+
+
+def _data_with_workers(kind: str, tmp_path: Path) -> DataSettings:
+    """Settings of a tiny dataset read by 2 DataLoader workers: CIFAR-10 batch files (20 training images: batches
+    of 8, 8, 4) or an image-folder tree read through its index tables (12 training images: 3 batches of 4)."""
+    if kind == "cifar10":
+        root = write_tiny_cifar10(tmp_path / "cifar", per_batch=4, test_size=8)
+        return DataSettings("cifar10", root=str(root), check_md5=False, num_workers=2)
+    root = _noise_image_folder(tmp_path / "images")
+    lists = prepare_lists(root, tmp_path / "lists")
+    return DataSettings("imagenet", root=str(root), num_workers=2, train_list=str(lists["train"]),
+                        val_list=str(lists["val"]))
+
+
+def _small_cnn(seed: int, num_classes: int) -> nn.Module:
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Conv2d(3, 4, 3, stride=2), nn.BatchNorm2d(4), nn.ReLU(), nn.AdaptiveAvgPool2d(2),
+                         nn.Flatten(), nn.Linear(16, num_classes))
+
+
+def _train_with_workers(data: DataSettings, checkpoint: Path, model_seed: int):
+    """(model, result) of 3 epochs through the loaders a training job makes (image folders: the official colour
+    augmentation too, drawn in the workers)."""
+    images = data.name == "imagenet"
+    cfg = TrainConfig(epochs=3, batch_size=4 if images else 8, eval_batch_size=8, lr=0.05, device_data="never",
+                      color_augment=images)
+    train_set, test_set = training_sets(data, min_scale=0.25, color_augment=images)
+    loaders = training_loaders(train_set, test_set, dataset_info(data.name), cfg, data, CPU, Dist(), seed=7)
+    model = _small_cnn(model_seed, 10 if data.name == "cifar10" else 3)
+    return model, train_from_scratch(model, *loaders, cfg, 3, 7, CPU, checkpoint, "job")
+
+
+def _killed_in_epoch_2(data: dict, checkpoint: str) -> None:
+    """The job of a child process (a session of its own): train until the second batch of epoch 2 is loaded, then
+    SIGKILL the whole job at once, DataLoader workers included (a node failure, a time limit's final kill)."""
+    pfs.train.progress = _signalling_progress(lambda: os.killpg(0, signal.SIGKILL))  # in the child only
+    _train_with_workers(DataSettings(**data), Path(checkpoint), model_seed=0)
+
+
+def _run_killed_job(data: DataSettings, checkpoint: Path) -> None:
+    """Run _killed_in_epoch_2 in a new interpreter (a job forks its workers from a clean process)."""
+    code = f"import test_train; test_train._killed_in_epoch_2({dataclasses.asdict(data)!r}, {str(checkpoint)!r})"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")])}
+    child = subprocess.run([sys.executable, "-c", code], env=env, start_new_session=True, capture_output=True,
+                           text=True, timeout=120)
+    assert child.returncode == -signal.SIGKILL, child.stderr[-3000:]
+
+
+@pytest.mark.parametrize("signum", [signal.SIGKILL, signal.SIGTERM], ids=["SIGKILL", "SIGTERM"])
+@pytest.mark.parametrize("kind", ["cifar10", "image_folder"])
+def test_a_job_with_loader_workers_stopped_mid_epoch_resumes_bitwise(tmp_path, monkeypatch, kind, signum):
+    """A job reading through 2 DataLoader workers, killed (SIGKILL, in a child process: back to the end of epoch 1)
+    or preempted (SIGTERM: a checkpoint after batch 2 of epoch 2) mid-epoch, resumes with new workers and ends
+    exactly like an uninterrupted run: every epoch's shuffling and augmentation follow (seed, epoch) alone."""
+    data = _data_with_workers(kind, tmp_path)
+    if signum == signal.SIGKILL:
+        _run_killed_job(data, tmp_path / "b.pt")
+    else:
+        with monkeypatch.context() as patch:
+            patch.setattr(pfs.train, "progress", _signalling_progress(lambda: os.kill(os.getpid(), signum)))
+            with pytest.raises(Preempted, match="in epoch 2 after batch 2"):
+                _train_with_workers(data, tmp_path / "b.pt", model_seed=0)
+    ckpt = load_artifact(tmp_path / "b.pt", "pfs.checkpoint")
+    assert (ckpt["epoch"], ckpt["partial"]["batch"]) == (1, 0 if signum == signal.SIGKILL else 2)
+
+    run_a, a = _train_with_workers(data, tmp_path / "a.pt", model_seed=0)
+    run_b, b = _train_with_workers(data, tmp_path / "b.pt", model_seed=99)  # all must come from the checkpoint
+    _assert_same_run(run_a, a, run_b, b)
+
+
+class _WorkerDraws(Dataset):
+    """Item i: i, what the loading worker's torch, numpy and ``random`` generators draw next, and the worker's id."""
+
+    def __len__(self) -> int:
+        return 12
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        worker = torch.utils.data.get_worker_info()
+        return torch.tensor([i, torch.rand(()).item(), np.random.rand(), random.random(), worker.id],
+                            dtype=torch.float64)
+
+
+def _draws_in_last_epoch(epochs: list[int], world_size: int = 1, fresh: bool = True) -> torch.Tensor:
+    """The items rank 0's training loader (2 workers) gives in the last of ``epochs``, each epoch seeded as the
+    training loop seeds it; ``fresh`` false: a loader that keeps its workers between epochs instead."""
+    cfg, data = TrainConfig(batch_size=2 * world_size, device_data="never"), DataSettings("cifar10", num_workers=2)
+    loader, _ = training_loaders(_WorkerDraws(), _WorkerDraws(), dataset_info("cifar10"), cfg, data, CPU,
+                                 Dist(0, world_size), seed=7)
+    if not fresh:
+        loader = make_loader(_WorkerDraws(), 2, True, 2, CPU)
+    for epoch in epochs:
+        pfs.train._seed_epoch(loader, 7, epoch)
+        draws = torch.cat(list(loader))
+    return draws
+
+
+@pytest.mark.parametrize("world_size", [1, 2])
+def test_what_a_training_worker_draws_in_an_epoch_does_not_depend_on_the_epochs_before(world_size):
+    """Epoch 3 of the training loader: its samples, their order and each worker's torch, numpy and random draws
+    are the same after epochs 1 and 2 ran in the same loader as in a new loader that starts at epoch 3 (a resumed
+    run), for a plain shuffle and for rank 0's DistributedSampler shard."""
+    resumed = _draws_in_last_epoch([3], world_size)
+    assert torch.equal(_draws_in_last_epoch([1, 2, 3], world_size), resumed)
+    assert resumed[:, 4].tolist() == [(k // 2) % 2 for k in range(len(resumed))]  # batches of 2 to workers 0, 1, 0..
+    by_worker = [resumed[resumed[:, 4] == w, 1:4] for w in (0, 1)]
+    assert not (by_worker[0][:2] == by_worker[1][:2]).any()  # the workers' generators differ
+    assert not (_draws_in_last_epoch([2], world_size)[:, 1:4] == resumed[:, 1:4]).any()  # and differ by epoch
+    # workers kept between epochs carry epoch 2's state into epoch 3: what a training loader must not do
+    assert not torch.equal(_draws_in_last_epoch([1, 2, 3], fresh=False), _draws_in_last_epoch([3], fresh=False))
+
+
+def test_a_training_loader_that_keeps_its_workers_between_epochs_is_refused(tmp_path):
+    train, test = _image_sets()
+    kept = DataLoader(train, batch_size=8, num_workers=1, persistent_workers=True)
+    with pytest.raises(PfsError, match=r"keeps its workers between epochs .* fresh_workers=True"):
+        train_from_scratch(_linear(), kept, make_loader(test, 8, False, 0, CPU), TrainConfig(epochs=1), 1, 0, CPU,
+                           tmp_path / "c.pt", "k")
+    assert not (tmp_path / "c.pt").exists()
 
 
 def test_train_config_refuses_an_unknown_device_data_mode():

@@ -182,10 +182,17 @@ class TensorImageDataset(Dataset):
 
 
 def make_loader(dataset: Dataset, batch_size: int, train: bool, num_workers: int, device: torch.device,
-                rank: int = 0, world_size: int = 1, seed: int = 0) -> DataLoader:
+                rank: int = 0, world_size: int = 1, seed: int = 0, fresh_workers: bool = False) -> DataLoader:
     """A loader of ``batch_size`` per process; with ``world_size`` > 1 each rank reads its own shard (training:
     a DistributedSampler shuffled by the run's ``seed``; evaluation: every world_size-th image, so sums over ranks
-    count each image once)."""
+    count each image once).
+
+    ``fresh_workers``: start the ``num_workers`` workers anew at every pass (epoch) instead of keeping them. A
+    worker's torch, numpy and ``random`` generators are seeded when it starts, from torch's global generator in
+    this process and the worker's id; kept workers would draw epoch e's augmentation from whatever epoch e - 1 left
+    them, so a run resumed at epoch e would draw other crops. Fresh workers follow the seed the training loop sets
+    before each epoch (pfs.train), at the cost of one worker start-up per epoch (~80 ms for 2 workers on CPU).
+    """
     sampler = None
     if world_size > 1 and train:  # shuffled per epoch through sampler.set_epoch (the training loop calls it)
         # epoch e shuffles with seed * 100_003 + e (the training loop's per-epoch seed): no two seeds share an order
@@ -201,7 +208,7 @@ def make_loader(dataset: Dataset, batch_size: int, train: bool, num_workers: int
         sampler=sampler,
         num_workers=num_workers,
         pin_memory=device.type == "cuda",
-        persistent_workers=num_workers > 0,
+        persistent_workers=num_workers > 0 and not fresh_workers,
     )
 
 
@@ -269,7 +276,8 @@ def training_loaders(train_set, test_set, info, cfg: TrainConfig, data: DataSett
                      dist: Dist, seed: int):
     """(train, test) batch iterables: on-device batches (pfs.device_data) or DataLoaders, sharded under torchrun.
     ``train.batch_size`` is global: each of the ``world_size`` processes takes its share; the shards' order
-    follows the run's ``seed``."""
+    follows the run's ``seed``. Training workers start anew at each epoch (make_loader's ``fresh_workers``), so a
+    resumed run draws each epoch's augmentation as an uninterrupted one does."""
     batch = cfg.batch_size // dist.world_size
     shard = {"rank": dist.rank, "world_size": dist.world_size}
     if uses_device_data(cfg.device_data, data.name, device):
@@ -279,5 +287,5 @@ def training_loaders(train_set, test_set, info, cfg: TrainConfig, data: DataSett
         return tuple(DeviceBatches(ds.images, ds.labels, info, train, size, device, channels_last=channels_last,
                                    **shard)
                      for ds, train, size in ((train_set, True, batch), (test_set, False, cfg.eval_batch_size)))
-    return (make_loader(train_set, batch, True, data.num_workers, device, **shard, seed=seed),
+    return (make_loader(train_set, batch, True, data.num_workers, device, **shard, seed=seed, fresh_workers=True),
             make_loader(test_set, cfg.eval_batch_size, False, data.num_workers, device, **shard))

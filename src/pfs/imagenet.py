@@ -242,8 +242,9 @@ LIGHTING_STD = 0.1  # official alphastd: std of each component's random weight
 class Lighting:
     """PCA lighting noise on a float RGB image (C x H x W, values in [0, 1]): adds the same offset
     ``eigvec @ (alpha * eigval)``, ``alpha ~ N(0, alphastd^2)`` per component, to every pixel, then clips to [0, 1]
-    (the official code clips too). ``alpha`` comes from torch's global generator (in a DataLoader worker, the
-    worker's, seeded from it) like the crop and flip, so a run is as reproducible as the rest of its augmentation.
+    (the official code clips too). ``alpha`` comes from torch's global generator (in a training DataLoader worker,
+    the worker's, seeded at each epoch from the run's seed, the epoch and the worker's id) like the crop, the colour
+    jitter and the flip, so a run, resumed or not, is as reproducible as the rest of its augmentation.
 
     The official code adds the offset to 0..255 uint8 pixels, where it is 1/255 of this size and the cast back to
     uint8 floors it to a 0 or -1 step; here it has the scale its eigenvalues were computed for."""

@@ -278,10 +278,22 @@ def _resume(checkpoint: Path, key: str, model: nn.Module, optimizer, scheduler) 
 
 
 def _seed_epoch(train_loader: DataLoader, seed: int, epoch: int) -> None:
-    """Seed the shuffling and augmentation of ``epoch`` from (seed, epoch) alone, so a resumed run draws the same."""
+    """Seed the shuffling and augmentation of ``epoch`` from (seed, epoch) alone, so a resumed run draws the same.
+
+    The global generator seeded here also seeds the loader's workers (torch, numpy, ``random``: from it and the
+    worker's id) when they start, which a training loader does at every epoch (_check_fresh_workers)."""
     torch.manual_seed(seed * 100_003 + epoch)
     if isinstance(getattr(train_loader, "sampler", None), DistributedSampler):
         train_loader.sampler.set_epoch(epoch)
+
+
+def _check_fresh_workers(train_loader) -> None:
+    """Refuse a training DataLoader whose workers outlive an epoch: they would draw epoch e's augmentation from the
+    state epoch e - 1 left them, so a run resumed at epoch e (new workers) would draw other crops and flips."""
+    if isinstance(train_loader, DataLoader) and train_loader.num_workers > 0 and train_loader.persistent_workers:
+        raise PfsError("the training DataLoader keeps its workers between epochs (persistent_workers=True), so a "
+                       "resumed run would not draw the augmentation an uninterrupted one draws; make it with "
+                       "pfs.data.make_loader(..., fresh_workers=True)")
 
 
 def _metrics(history: pd.DataFrame, epochs: int, elapsed: float) -> dict:
@@ -318,12 +330,13 @@ def train_from_scratch(model: nn.Module, train_loader: DataLoader, test_loader: 
                        stream: TextIO | None = None, dist: Dist | None = None) -> TrainResult:
     """Train ``model`` for ``epochs``, checkpointing every epoch to ``checkpoint`` and resuming from it.
 
-    Each epoch's randomness (shuffling, augmentation) is seeded from (seed, epoch), so a resumed run is
-    bitwise identical to an uninterrupted one on CPU. SIGTERM/SIGUSR1 save a mid-epoch checkpoint and raise
-    Preempted; the next run continues from that batch. Under torchrun (``dist``) the model is wrapped in
+    Each epoch's randomness (shuffling, augmentation, in DataLoader workers too) is seeded from (seed, epoch), so
+    a resumed run is bitwise identical to an uninterrupted one on CPU. SIGTERM/SIGUSR1 save a mid-epoch checkpoint
+    and raise Preempted; the next run continues from that batch. Under torchrun (``dist``) the model is wrapped in
     DistributedDataParallel, statistics are summed over ranks and only rank 0 writes the checkpoint.
     """
     dist = dist or Dist()
+    _check_fresh_workers(train_loader)
     net = _place_model(model, cfg, device, dist)
     optimizer = OPTIMIZERS[cfg.optimizer](decay_groups(model, cfg), cfg)
     scheduler = SCHEDULERS[cfg.scheduler](optimizer, cfg, epochs)
