@@ -74,19 +74,18 @@ def apply(mode: str, threads: int) -> None:
     os.environ[MODE_ENV], os.environ[THREADS_ENV] = mode, str(threads)
     import torch
 
-    torch.set_num_threads(threads)
-    if mode != "pinned":
-        return
-    torch.backends.mkldnn.enabled = False
-    torch.use_deterministic_algorithms(True, warn_only=True)
-    torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
-    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
-    capability = torch.backends.cpu.get_cpu_capability()
-    if capability != PINNED_CPU_CAPABILITY:
+    capability = torch.backends.cpu.get_cpu_capability()  # ATen fixes it at its first use, reading the variable
+    if mode == "pinned" and capability != PINNED_CPU_CAPABILITY:
         why = ("this CPU has no AVX2" if "avx2" not in cpu_flags() and platform.machine() == "x86_64" else
                f"torch ran an operation before pfs.numerics.apply, so its kernels stay {capability}")
         raise PfsError(f"numerics.mode pinned needs ATen's AVX2 kernels, but {why}; set numerics.mode: native "
                        "(results then match only runs on the same CPU kind)")
+    torch.set_num_threads(threads)
+    if mode == "pinned":
+        torch.backends.mkldnn.enabled = False
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
 
 
 def apply_from_env() -> None:
@@ -130,7 +129,8 @@ def _library_versions() -> dict[str, str]:
     mkl = re.search(r"Math Kernel Library Version (\S+)", shown)
     dnnl = re.search(r"MKL-DNN v(\S+)", shown)
     cudnn = torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None
-    return {"torch": torch.__version__, "mkl": mkl.group(1) if mkl else "", "onednn": dnnl.group(1) if dnnl else "",
+    return {"torch": str(torch.__version__),  # a TorchVersion: torch.load(weights_only=True) refuses that class
+            "mkl": mkl.group(1) if mkl else "", "onednn": dnnl.group(1) if dnnl else "",
             "cuda": torch.version.cuda or "", "cudnn": str(cudnn or "")}
 
 
