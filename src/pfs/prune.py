@@ -10,8 +10,10 @@ few more channels just above the threshold, weakest first, skipping any whose re
 number of dropped channels that outscore a kept one is reported (``out_of_order``, in channels.yaml).
 
 Clamped gates tie: many are exactly 0 (and 1), so the threshold often falls inside a block of equal scores.
-Those ties are broken by a permutation seeded from the run's seed, not by position (a stable sort would keep the
-earliest layers' channels every time), and how many kept channels the tie decided is reported (``PruneResult``).
+Those ties are broken by permutations seeded from the run's seed, not by position (a stable sort would keep the
+earliest layers' channels every time): one draws each group's forced minimum-width channels among its tied
+strongest ones, another orders the remaining channels, so every tied channel beyond the forced ones is kept as
+often whatever its layer. How many kept channels the tie decided is reported (``PruneResult``).
 """
 
 from __future__ import annotations
@@ -63,26 +65,36 @@ def gate_scores(gates: list[torch.Tensor]) -> torch.Tensor:
     return torch.cat([g.detach().float().abs().flatten() for g in gates])
 
 
+def _by_score(channels: torch.Tensor, scores: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """``channels`` by descending score, exactly equal scores in a random order drawn from ``generator``."""
+    shuffled = channels[torch.randperm(len(channels), generator=generator)]
+    return shuffled[torch.sort(scores[shuffled], descending=True, stable=True).indices]  # stable: ties stay shuffled
+
+
 def keep_order(gates: list[torch.Tensor], min_width: int, *, seed: int) -> tuple[torch.Tensor, torch.Tensor, int]:
     """Global channel order in which channels are kept, and each channel's group.
 
     The ``min_width`` strongest channels of every group come first (so no group ever drops below it), then all
-    others by descending score. Channels of exactly equal score (within a group and globally) are ordered by a
-    permutation seeded from ``seed``, the run's seed: no layer wins ties for its position, the same seed gives
-    the same order, and distinct scores keep their order whatever the seed.
+    others by descending score. Channels of exactly equal score are ordered by permutations seeded from ``seed``,
+    the run's seed: no layer wins ties for its position, the same seed gives the same order, and distinct scores
+    keep their order whatever the seed. Two independent permutations: the first picks each group's forced
+    channels among its tied strongest ones, the second orders the other channels. With one permutation for both,
+    a group's forced channel would be the first of its tied channels in that permutation, leaving its other tied
+    channels behind the rest (a narrow group with few tied channels more so): its tied channels would be kept less
+    often than a wide group's.
     Returns (order, group_of_channel, number_of_forced_channels).
     """
     scores = gate_scores(gates)
     group_of = torch.cat([torch.full((g.numel(),), i, dtype=torch.long) for i, g in enumerate(gates)])
-    perm = torch.randperm(len(scores), generator=torch.Generator().manual_seed(seed))
-    ranked = perm[torch.sort(scores[perm], descending=True, stable=True).indices]  # stable: ties keep perm's order
-    rank_in_group = torch.zeros_like(group_of)
-    seen = torch.zeros(len(gates), dtype=torch.long)
-    for idx in ranked.tolist():  # position of each channel within its group's ranking
-        rank_in_group[idx] = seen[group_of[idx]]
-        seen[group_of[idx]] += 1
-    forced = rank_in_group[ranked] < min_width
-    order = torch.cat([ranked[forced], ranked[~forced]])
+    generator = torch.Generator().manual_seed(seed)
+    ranked = _by_score(torch.arange(len(scores)), scores, generator)
+    groups = group_of[ranked]
+    by_group = torch.sort(groups, stable=True).indices  # positions in ranked, group by group, each in ranked order
+    counts = torch.bincount(groups, minlength=len(gates))
+    rank_in_group = torch.empty_like(groups)  # each ranked channel's position within its group's ranking
+    rank_in_group[by_group] = torch.arange(len(groups)) - (torch.cumsum(counts, 0) - counts)[groups[by_group]]
+    forced = rank_in_group < min_width
+    order = torch.cat([ranked[forced], _by_score(ranked[~forced], scores, generator)])
     return order, group_of, int(forced.sum())
 
 
