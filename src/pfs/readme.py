@@ -138,8 +138,8 @@ def results_table(table: pd.DataFrame) -> list[str]:
         previous = identity
         cells = [label, _macs(row.macs), _params(row.params), _top1(row)]
         if gated:
-            met = _flag(row.target_met)
-            cells.append("" if met is None else ("yes" if met else "NO"))
+            met, near = _flag(row.target_met), _flag(getattr(row, "gates_near_chance", None))  # pfs.tables
+            cells.append("" if met is None else ("yes" if met else "NO") + (", near chance" if near else ""))
         lines.append("| " + " | ".join(cells) + " |")
     return lines
 
