@@ -16,9 +16,12 @@ from pfs.errors import PfsError
 from pfs.gates import (
     GateConfig,
     above_chance,
+    chance_line,
     eval_line,
     evaluation_count,
+    held_out_size,
     learn_gates,
+    near_chance,
     nonzero_fraction,
     select_evaluation,
     sparsity_loss,
@@ -209,6 +212,16 @@ def test_gate_config_is_validated(kwargs, message):
                                                (0.9, 8, True)])
 def test_above_chance_needs_three_binomial_standard_deviations(top1, n, expected):
     assert above_chance(top1, n, num_classes=10) is expected
+
+
+def test_a_gates_files_kept_gates_are_near_chance_below_the_line_the_learn_gates_warning_uses():
+    # the default config's seed 1: 13.67% on 300 held-out CIFAR-10 images, under the 15.2% chance rarely exceeds
+    assert chance_line(300, 10) == pytest.approx(0.1520, abs=1e-4)
+    doc = {"val_top1": 0.1367, "val_indices": torch.arange(300), "num_classes": 10}
+    assert held_out_size(doc) == (300, 10) and near_chance(doc) is True
+    assert near_chance({**doc, "val_top1": 0.16}) is False
+    assert near_chance({**doc, "val_indices": torch.arange(5000)}) is False  # the line is 11.3% on 5,000 images
+    assert held_out_size({"num_classes": 10}) is None and near_chance({"num_classes": 10}) is None  # random gates
 
 
 # --- the evaluation line (pfs.progress.Eta for the timing) -------------------------------------------------------

@@ -90,8 +90,8 @@ def test_accuracy_plot_is_written_with_and_without_references(tmp_path):
         assert (tmp_path / name).read_bytes()[:4] == b"\x89PNG"
 
 
-def _history(path, nonzero: list[float], sparsity: float | None = 0.5):
-    rows = [{"eval": i + 1, "epoch": i + 1, "step": 10 * (i + 1), "val_top1": 0.2, "mean_gate": 0.5,
+def _history(path, nonzero: list[float], sparsity: float | None = 0.5, top1: float = 0.2):
+    rows = [{"eval": i + 1, "epoch": i + 1, "step": 10 * (i + 1), "val_top1": top1, "mean_gate": 0.5,
              "nonzero_fraction": nz} for i, nz in enumerate(nonzero)]
     frame = pd.DataFrame(rows)
     if sparsity is not None:  # histories written before the target was recorded lack these two columns
@@ -104,18 +104,20 @@ def _history(path, nonzero: list[float], sparsity: float | None = 0.5):
     return str(path)
 
 
-def _gates(path, seed: int, sparsity: float = 0.5) -> str:
-    """A gates.pt carrying only the identity fields the labels read."""
+def _gates(path, seed: int, sparsity: float = 0.5, held_out: int | None = None) -> str:
+    """A gates.pt carrying only the identity fields the labels read (and, with ``held_out``, the held-out images
+    and classes its gates were evaluated on)."""
+    extra = {} if held_out is None else {"val_indices": list(range(held_out)), "num_classes": 10}
     io.save_artifact(path, "pfs.gates", {"arch": "resnet20", "dataset": "cifar10", "expansion": 20,
-                                         "multiplier": 1.0, "sparsity": sparsity, "seed": seed})
+                                         "multiplier": 1.0, "sparsity": sparsity, "seed": seed, **extra})
     return str(path)
 
 
 def test_histories_are_labelled_from_their_gates_files_not_their_paths(tmp_path):
-    gates = [_gates(tmp_path / "a.pt", 0), _gates(tmp_path / "b.pt", 3, sparsity=0.25)]
+    gates = [_gates(tmp_path / "a.pt", 0), _gates(tmp_path / "b.pt", 3, sparsity=0.25, held_out=300)]
     histories = [_history(tmp_path / "x.csv", [0.9]), _history(tmp_path / "y" / "z.csv", [0.9])]
-    assert labelled_histories(gates, histories) == [("resnet20 e20 m1 r0.5 seed0", histories[0]),
-                                                    ("resnet20 e20 m1 r0.25 seed3", histories[1])]
+    assert labelled_histories(gates, histories) == [("resnet20 e20 m1 r0.5 seed0", histories[0], None),
+                                                    ("resnet20 e20 m1 r0.25 seed3", histories[1], (300, 10))]
     with pytest.raises(ValueError, match="2 gate-learning histories for 1 gates files"):
         labelled_histories(gates[:1], histories)
 
@@ -136,6 +138,48 @@ def test_gate_learning_plot_draws_the_target_and_marks_runs_that_missed_it(tmp_p
     assert [line.get_ydata()[0] for line in axes[2].lines if line.get_linestyle() == "--"] == [0.5]
     markers = [line.get_marker() for line in axes[2].lines if line.get_linestyle() == "None"]
     assert markers == ["*", "X", "*"]
+
+
+def test_gate_learning_plot_draws_the_chance_line_and_marks_kept_gates_near_chance(tmp_path, monkeypatch):
+    from pfs import plots
+
+    figures = []
+    monkeypatch.setattr(plots, "_save", lambda fig, out: figures.append(fig))
+    # 300 held-out CIFAR-10 images: clearly above chance means above 10% + 3 sd = 15.2% (pfs.gates.chance_line)
+    near = _history(tmp_path / "run_a.csv", [0.9, 0.4], top1=0.1367)
+    clear = _history(tmp_path / "run_b.csv", [0.9, 0.4], top1=0.40)
+    both = _history(tmp_path / "run_c.csv", [0.9, 0.8], top1=0.1367)
+    unknown = _history(tmp_path / "run_d.csv", [0.9, 0.4], top1=0.1367)  # no held-out size: nothing claimed
+    plots.gate_learning([("near", near, (300, 10)), ("clear", clear, (300, 10)), ("both", both, (300, 10)),
+                         ("unknown", unknown, None)], tmp_path / "gate_learning.png")
+    axes = figures[0].axes
+    labels = [text.get_text() for text in axes[0].get_legend().get_texts()]
+    assert labels == ["near: kept gates near chance (v: held-out top-1 13.67%)", "clear",
+                      "both: target r NOT met (x: fallback kept): kept gates near chance (x: held-out top-1 13.67%)",
+                      "unknown"]
+    dotted = [line.get_ydata()[0] for line in axes[0].lines if line.get_linestyle() == ":"]
+    assert dotted == [pytest.approx(15.196, abs=1e-3)]  # one line: every run held out the same 300 images
+    assert any("clearly above chance: > 15.2% (300 images, 10 classes)" in t.get_text() for t in axes[0].texts)
+    kept = [(line.get_marker(), line.get_color()) for line in axes[0].lines if line.get_linestyle() == "None"]
+    assert kept == [("v", "r"), ("*", "k"), ("X", "r"), ("*", "k")]
+
+
+def test_accuracy_plot_rings_the_rows_whose_kept_gates_are_near_chance(tmp_path, monkeypatch):
+    from pfs import plots
+
+    figures = []
+    monkeypatch.setattr(plots, "_save", lambda fig, out: figures.append(fig))
+    table = _table().assign(gates_near_chance=[None, True, False])
+    table.to_csv(tmp_path / "table.csv", index=False)  # as plot_results reads it: True, False or empty
+    plots.accuracy_vs_macs(pd.read_csv(tmp_path / "table.csv"), tmp_path / "a.png")
+    resnet, vgg = figures[0].axes
+    rings = [line for line in resnet.lines if line.get_markeredgecolor() == "red"]
+    assert len(rings) == 1 and rings[0].get_ydata()[0] == pytest.approx(93.5)  # the pfs row at 93.5%
+    assert [t.get_text() for t in resnet.texts] == ["gates near chance"]
+    assert "kept gates near chance (red ring)" in [t.get_text() for t in resnet.get_legend().get_texts()]
+    assert not [line for line in vgg.lines if line.get_markeredgecolor() == "red"] and not vgg.texts
+    plots.accuracy_vs_macs(_table(), tmp_path / "b.png")  # a table without the column: no ring
+    assert not [line for line in figures[1].axes[0].lines if line.get_markeredgecolor() == "red"]
 
 
 # --- what a reader sees: error bars, % everywhere, side-by-side points, small multiples, the expansion ---------

@@ -54,6 +54,22 @@ def test_learned_gates_prune_to_method_pfs(tmp_path):
     assert yaml.safe_load((tmp_path / "channels.yaml").read_text())["method"] == "pfs"
 
 
+@pytest.mark.parametrize(("val_top1", "near"), [(0.1367, True), (0.60, False)])
+def test_channels_yaml_says_whether_the_learned_gates_it_was_pruned_from_are_near_chance(tmp_path, val_top1, near):
+    exp = Experiment("cifar10", "resnet20", seed=1, expansion=16)
+    widths = default_widths("resnet20", 16)
+    io.save_artifact(tmp_path / "gates.pt", "pfs.gates", {
+        "arch": "resnet20", "dataset": "cifar10", "expansion": 16, "multiplier": 1.0, "widths": widths,
+        "gates": random_gates(widths, 0), "num_classes": 10, "target_met": True, "nonzero_fraction": 0.5,
+        "val_top1": val_top1, "val_indices": torch.arange(300)})  # 300 held-out images: chance line 15.2%
+    stage_prune(exp, str(tmp_path / "gates.pt"), 0.3, PRUNE, str(tmp_path / "channels.yaml"))
+    doc = yaml.safe_load((tmp_path / "channels.yaml").read_text())
+    assert (doc["target_met"], doc["gates_val_top1"], doc["gates_near_chance"]) == (True, val_top1, near)
+    stage_random_gates(exp, 10, str(tmp_path / "random.pt"))  # no held-out evaluation: nothing recorded
+    stage_prune(exp, str(tmp_path / "random.pt"), 0.3, PRUNE, str(tmp_path / "random.yaml"))
+    assert "gates_near_chance" not in yaml.safe_load((tmp_path / "random.yaml").read_text())
+
+
 @pytest.mark.parametrize("seed", [0, 1])
 def test_random_gates_files_are_byte_identical_for_a_seed(tmp_path, seed):
     exp = Experiment("cifar10", "vgg16_bn", seed=seed, expansion=64)

@@ -66,6 +66,43 @@ def test_target_met_holds_only_when_every_seed_met_it_and_is_empty_without_learn
     assert "| **no** (non-zero 0.24) |" in text and text.count("| yes |") == 1
 
 
+def _gated(seed, top1, ratio=0.5, met=True, val_top1=0.41, near=False):
+    """A pfs run whose channels.yaml recorded the gate report (pfs.artifacts.GATE_REPORT)."""
+    return {**_run("pfs", seed, top1, ratio=ratio), "target_met": met, "gates_nonzero_fraction": 0.18 if met else 0.96,
+            "gates_val_top1": val_top1, "gates_near_chance": near}
+
+
+def test_gates_near_chance_in_some_seed_are_shown_in_every_table_beside_the_target(tmp_path):
+    from pfs.report_html import results_frame
+    from pfs.tables import NEAR_CHANCE_NOTE
+
+    rows = [_run("full", 0, 0.94), _gated(0, 0.93, val_top1=0.1367, near=True), _gated(1, 0.93),
+            _gated(0, 0.90, ratio=0.7), _gated(0, 0.91, ratio=0.3, met=False, val_top1=0.12, near=True)]
+    summary = _summary(rows)
+    summary.to_csv(tmp_path / "summary.csv", index=False)  # as summarize writes it and a later reader reads it
+    for frame in (summary, pd.read_csv(tmp_path / "summary.csv")):
+        table = seed_table(frame)
+        full, missed, near, clear = (table.iloc[i] for i in range(4))  # ratios 0.3, 0.5 (two seeds), 0.7
+        assert pd.isna(full["gates_near_chance"]) and pd.isna(full["gates_val_top1_min"])
+        assert (near["n"], near["gates_near_chance"], near["gates_val_top1_min"]) == (2, True, 0.1367)
+        assert (clear["gates_near_chance"], missed["gates_near_chance"]) == (False, True)
+    text = to_markdown(table)
+    assert "| yes, **near chance** (lowest held-out top-1 of the seeds 13.67%) |" in text
+    assert "| **no** (non-zero 0.96), **near chance** (held-out top-1 12.00%) |" in text
+    assert text.count("| yes |") == 1 and NEAR_CHANCE_NOTE in text
+    cells = results_frame(table)["gates at target"].tolist()  # table.html
+    assert cells == ["", "no (non-zero 0.96), near chance (held-out top-1 12.00%)",
+                     "yes, near chance (lowest held-out top-1 of the seeds 13.67%)", "yes"]
+    clear_only = seed_table(_summary([_gated(0, 0.93)]))
+    assert NEAR_CHANCE_NOTE not in to_markdown(clear_only) and "| yes |" in to_markdown(clear_only)
+
+
+def test_a_summary_written_before_the_near_chance_status_was_recorded_still_gives_the_tables():
+    rows = [{**_run("pfs", 0, 0.93), "target_met": True, "gates_nonzero_fraction": 0.18}]
+    table = seed_table(pd.DataFrame(rows))  # no gates_val_top1 nor gates_near_chance column
+    assert pd.isna(table.loc[0, "gates_near_chance"]) and "| yes |" in to_markdown(table)
+
+
 def _imagenet(method, top1, classes, ratio=0.5):
     return {**_run(method, 0, top1, ratio=ratio, arch="mobilenet_v2"), "dataset": "imagenet", "num_classes": classes}
 

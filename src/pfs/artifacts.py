@@ -12,13 +12,16 @@ from pfs import io
 from pfs.catalog import dataset_info
 from pfs.errors import PfsError
 from pfs.experiment import Experiment
+from pfs.gates import near_chance
 from pfs.macs import network_cost
 from pfs.models import default_widths
 
 if TYPE_CHECKING:
     from pfs.prune import PruneConfig
 
-GATE_REPORT = ("target_met", "gates_nonzero_fraction")  # what channels.yaml, metrics.json and the tables carry
+# what channels.yaml, metrics.json and the tables carry about learned gates: did gate learning reach r, the kept
+# gates' non-zero fraction, their held-out top-1, and whether that is near chance (pfs.gates.near_chance)
+GATE_REPORT = ("target_met", "gates_nonzero_fraction", "gates_val_top1", "gates_near_chance")
 CHANNELS_FIELDS = (  # channels.yaml's keys in the order written; each pruning stage writes those it has
     "kind", "format_version", "method", "arch", "dataset", "expansion", "multiplier", "num_classes", "widths",
     "full_widths", "target_ratio", "achieved_ratio", "width_factor", "macs", "params", "macs_baseline",
@@ -36,7 +39,7 @@ def _identity_fields(exp: Experiment) -> tuple[tuple[str, object], ...]:
 def load_gates(path: str, exp: Experiment) -> tuple[list[torch.Tensor], int, str, dict]:
     """The gates of ``path`` (checked against ``exp``), the number of classes they were learned on, their method
     (pfs: learned; random: the ablation's random draw), and, for learned gates, whether gate learning met its
-    target and the kept gates' non-zero fraction (GATE_REPORT)."""
+    target, the kept gates' non-zero fraction, their held-out top-1 and whether it is near chance (GATE_REPORT)."""
     data = io.load_artifact(path, "pfs.gates")
     for key, want in _identity_fields(exp):
         io.check_field(path, data, key, want)
@@ -45,7 +48,8 @@ def load_gates(path: str, exp: Experiment) -> tuple[list[torch.Tensor], int, str
     if got != want:
         raise PfsError(f"{path}: gate sizes {got} do not match {exp.arch} at expansion {exp.width} ({want})")
     method = str(data.get("method", "pfs"))
-    report = {"target_met": data.get("target_met"), "gates_nonzero_fraction": data.get("nonzero_fraction")}
+    report = {"target_met": data.get("target_met"), "gates_nonzero_fraction": data.get("nonzero_fraction"),
+              "gates_val_top1": data.get("val_top1"), "gates_near_chance": near_chance(data)}
     return (list(data["gates"]), int(data.get("num_classes", dataset_info(exp.dataset).num_classes)), method,
             report if method == "pfs" else {})
 

@@ -22,6 +22,7 @@ from pfs import io  # noqa: E402
 from pfs.cost import in_unit, scale  # noqa: E402
 from pfs.data import DIGITS_TEST_SIZE  # noqa: E402
 from pfs.errors import PfsError  # noqa: E402
+from pfs.gates import above_chance, chance_line, held_out_size  # noqa: E402
 from pfs.references import comparable_rows  # noqa: E402
 from pfs.tables import METHOD_ORDER, SCHEDULE_NAMES, SCHEDULE_ORDER  # noqa: E402
 
@@ -98,6 +99,14 @@ def _errorbars(ax, fig, rows: pd.DataFrame, x: pd.Series, xerr: pd.Series | None
             ax.errorbar([x[i]], [100 * rows.at[i, "top1_mean"]], yerr=[100 * rows.at[i, "top1_std"]],
                         xerr=None if xerr is None else [xerr[i]], fmt=marker, color=color, mfc=fill, capsize=3,
                         transform=transform, label=f"{method} {schedule}" if n == 0 else None)
+    near = rows.index[_near_chance(rows)]
+    for n, i in enumerate(near):  # a red ring and a word under each point whose gates barely beat chance
+        y = 100 * rows.at[i, "top1_mean"]
+        transform = offset_copy(ax.transData, fig=fig, x=offsets[i], y=0, units="points")
+        ax.plot([x[i]], [y], "o", markersize=15, mfc="none", mec="red", mew=1.5, transform=transform,
+                label="kept gates near chance (red ring)" if n == 0 else None)
+        ax.annotate("gates near chance", (x[i], y), xytext=(offsets[i], -16), textcoords="offset points",
+                    fontsize=6, color="red", ha="center")
     # a shifted transform keeps matplotlib from autoscaling to these points: give it their extent (bars included)
     for i in rows.index:
         y, dy = 100 * rows.at[i, "top1_mean"], 100 * float(rows.at[i, "top1_std"])
@@ -105,6 +114,14 @@ def _errorbars(ax, fig, rows: pd.DataFrame, x: pd.Series, xerr: pd.Series | None
         ax.update_datalim([(x[i] - dx, y - dy), (x[i] + dx, y + dy)])
     ax.autoscale_view()
     _room_for_offsets(ax, fig, [offsets[i] for *_, i in flat])
+
+
+def _near_chance(rows: pd.DataFrame) -> pd.Series:
+    """Per table row: whether the kept gates of some seed are near chance (table.csv's gates_near_chance, True,
+    False or empty; a table without the column: False)."""
+    if "gates_near_chance" not in rows.columns:
+        return pd.Series(False, index=rows.index)
+    return rows["gates_near_chance"].map(lambda v: not pd.isna(v) and str(v).strip().lower() in ("true", "1", "1.0"))
 
 
 def _room_for_offsets(ax, fig, offsets: Sequence[float]) -> None:
@@ -295,36 +312,57 @@ def gate_histograms(gates_files: list[str], out: str | Path, bins: int = 20) -> 
     return _save(fig, out)
 
 
-def labelled_histories(gates_files: Sequence[str], histories: Sequence[str]) -> list[tuple[str, str]]:
-    """(label, gates_metrics.csv) of each gate-learning run: the history has no identity of its own, so it takes
-    the label of the gates.pt at the same position (one of each per run, in the same order)."""
+def labelled_histories(gates_files: Sequence[str],
+                       histories: Sequence[str]) -> list[tuple[str, str, tuple[int, int] | None]]:
+    """(label, gates_metrics.csv, held-out size) of each gate-learning run: the history has no identity of its own,
+    so it takes the label of the gates.pt at the same position (one of each per run, in the same order), and the
+    (held-out images, classes) its gates were evaluated on (pfs.gates.held_out_size: None where not recorded), which
+    tell whether they beat chance."""
     if len(gates_files) != len(histories):
         raise ValueError(f"{len(histories)} gate-learning histories for {len(gates_files)} gates files; "
                          "pass one of each per run, in the same order")
-    return [(run_label(io.load_artifact(g, "pfs.gates")), str(h)) for g, h in zip(gates_files, histories, strict=True)]
+    docs = [io.load_artifact(g, "pfs.gates") for g in gates_files]
+    return [(run_label(doc), str(h), held_out_size(doc)) for doc, h in zip(docs, histories, strict=True)]
 
 
-def gate_learning(histories: Sequence[tuple[str, str]], out: str | Path) -> Figure:
+def gate_learning(histories: Sequence[tuple[str, str] | tuple[str, str, tuple[int, int] | None]],
+                  out: str | Path) -> Figure:
     """Held-out accuracy (%), mean gate and non-zero fraction at every evaluation of gate learning; ``histories``:
-    a (legend label, gates_metrics.csv) pair per run (see labelled_histories)."""
+    a (legend label, gates_metrics.csv[, (held-out images, classes)]) tuple per run (see labelled_histories). The
+    target r is drawn on the non-zero panel, and where the held-out size is known, the accuracy that is clearly
+    above chance (pfs.gates.chance_line) on the accuracy panel; a run that missed r or whose kept gates are near
+    chance says so in its label and marks its kept evaluation in red."""
     fig, axes = plt.subplots(1, 3, figsize=(15, 3.8))
-    targets = set()
-    for label, path in sorted(histories, key=lambda run: str(run[1]))[:_MAX_PANELS]:
+    targets, chance_lines = set(), set()
+    for label, path, *held_out in sorted(histories, key=lambda run: str(run[1]))[:_MAX_PANELS]:
+        size = held_out[0] if held_out else None
         h = pd.read_csv(path)
         missed = "target_met" in h and not h["target_met"].any()  # no evaluation reached r: the last one is kept
+        kept_top1 = h.loc[h["selected"], "val_top1"]
+        near = size is not None and len(kept_top1) == 1 and not above_chance(float(kept_top1.iloc[0]), *size)
         if missed:
             label += ": target r NOT met (x: fallback kept)"
+        if near:
+            mark = "x" if missed else "v"
+            label += f": kept gates near chance ({mark}: held-out top-1 {100 * kept_top1.iloc[0]:.2f}%)"
+        if size is not None:
+            chance_lines.add((100 * chance_line(*size), *size))
         h["val_top1"] = 100 * h["val_top1"]  # accuracy in %, as in every other plot
+        chosen = h[h["selected"]]
         for ax, column in zip(axes, ("val_top1", "mean_gate", "nonzero_fraction"), strict=True):
             ax.plot(h["step"], h[column], marker="o", label=label)
-            chosen = h[h["selected"]]
-            ax.plot(chosen["step"], chosen[column], "rX" if missed else "k*", markersize=12)
+            ax.plot(chosen["step"], chosen[column], "rX" if missed else ("rv" if near else "k*"), markersize=12)
         if "sparsity" in h:
             targets.add(float(h["sparsity"].iloc[0]))
     for r in sorted(targets):  # kept gates must lie on or below this line
         axes[2].axhline(r, color="grey", linestyle="--", linewidth=1)
         axes[2].annotate(f"target r = {r:g}", (0, r), xycoords=("axes fraction", "data"), fontsize=8,
                          xytext=(4, 3), textcoords="offset points", color="grey")
+    for line, images, classes in sorted(chance_lines):  # kept gates should lie above this line
+        axes[0].axhline(line, color="grey", linestyle=":", linewidth=1)
+        axes[0].annotate(f"clearly above chance: > {line:.1f}% ({images} images, {classes} classes)", (0, line),
+                         xycoords=("axes fraction", "data"), fontsize=8, xytext=(4, 3), textcoords="offset points",
+                         color="grey")
     titles = ("held-out top-1 (%)", "mean gate", "fraction of non-zero gates")
     for ax, title in zip(axes, titles, strict=True):
         ax.set(title=f"{title} (star: kept)", xlabel="gate-learning step")

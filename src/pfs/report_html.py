@@ -12,6 +12,7 @@ import pandas as pd
 from pfs import io
 from pfs.cost import cost_cell
 from pfs.references import comparable_rows
+from pfs.tables import gates_cell
 
 MACS_CONVENTION = ("MACs: multiply-accumulates of the conv and linear layers for one image at the dataset's "
                    "resolution; MACs reduction against the standard-width network of the same architecture.")
@@ -78,15 +79,14 @@ def results_frame(table: pd.DataFrame) -> pd.DataFrame:
     for r in table.itertuples(index=False):
         sparsity = "" if pd.isna(r.sparsity) else f"{r.sparsity:g}"
         classes = "" if pd.isna(r.num_classes) else str(int(r.num_classes))
-        met = "" if pd.isna(r.target_met) else ("yes" if bool(r.target_met) else
-                                                 f"no (non-zero {r.gates_nonzero_fraction:.2f})")
         rows.append({
             "dataset": r.dataset, "classes": classes, "arch": r.arch, "method": r.method, "schedule": r.schedule,
             "expansion": r.expansion, "sparsity r": sparsity, "MACs (M)": _num(r.macs / 1e6),
             "MACs reduction (%)": _pct(r.macs_reduction, 1), "params (k)": _num(r.params / 1e3, "{:.1f}"),
             "top-1 (%) mean ± std": f"{100 * r.top1_mean:.2f} ± {100 * r.top1_std:.2f}", "n seeds": int(r.n),
             "drop vs full (pp)": _pct(r.top1_drop), "top-5 (%)": _pct(r.top5_mean),
-            "best-epoch top-1 (%)": _pct(r.best_top1_mean), "epochs": r.epochs, "gates at target": met,
+            "best-epoch top-1 (%)": _pct(r.best_top1_mean), "epochs": r.epochs,
+            "gates at target": gates_cell(r, emphasis=""),  # with ', near chance (...)' where the kept gates are
             "cost (wall)": cost_cell(r.cost_s_mean, r.cost_s_std, r.shared_s_mean, int(r.n)),
         })
     return pd.DataFrame(rows)

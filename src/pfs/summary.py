@@ -10,16 +10,18 @@ from pfs import io
 from pfs.cost import COST_COLUMNS, chain_costs, grid_total
 from pfs.references import compare, comparison_markdown, load_references
 from pfs.report_html import write_html_tables
-from pfs.tables import cost_note, seed_table, to_markdown
+from pfs.tables import cost_note, near_chance_note, seed_table, to_markdown
 
 # num_classes: what the network was built for (ImageNet: the index's classes), on which references are matched;
-# target_met and gates_nonzero_fraction: learned gates only (did gate learning reach r); cost_s ... shared_with:
-# the compute of the network's whole chain of jobs (pfs.cost), empty without benchmark files; numerics: the key of
+# target_met ... gates_near_chance: learned gates only (did gate learning reach r; the kept gates' non-zero fraction,
+# held-out top-1 and whether that is near chance, pfs.gates.near_chance); cost_s ... shared_with: the compute of the
+# network's whole chain of jobs (pfs.cost), empty without benchmark files; numerics: the key of
 # the numerics fingerprint the training ran with (pfs.numerics: mode, CPU kernels or GPU, threads, torch), empty
 # for metrics written before it was recorded
 COLUMNS = ["dataset", "num_classes", "arch", "method", "expansion", "multiplier", "sparsity", "ratio",
            "achieved_ratio", "schedule", "seed", "macs", "params", "top1", "top5", "best_top1", "epochs",
-           "train_time_s", "target_met", "gates_nonzero_fraction", *COST_COLUMNS, "numerics"]
+           "train_time_s", "target_met", "gates_nonzero_fraction", "gates_val_top1", "gates_near_chance",
+           *COST_COLUMNS, "numerics"]
 
 
 def collect(paths: list[str], chains: dict[str, list[str]] | None = None) -> pd.DataFrame:
@@ -67,5 +69,6 @@ def write_tables(summary: pd.DataFrame, out_csv: str, out_md: str, out_compariso
                          + "\n# Against published figures\n\n" + comparison_markdown(comparison, references))
     if out_html and out_comparison_html:
         note = cost_note(table, grid_total(chains) if chains else None) if table["cost_s_mean"].notna().any() else ""
+        note = " ".join(part for part in (near_chance_note(table), note) if part)
         write_html_tables(table, comparison, out_html, out_comparison_html, references, note)
     return table

@@ -13,6 +13,7 @@ from pfs.cost import COST_COLUMNS, cost_cell, duration
 GROUP = ["dataset", "num_classes", "arch", "method", "expansion", "multiplier", "sparsity", "ratio", "schedule"]
 TABLE_COLUMNS = [*GROUP, "n", "macs", "params", "macs_reduction", "top1_mean", "top1_std", "top5_mean",
                  "best_top1_mean", "top1_drop", "epochs", "target_met", "gates_nonzero_fraction",
+                 "gates_near_chance", "gates_val_top1_min",  # learned gates: some seed's kept gates near chance
                  "cost_s_mean", "cost_s_std", "cost_cpu_s_mean", "shared_s_mean"]  # cost: pfs.cost, over seeds
 METHOD_ORDER = {"full": 0, "pfs": 1, "l1": 2, "slim": 3, "uniform": 4, "random": 5}  # row order of every table
 SCHEDULE_ORDER = {"scratch_e": 0, "scratch_b": 1, "finetune": 2}
@@ -23,6 +24,13 @@ def _all_met(values: pd.Series):
     """Whether gate learning met its target in every seed of a row; empty (NA) for methods without learned gates."""
     known = values.dropna()
     return pd.NA if known.empty else bool(known.astype(bool).all())
+
+
+def _any_near(values: pd.Series):
+    """Whether the kept gates of some seed of a row are near chance (pfs.gates.near_chance, recorded per run);
+    empty (NA) when no seed recorded it (methods without learned gates, runs pruned before it was recorded)."""
+    known = values.dropna()
+    return pd.NA if known.empty else bool(known.astype(bool).any())
 
 
 def _mean_known(values: pd.Series) -> float:
@@ -59,12 +67,17 @@ def seed_table(summary: pd.DataFrame) -> pd.DataFrame:
     for column in COST_COLUMNS:  # a summary of a caller without benchmark files: no cost
         if column not in frame.columns:
             frame[column] = float("nan")
+    for column in ("gates_val_top1", "gates_near_chance"):  # a summary.csv written before they were recorded
+        if column not in frame.columns:
+            frame[column] = pd.NA
     grouped = frame.groupby(GROUP, sort=False, dropna=False)
     table = grouped.agg(n=("seed", "nunique"), macs=("macs", "first"), params=("params", "first"),
                         macs_reduction=("achieved_ratio", "mean"), top1_mean=("top1", "mean"),
                         top1_std=("top1", "std"), top5_mean=("top5", "mean"), best_top1_mean=("best_top1", "mean"),
                         epochs=("epochs", "first"), target_met=("target_met", _all_met),
                         gates_nonzero_fraction=("gates_nonzero_fraction", "mean"),
+                        gates_near_chance=("gates_near_chance", _any_near),
+                        gates_val_top1_min=("gates_val_top1", lambda v: pd.to_numeric(v, errors="coerce").min()),
                         cost_s_mean=("cost_s", _mean_known), cost_s_std=("cost_s", _std_known),
                         cost_cpu_s_mean=("cost_cpu_s", _mean_known),
                         shared_s_mean=("shared_s", _mean_known)).reset_index()
@@ -86,11 +99,32 @@ def _pct(value: float) -> str:
     return "" if pd.isna(value) else f"{100 * value:.2f}"
 
 
-def _target(met, nonzero: float) -> str:
-    """'yes', or '**no** (non-zero 0.96)' when gate learning missed r in some seed; empty without learned gates."""
-    if pd.isna(met):
+def gates_cell(row, emphasis: str = "**") -> str:
+    """The 'gates at target' cell of a table row: 'yes', or '**no** (non-zero 0.96)' when gate learning missed r
+    in some seed, then ', **near chance** (held-out top-1 13.67%)' when the kept gates of some seed are near chance
+    (with several seeds, the lowest held-out top-1); empty without learned gates. ``emphasis``: the markup around
+    the warnings ('' in HTML)."""
+    if pd.isna(row.target_met):
         return ""
-    return "yes" if met else f"**no** (non-zero {nonzero:.2f})"
+    cell = "yes" if row.target_met else f"{emphasis}no{emphasis} (non-zero {row.gates_nonzero_fraction:.2f})"
+    near = getattr(row, "gates_near_chance", pd.NA)  # absent from a table.csv written before it was recorded
+    if pd.notna(near) and near:
+        top1 = "lowest held-out top-1 of the seeds" if row.n > 1 else "held-out top-1"
+        cell += f", {emphasis}near chance{emphasis} ({top1} {_pct(row.gates_val_top1_min)}%)"
+    return cell
+
+
+NEAR_CHANCE_NOTE = ("Near chance: the held-out top-1 of the kept gates (on gate learning's validation split) is not "
+                    "clearly above chance, i.e. 1 / classes plus a few binomial standard deviations on that many "
+                    "images (pfs.gates.above_chance; the learn_gates log warns too): the gates barely steer the "
+                    "random network, so the widths pruned from them are close to a random choice.")
+
+
+def near_chance_note(table: pd.DataFrame) -> str:
+    """The sentence under the tables when the kept gates of some row are near chance, else ''."""
+    if "gates_near_chance" not in table.columns:
+        return ""
+    return NEAR_CHANCE_NOTE if bool(table["gates_near_chance"].dropna().astype(bool).any()) else ""
 
 
 def _classes(value) -> str:
@@ -135,9 +169,11 @@ def to_markdown(table: pd.DataFrame, grid: dict | None = None) -> str:
             top1 = f"{100 * r.top1_mean:.2f} ± {100 * r.top1_std:.2f} (n={r.n})"
             lines.append(f"| {r.arch} | {r.method} | {r.expansion} | {sparsity} | {r.schedule} | {r.macs / 1e6:.2f}M "
                          f"| {_pct(r.macs_reduction)} | {r.params / 1e3:.1f}k | {top1} | {_pct(r.top1_drop)} | "
-                         f"{_pct(r.top5_mean)} | {r.epochs} | {_target(r.target_met, r.gates_nonzero_fraction)} | "
+                         f"{_pct(r.top5_mean)} | {r.epochs} | {gates_cell(r)} | "
                          f"{cost_cell(r.cost_s_mean, r.cost_s_std, r.shared_s_mean, r.n)} |")
         parts.append("\n".join(lines))
+    if near_chance_note(table):
+        parts.append(near_chance_note(table))
     if table["cost_s_mean"].notna().any():
         parts.append(cost_note(table, grid))
     return "\n\n".join(parts) + "\n"
