@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from test_io import flip_bytes
 from torch import nn
 
 from pfs.checkpoint import load_checkpoint, remove_checkpoint, save_checkpoint
@@ -51,6 +52,17 @@ def test_checkpoint_of_another_key_is_refused_naming_the_file(tmp_path):
     with pytest.raises(PfsError, match="belongs to another training job .*delete it to start afresh") as err:
         load_checkpoint(path, "job-b")
     assert str(path) in str(err.value)
+
+
+def test_a_checkpoint_with_flipped_bytes_is_refused_with_the_restart_advice(tmp_path):
+    """Not resumed from: its weights would be another network's. The job stops, saying how to restart it."""
+    path = tmp_path / "job.pt"
+    _save(path, "job")
+    entry = flip_bytes(path, count=4)  # nn.Linear(3, 2): the largest tensor holds 6 floats
+    with pytest.raises(PfsError) as err:
+        load_checkpoint(path, "job")
+    assert str(err.value) == (f"{path} is corrupt: its entry {entry} fails its CRC32 check (the file changed after "
+                              f"it was written); delete {path} to restart this training from epoch 1")
 
 
 def test_remove_checkpoint_deletes_the_file_and_tolerates_a_missing_one(tmp_path):

@@ -137,9 +137,22 @@ def test_summary_refuses_a_malformed_channels_file_with_a_message(tmp_path, caps
     assert message in err and str(channels) in err
 
 
-def test_summary_refuses_a_missing_channels_file(tmp_path, capsys):
+def test_summary_refuses_a_missing_channels_file_saying_which_file_to_give(tmp_path, capsys):
     assert main(["summary", "--arch", "resnet56", "--channels", str(tmp_path / "nope.yaml")]) == 2
-    assert "nope.yaml does not exist" in capsys.readouterr().err
+    assert capsys.readouterr().err == (f"error: {tmp_path / 'nope.yaml'} does not exist; give the path of a "
+                                       "channels.yaml that a pruning stage wrote (results/.../channels.yaml)\n")
+
+
+def test_train_refuses_a_missing_job_file_saying_what_to_give(tmp_path, capsys):
+    assert main(["train", "--job", str(tmp_path / "job.json")]) == 2
+    assert capsys.readouterr().err == (f"error: {tmp_path / 'job.json'} does not exist; give the job "
+                                       "(pfs.jobs.TrainJob) as a JSON object or the path of a file holding one\n")
+
+
+def test_verify_images_refuses_a_missing_root_naming_the_flag(tmp_path, capsys):
+    assert main(["verify-images", "--root", str(tmp_path / "imagenet")]) == 2
+    assert capsys.readouterr().err == (f"error: --root {tmp_path / 'imagenet'} does not exist; give the folder that "
+                                       "holds train/ and val/\n")
 
 
 def test_summary_of_an_unknown_arch_fails_naming_it():

@@ -7,11 +7,14 @@ from __future__ import annotations
 import contextlib
 import io as io_module
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import onnx
 import pytest
 import torch
+from test_io import flip_bytes
 from torch import nn
 
 from pfs import io
@@ -235,4 +238,39 @@ def test_a_network_with_non_finite_outputs_is_refused(tmp_path, capsys):
         model.fc.bias.fill_(float("nan"))  # a diverged training run
     save_model(tmp_path / "model.pt", model, fields)
     assert "outputs are not finite" in _refused(["export", str(tmp_path)], capsys)
+    assert _no_files(tmp_path)
+
+
+def test_a_model_with_flipped_weight_bytes_is_refused_in_one_line_by_the_command(tmp_path):
+    """The independent check's finding: such a file exported (exit 0) as a network that scored 14% under metadata
+    that said 96%."""
+    model, fields = small_model("resnet20")
+    source = save_model(tmp_path / "run" / "model.pt", model, fields)
+    entry = flip_bytes(source)
+    proc = subprocess.run([sys.executable, "-m", "pfs", "export", str(source.parent)], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr.strip() == (f"error: {source} is corrupt: its entry {entry} fails its CRC32 check (the "
+                                   "file changed after it was written); delete it and rerun the training stage that "
+                                   "makes it")
+    assert _no_files(tmp_path)
+
+
+def test_a_truncated_model_is_refused_in_one_line_and_nothing_written(tmp_path, capsys):
+    model, fields = small_model("resnet20")
+    source = save_model(tmp_path / "model.pt", model, fields)
+    source.write_bytes(source.read_bytes()[: source.stat().st_size // 2])
+    err = _refused(["export", str(source), "--out", str(tmp_path / "out" / "net.onnx")], capsys)
+    assert err.startswith(f"error: {source} is corrupt or not a torch file") and "rerun the training stage" in err
+    assert _no_files(tmp_path) and not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("where", ["nonexistent/model.pt", "nonexistent", "empty_run"])
+def test_a_missing_model_says_which_file_to_give_not_to_delete_it(tmp_path, capsys, where):
+    (tmp_path / "empty_run").mkdir()  # a run folder without its model.pt
+    given = tmp_path / where
+    missing = given / "model.pt" if given.is_dir() else given
+    err = _refused(["export", str(given)], capsys)
+    assert err == (f"error: {missing} does not exist; give the path of a trained model.pt (results/.../model.pt) or "
+                   "of the run folder holding it, or run the training stage that makes it")
     assert _no_files(tmp_path)

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import collections
 import hashlib
+import struct
+import zipfile
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -16,6 +19,24 @@ from pfs.errors import PfsError
 
 def _leftovers(folder) -> list[str]:
     return sorted(p.name for p in folder.iterdir() if p.name.endswith(".tmp"))
+
+
+def flip_bytes(path: Path, count: int = 64, entry: str | None = None) -> str:
+    """Invert ``count`` bytes in the middle of one entry of a torch file (default: its largest tensor), as a disk
+    or copy fault would, leaving the zip's structure intact; returns the entry's name."""
+    with zipfile.ZipFile(path) as archive:
+        infos = archive.infolist()
+    if entry is None:
+        info = max((i for i in infos if "/data/" in i.filename), key=lambda i: i.file_size)
+    else:
+        info = next(i for i in infos if i.filename.endswith(entry))
+    assert info.file_size >= count
+    data = bytearray(path.read_bytes())
+    name_len, extra_len = struct.unpack("<HH", data[info.header_offset + 26:info.header_offset + 30])
+    start = info.header_offset + 30 + name_len + extra_len + (info.file_size - count) // 2
+    data[start:start + count] = bytes(b ^ 0xFF for b in data[start:start + count])
+    path.write_bytes(bytes(data))
+    return info.filename
 
 
 # ---------------------------------------------------------------- atomic writes
@@ -94,6 +115,46 @@ def test_loading_a_truncated_artifact_names_the_path_and_corruption(tmp_path):
     assert io.REMEDY in str(err.value)
 
 
+def test_flipped_bytes_in_the_weights_load_silently_by_torch_and_are_refused_by_load_artifact(tmp_path):
+    path = tmp_path / "model.pt"
+    weights = torch.rand(1000)
+    io.save_artifact(path, "pfs.model", {"state_dict": {"w": weights}})
+    entry = flip_bytes(path)
+    damaged = torch.load(path, weights_only=True)["state_dict"]["w"]  # why the check exists: torch reads it
+    assert not torch.equal(damaged, weights)
+    with pytest.raises(PfsError) as err:
+        io.load_artifact(path, "pfs.model")
+    assert str(err.value) == (f"{path} is corrupt: its entry {entry} fails its CRC32 check (the file changed after it "
+                              f"was written); {io.REMEDY}")
+
+
+def test_flipped_bytes_in_the_pickled_fields_are_refused(tmp_path):
+    path = tmp_path / "gates.pt"
+    io.save_artifact(path, "pfs.gates", {"arch": "resnet20" * 20, "gates": [torch.ones(3)]})
+    flip_bytes(path, count=8, entry="data.pkl")
+    with pytest.raises(PfsError, match=f"^{path} is corrupt: its entry .*data.pkl fails its CRC32 check"):
+        io.load_artifact(path, "pfs.gates", remedy="rerun learn_gates")
+
+
+@pytest.mark.parametrize("keep", [300, 0.5, 0.999])
+def test_a_truncated_artifact_is_refused_wherever_it_was_cut(tmp_path, keep):
+    path = tmp_path / "model.pt"
+    io.save_artifact(path, "pfs.model", {"state_dict": {"w": torch.rand(10_000)}})
+    data = path.read_bytes()
+    path.write_bytes(data[:keep if isinstance(keep, int) else int(len(data) * keep)])
+    with pytest.raises(PfsError, match=f"^{path} is corrupt") as err:
+        io.load_artifact(path, "pfs.model")
+    assert str(err.value).endswith(io.REMEDY) and "\n" not in str(err.value)
+
+
+def test_files_written_by_plain_torch_save_still_load(tmp_path):
+    """What pfs wrote before the check (and any torch >= 1.6 zip file) carries the CRCs it checks."""
+    path = tmp_path / "gates.pt"
+    torch.save({"kind": "pfs.gates", "format_version": 1, "gates": [torch.arange(100.0)]}, path)
+    io.check_intact(path)
+    assert torch.equal(io.load_artifact(path, "pfs.gates")["gates"][0], torch.arange(100.0))
+
+
 def test_loading_a_file_that_is_not_a_torch_file_is_refused(tmp_path):
     path = tmp_path / "gates.pt"
     path.write_text("kind: pfs.gates\n")
@@ -128,7 +189,20 @@ def test_loading_a_missing_artifact_names_the_path(tmp_path):
     path = tmp_path / "nowhere" / "gates.pt"
     with pytest.raises(PfsError) as err:
         io.load_artifact(path, "pfs.gates")
-    assert str(err.value) == f"{path} does not exist; {io.REMEDY}"
+    assert str(err.value) == f"{path} does not exist; {io.MISSING}"  # not "delete it": there is nothing to delete
+    with pytest.raises(PfsError) as err:
+        io.load_artifact(path, "pfs.gates", missing="run learn_gates")
+    assert str(err.value) == f"{path} does not exist; run learn_gates"
+
+
+@pytest.mark.parametrize("load", [io.load_artifact, io.load_yaml_artifact, io.load_json_artifact])
+def test_every_loader_says_a_missing_file_or_a_folder_is_not_there_to_delete(tmp_path, load):
+    with pytest.raises(PfsError) as err:
+        load(tmp_path / "gone", "pfs.test")
+    assert str(err.value) == f"{tmp_path / 'gone'} does not exist; {io.MISSING}"
+    with pytest.raises(PfsError) as err:
+        load(tmp_path, "pfs.test", missing="give a file")
+    assert str(err.value) == f"{tmp_path} is a folder, not a file; give a file"
 
 
 def _side_effect(marker: str) -> dict:

@@ -189,6 +189,9 @@ def test_another_pruned_file_never_resumes_a_stale_checkpoint(l1_run, tmp_path):
     ({"seed": 2}, r"was made for seed=2, but this job needs seed=1; it does not belong with this channels file"),
     ({"widths": [1] * 9}, r"was made for widths=\[1, 1, .*\], but this job needs widths="),
     ({"drop": "fc.bias"}, r"its weights do not fit resnet20 at widths .* Missing key\(s\) in state_dict: \"fc.bias\""),
+    ({"model_sha256": "0" * 64}, r"bad.pt was cut from the model.pt of sha256 000000000000\.\.\., but its channels "
+                                 r"file from the one of sha256 [0-9a-f]{12}\.\.\.; it does not belong with this "
+                                 r"channels file"),
 ])
 def test_a_pruned_file_of_another_network_is_refused_in_one_line(l1_run, tmp_path, change, message):
     import torch

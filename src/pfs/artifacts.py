@@ -80,14 +80,20 @@ def load_standard_model(path: str, exp: Experiment, pruning: str = "l1") -> tupl
     return data["state_dict"], int(data["num_classes"])
 
 
-def load_pruned(path: str, exp: Experiment, widths: list[int], num_classes: int) -> dict[str, torch.Tensor]:
+def load_pruned(path: str, exp: Experiment, widths: list[int], num_classes: int,
+                model_sha256: str | None = None) -> dict[str, torch.Tensor]:
     """The weights of a pruned.pt, refused (one line) unless they are ``exp``'s network (arch, dataset, expansion,
-    multiplier, seed) at ``widths`` (the channels file's) for ``num_classes`` classes."""
+    multiplier, seed) at ``widths`` (the channels file's) for ``num_classes`` classes, cut from the trained network
+    whose sha256 the channels file records (``model_sha256``, when it records one: both files come from one pruning
+    job, which records the same hash in each)."""
     data = io.load_artifact(path, PRUNED_KIND)
     remedy = "it does not belong with this channels file: delete both and rerun their pruning (prune_l1, prune_slim)"
     for key, want in (*_identity_fields(exp), ("seed", exp.seed), ("widths", list(widths)),
                       ("num_classes", num_classes)):
         io.check_field(path, data, key, want, remedy)
+    if model_sha256 is not None and data.get("model_sha256") != model_sha256:
+        raise PfsError(f"{path} was cut from the model.pt of sha256 {str(data.get('model_sha256'))[:12]}..., but its "
+                       f"channels file from the one of sha256 {model_sha256[:12]}...; {remedy}")
     return data["state_dict"]
 
 

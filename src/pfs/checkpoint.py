@@ -12,7 +12,9 @@ KIND = "pfs.checkpoint"
 
 
 def load_checkpoint(path: Path, key: str) -> dict | None:
-    """The checkpoint at ``path``, or None when there is none; refuses one written by a job of another ``key``."""
+    """The checkpoint at ``path``, or None when there is none; refuses a damaged one (pfs.io.check_intact: resuming
+    from changed bytes would train on from another network) and one written by a job of another ``key``, saying
+    to delete it, which restarts the training from epoch 1."""
     if not path.is_file():
         return None
     ckpt = load_artifact(path, KIND, remedy=f"delete {path} to restart this training from epoch 1")

@@ -16,6 +16,8 @@ import sys
 
 from pfs.errors import PfsError
 
+CHANNELS_MISSING = "give the path of a channels.yaml that a pruning stage wrote (results/.../channels.yaml)"
+
 
 def _flag_advice(exc, given: bool) -> PfsError:
     """A channels file made for another arch, dataset, expansion or multiplier than the flags ask for: the file is
@@ -50,7 +52,7 @@ def _summary(args: argparse.Namespace) -> dict:
     if args.channels:
         from pfs.io import load_yaml_artifact
 
-        doc = load_yaml_artifact(args.channels, "pfs.channels")
+        doc = load_yaml_artifact(args.channels, "pfs.channels", missing=CHANNELS_MISSING)
         expansion = doc.get("expansion", expansion) if args.expansion is None else expansion
         multiplier = doc.get("multiplier", multiplier) if args.multiplier is None else multiplier
         exp = Experiment(args.dataset, args.arch, 0, expansion, float(multiplier or 1.0))
@@ -69,6 +71,18 @@ def _summary(args: argparse.Namespace) -> dict:
             "num_classes": classes, "image_size": info.image_size, "widths": widths or full_widths, **cost}
 
 
+def _job_text(job: str) -> str:
+    """--job's JSON: the text itself when it is a JSON object, else the file it names (refused if there is none)."""
+    from pathlib import Path
+
+    from pfs.io import require_file
+
+    if job.lstrip().startswith("{"):
+        return job
+    require_file(Path(job), "give the job (pfs.jobs.TrainJob) as a JSON object or the path of a file holding one")
+    return Path(job).read_text()
+
+
 def _train(args: argparse.Namespace) -> dict:
     """One training job (a JSON spec, inline or a file), on every torchrun rank; rank 0 logs and writes."""
     import logging
@@ -77,7 +91,7 @@ def _train(args: argparse.Namespace) -> dict:
     from pfs.jobs import TrainJob, run_job
     from pfs.progress import setup_logging
 
-    job = TrainJob.from_json(args.job if args.job.lstrip().startswith("{") else open(args.job).read())
+    job = TrainJob.from_json(_job_text(args.job))
     dist, device = distributed.setup(job.device, job.gpus)
     stream = setup_logging(job.log if dist.is_main else None, logging.INFO if dist.is_main else logging.WARNING)
     try:
@@ -109,6 +123,9 @@ def _verify_images(args: argparse.Namespace) -> dict:
     from pfs.imagenet import index_tree, verify_images
     from pfs.progress import setup_logging
 
+    if not os.path.isdir(args.root):  # index_tree's advice names the config key (dataset.root), not the flag
+        what = "is a file, not a folder" if os.path.exists(args.root) else "does not exist"
+        raise PfsError(f"--root {args.root} {what}; give the folder that holds train/ and val/")
     setup_logging(None, logging.INFO)  # the count, files/s and every unreadable file, on stderr
     frames = index_tree(args.root)
     verify_images(args.root, frames, args.workers)

@@ -41,6 +41,8 @@ OPSET = 18
 TOLERANCE = 1e-4
 CHECK_BATCH = 3  # random images checked; not the export's example batch (2), so the dynamic batch axis is checked
 REMEDY = "delete it and rerun the training stage that makes it"
+MISSING = ("give the path of a trained model.pt (results/.../model.pt) or of the run folder holding it, or run the "
+           "training stage that makes it")
 
 
 def resolve_model_path(path: str | os.PathLike) -> Path:
@@ -51,9 +53,9 @@ def resolve_model_path(path: str | os.PathLike) -> Path:
 
 def load_trained(path: str | os.PathLike) -> tuple[GatedNet, dict]:
     """The trained network of a model.pt (built at its recorded widths, weights loaded strictly, eval mode) and the
-    file's fields; a file of another kind, format version or whose weights do not fit its widths is refused in one
-    line."""
-    data = io.load_artifact(path, MODEL_KIND)
+    file's fields; a missing or corrupt file, one of another kind or format version, or one whose weights do not
+    fit its widths is refused in one line."""
+    data = io.load_artifact(path, MODEL_KIND, REMEDY, MISSING)
     missing = [k for k in ("arch", "dataset", "widths", "num_classes", "state_dict") if k not in data]
     if missing:
         raise PfsError(f"{path} lacks {', '.join(missing)}; {REMEDY}")

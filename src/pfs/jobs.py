@@ -207,7 +207,7 @@ def _prepare(job: TrainJob, dist, device) -> _Run:
     torch.manual_seed(job.seed)
     model = build_model(job.arch, widths=widths, expansion=exp.width, num_classes=classes, multiplier=job.multiplier)
     if job.init:  # fine-tuning: the pruned weights replace the random init (and a new pruned.pt a stale checkpoint)
-        extra["init_sha256"] = _load_init(job, exp, model, classes)
+        extra["init_sha256"] = _load_init(job, exp, model, classes, doc.get("model_sha256"))
     info = dataset_info(job.dataset)
     cost = {"num_classes": classes, "macs": count_macs(model, info.image_size), "params": count_params(model)}
     device = device if device is not None else resolve_device(job.device)
@@ -222,13 +222,13 @@ def _prepare(job: TrainJob, dist, device) -> _Run:
                 key)
 
 
-def _load_init(job: TrainJob, exp, model, classes: int) -> str:
+def _load_init(job: TrainJob, exp, model, classes: int, model_sha256: str | None) -> str:
     """Load ``job.init``'s pruned weights into ``model`` (built at the channels file's widths), refusing a file of
     another network in one line; returns its sha256 (part of the resume checkpoint's key)."""
     from pfs import io
     from pfs.artifacts import load_pruned
 
-    state = load_pruned(job.init, exp, model.widths, classes)
+    state = load_pruned(job.init, exp, model.widths, classes, model_sha256)  # the hash its channels file records
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:  # keys or shapes of another network; torch's message spans many lines

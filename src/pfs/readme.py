@@ -161,7 +161,7 @@ def _channels_path(results: Path, run) -> Path:
 
 
 def _load_channels(path: Path) -> dict:
-    return io.load_yaml_artifact(path, "pfs.channels", remedy=RUN_FIRST)
+    return io.load_yaml_artifact(path, "pfs.channels", remedy=RUN_FIRST, missing=RUN_FIRST)
 
 
 def gate_line(results: Path, run) -> str:

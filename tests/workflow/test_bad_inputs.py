@@ -31,6 +31,7 @@ from smk_run import (
     write_jpeg_tree,
     write_yaml,
 )
+from test_io import flip_bytes
 
 pytestmark = pytest.mark.slow
 
@@ -72,6 +73,13 @@ def truncate(path: str, size: int = 1000) -> Callable[[Path], None]:
     def spoil(workdir: Path) -> None:
         with open(workdir / path, "r+b") as fh:
             fh.truncate(size)
+    return spoil
+
+
+def flip(path: str) -> Callable[[Path], None]:
+    """64 bytes of the file's largest tensor inverted: a damaged copy that torch.load alone reads without error."""
+    def spoil(workdir: Path) -> None:
+        flip_bytes(workdir / path)
     return spoil
 
 
@@ -202,6 +210,8 @@ CASES = {
     # gates files
     "truncated gates": Case((f"{GATES} is corrupt", "delete it and rerun"), spoil=truncate(GATES), start="pruned",
                             target=CHANNELS, rule="prune"),
+    "gates with flipped bytes": Case((f"{GATES} is corrupt", "fails its CRC32 check", "delete it and rerun"),
+                                     spoil=flip(GATES), start="pruned", target=CHANNELS, rule="prune"),
     "gates of another expansion": Case((f"{E24}/gates.pt was made for expansion=20", "needs expansion=24",
                                         "delete it and rerun"), spoil=gates_at(E24), start="pruned",
                                        target=f"{E24}/p0.5/channels.yaml", rule="prune"),
