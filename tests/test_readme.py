@@ -17,6 +17,8 @@ from pfs.cli import main
 from pfs.errors import PfsError
 
 RUN = "digits/resnet20/e20_m1/s0.5/seed0"
+PINNED = "pinned cpu avx2 threads 2 torch 2.14.1"
+NATIVE = "native cpu avx512 onednn avx512_core_amx GenuineIntel threads 2 torch 2.14.1"
 WIDTHS = [8, 8, 6, 8, 5, 8, 7, 16, 12, 16, 9, 16, 14, 32, 20, 32, 17, 32, 25]
 
 
@@ -59,7 +61,8 @@ def make_results(root: Path, target_met: bool | None = True) -> Path:
     results.mkdir(parents=True)
     table = pd.DataFrame(table_rows(target_met))
     table.to_csv(results / "table.csv", index=False)
-    summary = table.rename(columns={"top1_mean": "top1"}).assign(seed=0)
+    summary = table.rename(columns={"top1_mean": "top1", "macs_reduction": "achieved_ratio", "top5_mean": "top5",
+                                    "best_top1_mean": "best_top1"}).assign(seed=0, numerics=PINNED)
     summary.to_csv(results / "summary.csv", index=False)
     history = pd.DataFrame({"eval": [1, 2, 3], "epoch": [1, 2, 3], "step": [18, 36, 54], "loss": [2.4, 2.3, 2.2],
                             "ce": [2.3, 2.2, 2.1], "reg": [0.1, 0.1, 0.1], "train_top1": [0.2, 0.5, 0.7],
@@ -99,7 +102,7 @@ def test_render_does_not_depend_on_where_the_results_are(tmp_path):
     one = make_results(tmp_path / "one")
     shutil.copytree(one, tmp_path / "two")
     assert readme.render(one) == readme.render(tmp_path / "two")
-    assert "`results/table.csv` (digits; seed 0; " in readme.render(one)
+    assert "`results/summary.csv` (digits; seed 0; " in readme.render(one)
 
 
 def test_render_names_the_split_each_dataset_is_measured_on(tmp_path):
@@ -151,7 +154,8 @@ def test_render_gives_pruned_widths_and_ties(tmp_path):
     assert (f"- ResNet-20 from learned gates (e20, seed 0), ratio 0.5: {sum(WIDTHS)} of 480 channels kept, widths "
             f"[{widths}]; 6 channels at the threshold, 2 of them kept by the seeded permutation") in text
     assert "- ResNet-20 from random gates (e20, seed 0), ratio 0.5: " in text
-    assert text.splitlines()[-1].endswith("; no channel at the threshold")
+    random_line = next(line for line in text.splitlines() if line.startswith("- ResNet-20 from random gates"))
+    assert random_line.endswith("; no channel at the threshold")
 
 
 @pytest.mark.parametrize(("tied", "by_tie", "words"), [(1, 0, "1 channel at the threshold, kept"),
@@ -230,7 +234,7 @@ def test_cli_readme_of_a_missing_run_fails_in_one_line(tmp_path):
                            str(tmp_path / "results")], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and proc.stdout == ""
     assert proc.stderr.strip().count("\n") == 0
-    assert "table.csv does not exist; run `snakemake --cores all` first" in proc.stderr
+    assert "summary.csv does not exist; run `snakemake --cores all` first" in proc.stderr
 
 
 def test_render_names_the_classic_baseline_its_fine_tuning_and_its_widths(tmp_path):
@@ -281,3 +285,115 @@ def test_render_names_network_slimming_after_l1_with_its_sparsity_training_and_w
         "learned gates", "filter L1 norms of the trained full network",
         "BN scales of the sparsity-trained full network", "random gates"]
     assert "- ResNet-20 from BN scales of the sparsity-trained full network (seed 0), ratio 0.5: " in "\n".join(lines)
+
+
+def test_render_ends_with_the_numerics_fingerprint_and_what_it_promises(tmp_path):
+    results = make_results(tmp_path)
+    last = readme.render(results).splitlines()[-1]
+    assert last.startswith(readme.FINGERPRINT_LINE) and f"`{PINNED}`" in last
+    assert "the same on every x86-64 CPU with AVX2" in last
+    summary = pd.read_csv(results / "summary.csv").assign(numerics=NATIVE)
+    summary.to_csv(results / "summary.csv", index=False)
+    last = readme.render(results).splitlines()[-1]
+    assert f"`{NATIVE}`" in last and "another CPU kind" in last and "numerics.mode: pinned" in last
+    assert readme.fingerprints(readme.render(results)) == NATIVE
+
+
+def _rerun_on(results: Path, key: str, top1_shift: float = 0.0, macs_factor: float = 1.0) -> None:
+    """The same run as if made on another machine: another fingerprint, top-1 and MACs moved a little."""
+    summary = pd.read_csv(results / "summary.csv").assign(numerics=key)
+    summary.to_csv(results / "summary.csv", index=False)
+    table = pd.read_csv(results / "table.csv")
+    table.loc[table["method"] == "pfs", "top1_mean"] += top1_shift
+    table.loc[table["method"] == "pfs", "macs"] *= macs_factor
+    table.to_csv(results / "table.csv", index=False)
+
+
+def test_check_on_another_cpu_kind_says_so_in_one_line_and_passes_within_the_slack(tmp_path):
+    results = make_results(tmp_path)
+    path = write_readme(tmp_path / "README.md")
+    readme.write(path, results)
+    _rerun_on(results, NATIVE, top1_shift=-readme.TOP1_SLACK_IMAGES / 360, macs_factor=1.01)
+    note = readme.check(path, results)
+    assert note is not None and "\n" not in note
+    assert f"`{PINNED}`" in note and f"`{NATIVE}`" in note and "another CPU kind" in note
+
+
+@pytest.mark.parametrize(("shift", "factor", "words"), [
+    (-(readme.TOP1_SLACK_IMAGES + 1) / 360, 1.0, "more than 20 test images"),
+    (0.0, 1.03, "more than 2% apart"),
+])
+def test_check_on_another_cpu_kind_fails_beyond_the_slack(tmp_path, shift, factor, words):
+    results = make_results(tmp_path)
+    path = write_readme(tmp_path / "README.md")
+    readme.write(path, results)
+    _rerun_on(results, NATIVE, top1_shift=shift, macs_factor=factor)
+    with pytest.raises(readme.ReadmeOutOfDate, match=words) as caught:
+        readme.check(path, results)
+    assert "pruned from scratch" in str(caught.value) and readme.REGENERATE in str(caught.value)
+
+
+def test_check_on_another_cpu_kind_fails_when_a_row_or_the_target_differs(tmp_path):
+    results = make_results(tmp_path)
+    path = write_readme(tmp_path / "README.md")
+    readme.write(path, results)
+    _rerun_on(results, NATIVE)
+    table = pd.read_csv(results / "table.csv")
+    table.loc[table["method"] == "pfs", "target_met"] = False
+    table.to_csv(results / "table.csv", index=False)
+    with pytest.raises(readme.ReadmeOutOfDate, match="gates at target"):
+        readme.check(path, results)
+    table[table["method"] != "uniform"].to_csv(results / "table.csv", index=False)
+    with pytest.raises(readme.ReadmeOutOfDate, match="the rows differ"):
+        readme.check(path, results)
+
+
+def test_check_with_the_same_fingerprint_compares_exactly(tmp_path):
+    results = make_results(tmp_path)
+    path = write_readme(tmp_path / "README.md")
+    readme.write(path, results)
+    _rerun_on(results, PINNED, top1_shift=-1 / 360)  # one image, same numerics: a real change
+    with pytest.raises(readme.ReadmeOutOfDate, match="regenerate it with"):
+        readme.check(path, results)
+
+
+def _several_seeds(results: Path, seeds=(0, 1, 2)) -> None:
+    """summary.csv and gates_metrics.csv of the default grid run with ``seeds``."""
+    one = pd.read_csv(results / "summary.csv")
+    frames = [one.assign(seed=s, top1=one["top1"] - 0.01 * s) for s in seeds]
+    pd.concat(frames).to_csv(results / "summary.csv", index=False)
+    for s in seeds[1:]:
+        run = results / RUN.replace("seed0", f"seed{s}")
+        shutil.copytree(results / RUN, run)
+        history = pd.read_csv(run / "gates_metrics.csv")
+        history["nonzero_fraction"] += 0.01 * s
+        history.to_csv(run / "gates_metrics.csv", index=False)
+
+
+def test_render_spread_gives_mean_and_std_over_the_seeds_with_command_and_date(tmp_path):
+    results = make_results(tmp_path)
+    _several_seeds(results)
+    text = readme.render_spread(results, today="2026-12-06")
+    assert "over seeds 0, 1, 2" in text and "Generated on 2026-12-06 by `" + readme.SPREAD_COMMAND + "`" in text
+    assert "| ResNet-20, standard width (full baseline, 12 epochs) | 10.20M | 272k | 98.17% ± 1.00 (n=3) |" in text
+    assert ("- ResNet-20, gates at e20, r = 0.5, seeds 0, 1, 2: kept non-zero fraction 49.00% ± 1.00 (target at "
+            "most 50.00%, met in 3 of 3); held-out top-1 90.00% ± 0.00 (chance 10.00%)") in text
+    assert text.splitlines()[-1].startswith(readme.FINGERPRINT_LINE)
+
+
+def test_main_section_keeps_the_first_seed_when_the_spread_grid_ran_in_the_same_results(tmp_path):
+    results = make_results(tmp_path)
+    before = readme.render(results)
+    _several_seeds(results)
+    assert readme.render(results) == before
+
+
+def test_spread_of_one_seed_names_the_command_and_write_spread_fills_its_markers(tmp_path):
+    results = make_results(tmp_path)
+    with pytest.raises(PfsError, match="holds seed 0 only"):
+        readme.render_spread(results)
+    _several_seeds(results)
+    path = tmp_path / "README.md"
+    path.write_text(f"{readme.BEGIN}\nx\n{readme.END}\n{readme.SPREAD_BEGIN}\ny\n{readme.SPREAD_END}\n")
+    assert readme.write(path, results, spread=True) is True
+    assert "(n=3)" in path.read_text() and "x\n" in path.read_text()

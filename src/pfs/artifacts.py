@@ -27,7 +27,7 @@ CHANNELS_FIELDS = (  # channels.yaml's keys in the order written; each pruning s
     "full_widths", "target_ratio", "achieved_ratio", "width_factor", "macs", "params", "macs_baseline",
     "params_baseline", "macs_expanded", "params_expanded", "kept_channels", "total_channels", "threshold",
     "tied_at_threshold", "kept_by_tie", "out_of_order", "min_width", "round_to", "tolerance", *GATE_REPORT,
-    "gates_file", "gates_sha256", "ranking", "model_file", "model_sha256",
+    "gates_file", "gates_sha256", "ranking", "model_file", "model_sha256", "numerics",
 )
 PRUNED_KIND = "pfs.pruned"  # pruned.pt: a classic baseline's pruned weights, which its fine-tuning starts from
 
@@ -50,8 +50,10 @@ def load_gates(path: str, exp: Experiment) -> tuple[list[torch.Tensor], int, str
     method = str(data.get("method", "pfs"))
     report = {"target_met": data.get("target_met"), "gates_nonzero_fraction": data.get("nonzero_fraction"),
               "gates_val_top1": data.get("val_top1"), "gates_near_chance": near_chance(data)}
+    # the numerics fingerprint of the job that made the gates: what the widths derived from them depend on
+    numerics = {"numerics": data["numerics"]} if "numerics" in data else {}
     return (list(data["gates"]), int(data.get("num_classes", dataset_info(exp.dataset).num_classes)), method,
-            report if method == "pfs" else {})
+            {**(report if method == "pfs" else {}), **numerics})
 
 
 # the classic baselines' pruning -> the trained standard network it starts from: (method, schedule of its model.pt,
@@ -66,8 +68,9 @@ _PRETRAINED = {
 }
 
 
-def load_standard_model(path: str, exp: Experiment, pruning: str = "l1") -> tuple[dict[str, torch.Tensor], int]:
-    """The weights and number of classes of a trained model.pt, refused (one line) unless it is the standard
+def load_standard_model(path: str, exp: Experiment, pruning: str = "l1") -> tuple[dict[str, torch.Tensor], int, dict]:
+    """The weights, number of classes and numerics fingerprint ({} when it has none) of a trained model.pt, refused
+    (one line) unless it is the standard
     network (full widths) that ``pruning`` (l1: train_full's, method full; slim: train_sparse's, method slim,
     schedule sparse) starts from, of ``exp``'s arch, dataset, expansion, multiplier and seed."""
     data = io.load_artifact(path, "pfs.model")
@@ -77,7 +80,7 @@ def load_standard_model(path: str, exp: Experiment, pruning: str = "l1") -> tupl
     full = default_widths(exp.arch, exp.width)
     if list(data.get("widths", [])) != full:
         raise PfsError(f"{path} has widths {data.get('widths')}, not the standard {exp.arch}'s {full}; {remedy}")
-    return data["state_dict"], int(data["num_classes"])
+    return data["state_dict"], int(data["num_classes"]), dict(data.get("numerics", {}))
 
 
 def load_pruned(path: str, exp: Experiment, widths: list[int], num_classes: int,

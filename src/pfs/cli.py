@@ -87,10 +87,11 @@ def _train(args: argparse.Namespace) -> dict:
     """One training job (a JSON spec, inline or a file), on every torchrun rank; rank 0 logs and writes."""
     import logging
 
-    from pfs import distributed
+    from pfs import distributed, numerics
     from pfs.jobs import TrainJob, run_job
     from pfs.progress import setup_logging
 
+    numerics.apply_from_env()  # the launching job's numerics mode, before this rank's first tensor operation
     job = TrainJob.from_json(_job_text(args.job))
     dist, device = distributed.setup(job.device, job.gpus)
     stream = setup_logging(job.log if dist.is_main else None, logging.INFO if dist.is_main else logging.WARNING)
@@ -108,12 +109,15 @@ def _readme(args: argparse.Namespace) -> dict | None:
 
     if args.check:
         try:
-            readme.check(args.readme, args.results)
+            note = readme.check(args.readme, args.results)
         except readme.ReadmeOutOfDate as exc:  # a finding, not a usage error: exit 1, not 2
             print(exc, file=sys.stderr)
             return None
-        return {"readme": args.readme, "results": args.results, "up_to_date": True}
-    return {"readme": args.readme, "results": args.results, "changed": readme.write(args.readme, args.results)}
+        if note:  # another CPU kind: the figures agree as far as they must
+            print(note, file=sys.stderr)
+        return {"readme": args.readme, "results": args.results, "up_to_date": note is None, "agrees": True}
+    changed = readme.write(args.readme, args.results, spread=args.spread)
+    return {"readme": args.readme, "results": args.results, "spread": args.spread, "changed": changed}
 
 
 def _verify_images(args: argparse.Namespace) -> dict:
@@ -165,7 +169,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "all CPUs)")
     readme = sub.add_parser("readme", help="write README.md's results section from what snakemake --cores all "
                             "wrote under results/ (--check: exit 1 when they differ)")
-    readme.add_argument("--check", action="store_true", help="compare instead of writing; exit 1 with a diff")
+    readme.add_argument("--check", action="store_true", help="compare instead of writing; exit 1 with a diff (on "
+                        "another CPU kind: a one-line note, and exit 1 only where what must agree differs)")
+    readme.add_argument("--spread", action="store_true", help="write the seed-spread section instead, from a run of "
+                        "several seeds (snakemake --cores all --config grid='{seeds: [0, 1, 2, 3, 4]}')")
     readme.add_argument("--results", default="results", help="the run's results folder (default: results)")
     readme.add_argument("--readme", default="README.md", help="the README holding the section (default: README.md)")
     export = sub.add_parser("export", help="write a trained network (gates merged, BatchNorm folded into the "

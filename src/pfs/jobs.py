@@ -242,17 +242,20 @@ def _finish(job: TrainJob, run: _Run, result, dist) -> dict:
     """The job's metrics; on rank 0, history.csv, model.pt and metrics.json written and the checkpoint removed."""
     from pfs import io
     from pfs.checkpoint import remove_checkpoint
+    from pfs.numerics import fingerprint
     from pfs.provenance import provenance
 
     model = run.model
     metrics = {**run.identity, **run.extra, "widths": model.widths, **run.cost, **result.metrics,
                "device": str(run.device), "world_size": dist.world_size,
-               "settings": dataclasses.asdict(run.cfg), "versions": provenance()}
+               "settings": dataclasses.asdict(run.cfg), "versions": provenance(),
+               "numerics": fingerprint(str(run.device))}
     if dist.is_main:
         io.write_csv(job.outputs["history"], result.history)
         io.save_artifact(job.outputs["model"], "pfs.model", {
             **run.identity, "widths": model.widths, "num_classes": run.cost["num_classes"],
             "state_dict": {k: v.cpu() for k, v in model.state_dict().items()}, "metrics": result.metrics,
+            "numerics": metrics["numerics"],
         })
         io.write_json_artifact(job.outputs["metrics"], "pfs.metrics", metrics)
         remove_checkpoint(run.checkpoint)
