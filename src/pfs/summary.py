@@ -21,7 +21,7 @@ from pfs.tables import cost_note, near_chance_note, seed_table, to_markdown
 COLUMNS = ["dataset", "num_classes", "arch", "method", "expansion", "multiplier", "sparsity", "ratio",
            "achieved_ratio", "schedule", "seed", "macs", "params", "top1", "top5", "best_top1", "epochs",
            "train_time_s", "target_met", "gates_nonzero_fraction", "gates_val_top1", "gates_near_chance",
-           *COST_COLUMNS, "numerics"]
+           "numerics", *COST_COLUMNS]
 
 
 def collect(paths: list[str], chains: dict[str, list[str]] | None = None) -> pd.DataFrame:
