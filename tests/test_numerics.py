@@ -96,12 +96,17 @@ def test_fingerprint_key_of_pinned_cpu_runs_ignores_the_cpu_and_of_gpu_runs_name
     amd = {**base, "onednn_isa": "avx2", "cpu_vendor": "AuthenticAMD"}
     assert numerics.fingerprint_key(intel) == numerics.fingerprint_key(amd) == "pinned cpu avx2 threads 2 torch 2.14.1"
     assert numerics.fingerprint_key({**intel, "mode": "native"}) != numerics.fingerprint_key({**amd, "mode": "native"})
+    assert numerics.fingerprint_key({**intel, "mode": "native", "mkl_path": "AVX2"}) == (
+        "native cpu avx2 onednn avx512_core_amx mkl AVX2 GenuineIntel threads 2 torch 2.14.1")
     gpu = numerics.fingerprint_key({**intel, "gpu": "NVIDIA H100", "compute_capability": "9.0"})
     assert gpu == "pinned cuda NVIDIA H100 sm9.0 threads 2 torch 2.14.1"
 
 
-@pytest.mark.parametrize(("flags", "isa"), [({"avx2"}, "avx2"), ({"avx2", "avx512f", "avx512bw", "avx512vl",
-                                                                   "avx512dq"}, "avx512_core"),
-                                            ({"sse4_1"}, "sse41"), (set(), "")])
-def test_onednn_isa_follows_the_cpu_flags(flags, isa):
-    assert numerics.onednn_isa(flags) == isa
+AVX512 = {"avx2", "avx512f", "avx512bw", "avx512vl", "avx512dq"}
+
+
+@pytest.mark.parametrize(("flags", "cap", "isa"), [({"avx2"}, None, "avx2"), (AVX512, None, "avx512_core"),
+                                                   (AVX512, "AVX2", "avx2"), (AVX512, "bogus", "avx512_core"),
+                                                   ({"sse4_1"}, None, "sse41"), (set(), None, "")])
+def test_onednn_isa_follows_the_cpu_flags_and_the_cap_of_onednn_max_cpu_isa(flags, cap, isa):
+    assert numerics.onednn_isa(flags, cap) == isa

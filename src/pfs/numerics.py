@@ -118,8 +118,11 @@ def _cpu_model() -> tuple[str, str]:
     return field.get("vendor_id", ""), field.get("model name", "")
 
 
-def onednn_isa(flags: set[str]) -> str:
-    return next((name for name, need in _ONEDNN_ISA if need <= flags), "sse41" if flags else "")
+def onednn_isa(flags: set[str], max_isa: str | None = None) -> str:
+    """The ISA oneDNN's kernels use on a CPU with ``flags``, capped by ``max_isa`` (ONEDNN_MAX_CPU_ISA's value)."""
+    names = [name for name, _ in _ONEDNN_ISA]
+    cap = names.index(max_isa.lower()) if max_isa and max_isa.lower() in names else 0
+    return next((name for name, need in _ONEDNN_ISA[cap:] if need <= flags), "sse41" if flags else "")
 
 
 def _library_versions() -> dict[str, str]:
@@ -143,7 +146,10 @@ def fingerprint(device: str = "cpu") -> dict[str, str | int | bool]:
     vendor, model = _cpu_model()
     flags = cpu_flags()
     fp = {"mode": mode, "threads": torch.get_num_threads(), "cpu_capability": torch.backends.cpu.get_cpu_capability(),
-          "onednn_isa": onednn_isa(flags), "onednn_enabled": bool(torch.backends.mkldnn.enabled),
+          "onednn_isa": onednn_isa(flags, os.environ.get("ONEDNN_MAX_CPU_ISA")),
+          "onednn_enabled": bool(torch.backends.mkldnn.enabled),
+          # MKL's code path: pinned by CNR, capped by MKL_ENABLE_INSTRUCTIONS, else MKL's own choice for this CPU
+          "mkl_path": os.environ.get("MKL_CBWR") or os.environ.get("MKL_ENABLE_INSTRUCTIONS", "auto"),
           "cpu_vendor": vendor, "cpu_model": model, "gpu": "", "compute_capability": "", **_library_versions()}
     if str(device).startswith("cuda") and torch.cuda.is_available():
         index = torch.device(device).index or 0
@@ -161,7 +167,8 @@ def fingerprint_key(fp: dict) -> str:
     elif fp.get("mode") == "pinned":
         where = f"cpu {str(fp['cpu_capability']).lower()}"
     else:
-        where = f"cpu {str(fp['cpu_capability']).lower()} onednn {fp['onednn_isa']} {fp['cpu_vendor']}"
+        where = (f"cpu {str(fp['cpu_capability']).lower()} onednn {fp['onednn_isa']} mkl {fp.get('mkl_path', 'auto')}"
+                 f" {fp['cpu_vendor']}")
     return f"{fp.get('mode')} {where} threads {fp.get('threads')} torch {fp.get('torch')}"
 
 
