@@ -477,6 +477,65 @@ def test_a_job_with_loader_workers_stopped_mid_epoch_resumes_bitwise(tmp_path, m
     _assert_same_run(run_a, a, run_b, b)
 
 
+def _preempted_in_epoch_2(data: dict, checkpoint: str) -> None:
+    """The job of a child process (a session of its own): when the second batch of epoch 2 is loaded, say so on
+    stdout and wait for a line on stdin, which the test sends once it has signalled the whole process group."""
+
+    def wait_for_the_signal() -> None:
+        print("signal me", flush=True)
+        sys.stdin.readline()
+
+    pfs.train.progress = _signalling_progress(wait_for_the_signal)  # in the child only
+    _train_with_workers(DataSettings(**data), Path(checkpoint), model_seed=0)
+
+
+def _process_group(pgid: int) -> list[int]:
+    """Pids of the live processes in process group ``pgid`` (from /proc)."""
+    pids = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            state, _ppid, group = stat.read_text().rsplit(")", 1)[1].split()[:3]
+        except OSError:  # exited meanwhile
+            continue
+        if int(group) == pgid and state != "Z":
+            pids.append(int(stat.parent.name))
+    return pids
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="lists processes through /proc")
+def test_sigterm_to_every_process_of_a_job_with_loader_workers_saves_its_mid_epoch_checkpoint(tmp_path):
+    """SLURM signals every process of a job step, DataLoader workers included (torch's workers die of a SIGTERM
+    that their parent did not send): the workers outlive it, the job saves its checkpoint at the batch and stops
+    as a signalled job does, no worker is left behind, and the rerun ends exactly like an uninterrupted run."""
+    data = _data_with_workers("cifar10", tmp_path)
+    code = (f"import test_train; test_train._preempted_in_epoch_2({dataclasses.asdict(data)!r}, "
+            f"{str(tmp_path / 'b.pt')!r})")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")])}
+    with open(tmp_path / "stderr.txt", "w+") as stderr:
+        child = subprocess.Popen([sys.executable, "-c", code], env=env, start_new_session=True, text=True,
+                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr)
+        try:
+            assert child.stdout.readline() == "signal me\n"
+            workers = set(_process_group(child.pid)) - {child.pid}
+            os.killpg(child.pid, signal.SIGTERM)  # from outside the job, as slurmstepd sends it
+            child.communicate("go\n", timeout=60)
+        finally:
+            child.kill()
+        stderr.seek(0)
+        message = stderr.read()
+    assert child.returncode == 1, message[-3000:]  # the uncaught Preempted; a worker's death also gives 1
+    assert "pfs.train.Preempted: training stopped by signal 15 in epoch 2 after batch 2" in message, message[-3000:]
+    assert "killed by signal" not in message
+    assert len(workers) >= 2  # the training loader's 2 workers (and the test loader's, kept from epoch 1)
+    assert _process_group(child.pid) == []  # none left behind
+    ckpt = load_artifact(tmp_path / "b.pt", "pfs.checkpoint")
+    assert (ckpt["epoch"], ckpt["partial"]["batch"]) == (1, 2)
+
+    run_a, a = _train_with_workers(data, tmp_path / "a.pt", model_seed=0)
+    run_b, b = _train_with_workers(data, tmp_path / "b.pt", model_seed=99)  # all must come from the checkpoint
+    _assert_same_run(run_a, a, run_b, b)
+
+
 class _WorkerDraws(Dataset):
     """Item i: i, what the loading worker's torch, numpy and ``random`` generators draw next, and the worker's id."""
 

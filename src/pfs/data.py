@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import os
+import signal
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -181,6 +184,31 @@ class TensorImageDataset(Dataset):
         return self.transform(self.images[i]), self.labels[i]
 
 
+WORKER_IGNORED_SIGNALS = (signal.SIGTERM, signal.SIGUSR1)  # the main process checkpoints on them (pfs.train)
+
+
+def _leave_signals_to_the_main_process(_worker_id: int) -> None:
+    """DataLoader ``worker_init_fn``: the worker outlives the SIGTERM/SIGUSR1 that SLURM sends to every process of
+    a job, so the main process can checkpoint at its batch and stop; its DataLoader then shuts the worker down.
+
+    A SIGTERM from the main process (DataLoader's terminate() of a worker that did not join, multiprocessing's at
+    interpreter exit) still ends the worker, as torch's own worker handler does: ignoring that one would hang the
+    job's exit. Python's handlers do not see the sender, so the signals are blocked and a thread takes them.
+    """
+    if not hasattr(signal, "sigwaitinfo"):  # macOS: no SLURM; torch's handlers stay
+        return
+    parent = os.getppid()
+    signal.pthread_sigmask(signal.SIG_BLOCK, WORKER_IGNORED_SIGNALS)
+
+    def take_signals() -> None:
+        while True:
+            info = signal.sigwaitinfo(WORKER_IGNORED_SIGNALS)
+            if info.si_signo == signal.SIGTERM and info.si_pid == parent:
+                os._exit(0)  # what torch's handler does on its parent's SIGTERM
+
+    threading.Thread(target=take_signals, name="pfs-worker-signals", daemon=True).start()
+
+
 def make_loader(dataset: Dataset, batch_size: int, train: bool, num_workers: int, device: torch.device,
                 rank: int = 0, world_size: int = 1, seed: int = 0, fresh_workers: bool = False) -> DataLoader:
     """A loader of ``batch_size`` per process; with ``world_size`` > 1 each rank reads its own shard (training:
@@ -192,6 +220,8 @@ def make_loader(dataset: Dataset, batch_size: int, train: bool, num_workers: int
     this process and the worker's id; kept workers would draw epoch e's augmentation from whatever epoch e - 1 left
     them, so a run resumed at epoch e would draw other crops. Fresh workers follow the seed the training loop sets
     before each epoch (pfs.train), at the cost of one worker start-up per epoch (~80 ms for 2 workers on CPU).
+
+    Workers leave SIGTERM/SIGUSR1 to the main process (_leave_signals_to_the_main_process).
     """
     sampler = None
     if world_size > 1 and train:  # shuffled per epoch through sampler.set_epoch (the training loop calls it)
@@ -209,6 +239,7 @@ def make_loader(dataset: Dataset, batch_size: int, train: bool, num_workers: int
         num_workers=num_workers,
         pin_memory=device.type == "cuda",
         persistent_workers=num_workers > 0 and not fresh_workers,
+        worker_init_fn=_leave_signals_to_the_main_process if num_workers > 0 else None,
     )
 
 
