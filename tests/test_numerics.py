@@ -110,3 +110,18 @@ AVX512 = {"avx2", "avx512f", "avx512bw", "avx512vl", "avx512dq"}
                                                    ({"sse4_1"}, None, "sse41"), (set(), None, "")])
 def test_onednn_isa_follows_the_cpu_flags_and_the_cap_of_onednn_max_cpu_isa(flags, cap, isa):
     assert numerics.onednn_isa(flags, cap) == isa
+
+
+def test_compile_on_cpu_in_pinned_mode_is_refused_in_one_line(monkeypatch):
+    import torch
+
+    from pfs.distributed import Dist
+    from pfs.models import build_model
+    from pfs.train import TrainConfig, _place_model
+
+    monkeypatch.setenv(numerics.MODE_ENV, "pinned")
+    model = build_model("resnet20", num_classes=10)
+    with pytest.raises(PfsError, match="train.compile: true with numerics.mode: pinned on CPU"):
+        _place_model(model, TrainConfig(compile=True), torch.device("cpu"), Dist())
+    monkeypatch.setenv(numerics.MODE_ENV, "native")
+    assert _place_model(model, TrainConfig(compile=False), torch.device("cpu"), Dist()) is model

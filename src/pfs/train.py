@@ -17,6 +17,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler
 
+from pfs import numerics
 from pfs.checkpoint import load_checkpoint, save_checkpoint
 from pfs.distributed import Dist, all_reduce_sum
 from pfs.errors import PfsError
@@ -261,6 +262,9 @@ def _place_model(model: nn.Module, cfg: TrainConfig, device: torch.device, dist:
     if dist.enabled:
         net = nn.parallel.DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
     if cfg.compile:
+        if device.type == "cpu" and numerics.current_mode() == "pinned":
+            raise PfsError("train.compile: true with numerics.mode: pinned on CPU: torch.compile generates kernels for "
+                           "this CPU's instruction set, which pinned mode exists to avoid; turn one of them off")
         net = torch.compile(net)
     return net
 
