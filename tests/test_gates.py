@@ -12,16 +12,13 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 import pfs.progress
+from pfs.chance import above_chance, chance_line, held_out_size, near_chance
 from pfs.errors import PfsError
 from pfs.gates import (
     GateConfig,
-    above_chance,
-    chance_line,
     eval_line,
     evaluation_count,
-    held_out_size,
     learn_gates,
-    near_chance,
     nonzero_fraction,
     select_evaluation,
     sparsity_loss,

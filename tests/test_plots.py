@@ -145,7 +145,7 @@ def test_gate_learning_plot_draws_the_chance_line_and_marks_kept_gates_near_chan
 
     figures = []
     monkeypatch.setattr(plots, "_save", lambda fig, out: figures.append(fig))
-    # 300 held-out CIFAR-10 images: clearly above chance means above 10% + 3 sd = 15.2% (pfs.gates.chance_line)
+    # 300 held-out CIFAR-10 images: clearly above chance means above 10% + 3 sd = 15.2% (pfs.chance.chance_line)
     near = _history(tmp_path / "run_a.csv", [0.9, 0.4], top1=0.1367)
     clear = _history(tmp_path / "run_b.csv", [0.9, 0.4], top1=0.40)
     both = _history(tmp_path / "run_c.csv", [0.9, 0.8], top1=0.1367)

@@ -10,9 +10,9 @@ import torch
 
 from pfs import io
 from pfs.catalog import dataset_info
+from pfs.chance import near_chance
 from pfs.errors import PfsError
 from pfs.experiment import Experiment
-from pfs.gates import near_chance
 from pfs.macs import network_cost
 from pfs.models import default_widths
 

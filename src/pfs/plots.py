@@ -19,10 +19,10 @@ from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.transforms import offset_copy  # noqa: E402
 
 from pfs import io  # noqa: E402
+from pfs.chance import above_chance, chance_line, held_out_size  # noqa: E402
 from pfs.cost import in_unit, scale  # noqa: E402
 from pfs.data import DIGITS_TEST_SIZE  # noqa: E402
 from pfs.errors import PfsError  # noqa: E402
-from pfs.gates import above_chance, chance_line, held_out_size  # noqa: E402
 from pfs.references import comparable_rows  # noqa: E402
 from pfs.tables import METHOD_ORDER, SCHEDULE_NAMES, SCHEDULE_ORDER  # noqa: E402
 

@@ -16,9 +16,10 @@ import torch
 from pfs import io
 from pfs.artifacts import PRUNED_KIND, channels_doc, load_gates, load_standard_model
 from pfs.catalog import dataset_info
+from pfs.chance import above_chance
 from pfs.data import DataSettings, gate_learning_sets, make_loader, num_classes_of
 from pfs.experiment import Experiment, settings_from
-from pfs.gates import GateConfig, above_chance, learn_gates, random_gates, target_missed_advice
+from pfs.gates import GateConfig, learn_gates, random_gates, target_missed_advice
 from pfs.l1 import RANKING as L1_RANKING
 from pfs.l1 import ChannelMap, channel_map, kept_channels, l1_scores, prune_state
 from pfs.macs import network_cost
