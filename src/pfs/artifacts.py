@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from pfs.prune import PruneConfig
 
 # what channels.yaml, metrics.json and the tables carry about learned gates: did gate learning reach r, the kept
-# gates' non-zero fraction, their held-out top-1, and whether that is near chance (pfs.gates.near_chance)
+# gates' non-zero fraction, their held-out top-1, and whether that is near chance (pfs.chance.near_chance)
 GATE_REPORT = ("target_met", "gates_nonzero_fraction", "gates_val_top1", "gates_near_chance")
 CHANNELS_FIELDS = (  # channels.yaml's keys in the order written; each pruning stage writes those it has
     "kind", "format_version", "method", "arch", "dataset", "expansion", "multiplier", "num_classes", "widths",

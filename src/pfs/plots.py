@@ -330,7 +330,7 @@ def gate_learning(histories: Sequence[tuple[str, str] | tuple[str, str, tuple[in
     """Held-out accuracy (%), mean gate and non-zero fraction at every evaluation of gate learning; ``histories``:
     a (legend label, gates_metrics.csv[, (held-out images, classes)]) tuple per run (see labelled_histories). The
     target r is drawn on the non-zero panel, and where the held-out size is known, the accuracy that is clearly
-    above chance (pfs.gates.chance_line) on the accuracy panel; a run that missed r or whose kept gates are near
+    above chance (pfs.chance.chance_line) on the accuracy panel; a run that missed r or whose kept gates are near
     chance says so in its label and marks its kept evaluation in red."""
     fig, axes = plt.subplots(1, 3, figsize=(15, 3.8))
     targets, chance_lines = set(), set()

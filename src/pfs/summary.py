@@ -14,7 +14,7 @@ from pfs.tables import cost_note, near_chance_note, seed_table, to_markdown
 
 # num_classes: what the network was built for (ImageNet: the index's classes), on which references are matched;
 # target_met ... gates_near_chance: learned gates only (did gate learning reach r; the kept gates' non-zero fraction,
-# held-out top-1 and whether that is near chance, pfs.gates.near_chance); cost_s ... shared_with: the compute of the
+# held-out top-1 and whether that is near chance, pfs.chance.near_chance); cost_s ... shared_with: the compute of the
 # network's whole chain of jobs (pfs.cost), empty without benchmark files; numerics: the key of
 # the numerics fingerprint the training ran with (pfs.numerics: mode, CPU kernels or GPU, threads, torch), empty
 # for metrics written before it was recorded

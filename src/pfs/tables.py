@@ -27,7 +27,7 @@ def _all_met(values: pd.Series):
 
 
 def _any_near(values: pd.Series):
-    """Whether the kept gates of some seed of a row are near chance (pfs.gates.near_chance, recorded per run);
+    """Whether the kept gates of some seed of a row are near chance (pfs.chance.near_chance, recorded per run);
     empty (NA) when no seed recorded it (methods without learned gates, runs pruned before it was recorded)."""
     known = values.dropna()
     return pd.NA if known.empty else bool(known.astype(bool).any())
