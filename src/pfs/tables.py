@@ -116,7 +116,7 @@ def gates_cell(row, emphasis: str = "**") -> str:
 
 NEAR_CHANCE_NOTE = ("Near chance: the held-out top-1 of the kept gates (on gate learning's validation split) is not "
                     "clearly above chance, i.e. 1 / classes plus a few binomial standard deviations on that many "
-                    "images (pfs.gates.above_chance; the learn_gates log warns too): the gates barely steer the "
+                    "images (pfs.chance.above_chance; the learn_gates log warns too): the gates barely steer the "
                     "random network, so the widths pruned from them are close to a random choice.")
 
 
