@@ -44,7 +44,6 @@ PINNED_ENV = {
 # use_deterministic_algorithms docs): pinned mode warns once for them instead of failing
 CUDA_NONDETERMINISTIC = {
     "adaptive_avg_pool2d backward": "ImageNet ResNet-50 / MobileNet heads: atomic adds; the order of the sums varies",
-    "index_put_ with accumulate / scatter_add_": "not used by pfs's training loop",
 }
 # oneDNN's CPU ISA ladder (highest first), read from /proc/cpuinfo's flags: what its kernels pick when not pinned
 _ONEDNN_ISA = (
