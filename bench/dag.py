@@ -13,7 +13,8 @@ Every measurement is the wall-clock time of a ``snakemake`` subprocess (the one 
   finished; ``noop_rerun_cores2``: the real ``snakemake --cores 2`` there, which finds nothing to do. Finishing that
   grid (one real ``snakemake --cores 2``, about 1-2 min on 2 CPUs) is setup, reported but not timed.
 Prints one JSON object: seconds, jobs in each DAG (the ``total`` of Snakemake's ``Job stats:`` table, 0 when there
-is nothing to do), each time divided by ``baseline``'s, and whether importing pfs.config and pfs.grid (what
+is nothing to do), each time divided by ``baseline``'s, and whether importing pfs.workflow.config and pfs.core.grid
+(what
 rules/common.smk imports at parse time) pulls in torch.
 
 Numbers are only meaningful when ``scontrol`` answers quickly or is absent: the installed SLURM executor plugin calls
@@ -93,10 +94,11 @@ def scontrol_seconds() -> float | None:
 
 
 def imports_torch() -> bool:
-    """Whether ``import pfs.config, pfs.grid`` (done by rules/common.smk while Snakemake parses the workflow)
+    """Whether ``import pfs.workflow.config, pfs.core.grid`` (done by rules/common.smk while Snakemake parses the
+    workflow)
     imports torch."""
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO / "src"), os.environ.get("PYTHONPATH")])))
-    code = "import sys, pfs.config, pfs.grid; print('torch' in sys.modules)"
+    code = "import sys, pfs.workflow.config, pfs.core.grid; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], env=env, check=True, capture_output=True,
                          text=True).stdout.split()
     return out[-1] == "True"

@@ -1,12 +1,12 @@
-"""Benchmark: a gate-learning step with frozen weights (pfs.gates) against the naive step, measured in one run.
+"""Benchmark: a gate-learning step with frozen weights (pfs.method.gates) against the naive step, measured in one run.
 
     python bench/gate_step.py [--arch resnet56] [--expansion 20] [--batch 128] [--steps 10] [--repeats 3]
                               [--device cpu|cuda] [--threads N]
 
-Gate learning optimises only the gates; the weights keep their random init. pfs.gates.freeze_weights turns
+Gate learning optimises only the gates; the weights keep their random init. pfs.method.gates.freeze_weights turns
 ``requires_grad`` off on every weight, so backward computes no weight gradients and stores none. The naive step
 (the official code) leaves ``requires_grad`` on: the same loss and the same gate updates, plus weight gradients
-that nobody uses. Both run the real step of pfs.gates (CE + lambda * (mean|g| - r)^2, Adam on the gates, clamp)
+that nobody uses. Both run the real step of pfs.method.gates (CE + lambda * (mean|g| - r)^2, Adam on the gates, clamp)
 on random CIFAR-shaped batches, best of ``--repeats`` with the two interleaved. Prints one JSON object with the
 seconds per step of each, their ratio, and (CUDA) the peak memory of each.
 """
@@ -23,7 +23,7 @@ import torch
 from _common import add_device_args, setup_device, sync
 from torch import nn
 
-from pfs.gates import GateConfig, freeze_weights, gate_step
+from pfs.method.gates import GateConfig, freeze_weights, gate_step
 from pfs.models import build_model
 
 

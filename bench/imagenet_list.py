@@ -1,15 +1,15 @@
-"""Benchmark: indexing an ImageNet-style tree (pfs.imagenet) against naive baselines, measured in one run.
+"""Benchmark: indexing an ImageNet-style tree (pfs.data.imagenet) against naive baselines, measured in one run.
 
     python bench/imagenet_list.py [--classes 1000] [--train-per-class 100] [--val-per-class 10] [--repeats 3]
 
 Builds a tree of empty ``.JPEG`` files in a temp folder (indexing never opens an image, so empty files cost the
 same as real ones), then times, best of ``--repeats`` with the methods interleaved (warm page cache for all):
-- ``index``: pfs.imagenet.index_split on train/ and val/ (what a loader needs);
+- ``index``: pfs.data.imagenet.index_split on train/ and val/ (what a loader needs);
 - ``prepare_lists``: index + class checks + both CSVs written atomically (the whole workflow stage);
 - ``imagenet_folder``: torchvision.datasets.ImageFolder construction on train/ and val/ (what the official
   training script does at every start);
 - ``walk_stat``: os.walk + os.stat of every file + sorted (a naive indexer);
-- ``fingerprint``: pfs.datatree.fingerprint, computed at every DAG build (class folders and image names hashed);
+- ``fingerprint``: pfs.data.datatree.fingerprint, computed at every DAG build (class folders and image names hashed);
   ``ratio_vs_index`` says what it costs next to indexing; for ImageNet's 1.28M training images run
   ``--train-per-class 1281 --val-per-class 50``.
 Prints one JSON object: seconds, files/s, and each baseline's time divided by ``index``'s.
@@ -27,8 +27,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from pfs.datatree import fingerprint
-from pfs.imagenet import IMAGE_EXTENSIONS, SPLITS, index_split, prepare_lists
+from pfs.data.datatree import fingerprint
+from pfs.data.imagenet import IMAGE_EXTENSIONS, SPLITS, index_split, prepare_lists
 
 
 def make_tree(root: Path, classes: int, per_split: dict[str, int]) -> int:

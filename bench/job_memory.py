@@ -1,5 +1,5 @@
 """Measure the peak memory of real GPU-rule jobs (learn_gates, train_full) per dataset, arch and DataLoader workers:
-the figures behind pfs.memory's table (resources.mem_mb: auto).
+the figures behind pfs.workflow.memory's table (resources.mem_mb: auto).
 
     python bench/job_memory.py [--scenarios digits cifar imagenet] [--workers 0 2] [--keep DIR]
 
@@ -11,7 +11,8 @@ of the job's processes, sampled every 0.5 s for the first 30 s, then every 30 s;
 The ``-b<N>`` scenarios run one arch at a small batch, no workers: the part of a job that does not grow with
 the batch. Also measured: a process that imported torchrun's launcher (``torchrun_launcher_mb``), and, with
 ``cifar``, the peak memory a process gains from loading a full-size (60,000-image) random CIFAR-10 through
-pfs.data (``cifar_full_data_mb``), and, with ``imagenet``, what a full-size ImageNet index (1.3M rows) adds to a
+pfs.data.datasets (``cifar_full_data_mb``), and, with ``imagenet``, what a full-size ImageNet index (1.3M rows) adds to
+a
 job's process and the size of the arrays its DataLoader workers read (``imagenet_index``); the small data of the
 jobs lacks both.
 Prints one JSON object: one row per job.
@@ -109,7 +110,8 @@ from pathlib import Path
 sys.path.insert(0, {tests!r})
 from conftest import write_tiny_cifar10
 root = write_tiny_cifar10(Path({tmp!r}), per_batch=10000, test_size=10000)
-from pfs.data import DataSettings, gate_learning_sets, training_sets
+from pfs.data.datasets import gate_learning_sets, training_sets
+from pfs.data.settings import DataSettings
 import torch
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 s = DataSettings("cifar10", root=str(root), check_md5=False)
@@ -138,7 +140,8 @@ for split, (per_class, classes) in rows.items():
         for c in range(classes):
             name = f"n{{1440764 + c:08d}}"
             fh.writelines(f"{{split}}/{{name}}/{{name}}_{{i}}.JPEG,{{name}},{{c}}\\n" for i in range(per_class))
-from pfs.data import DataSettings, gate_learning_sets, training_sets
+from pfs.data.datasets import gate_learning_sets, training_sets
+from pfs.data.settings import DataSettings
 s = DataSettings("imagenet", root=str(root), train_list=str(root / "train.csv"), val_list=str(root / "val.csv"))
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 sets = {stage}

@@ -18,7 +18,7 @@ import sys
 
 CHILD = r"""
 import json, sys, time
-from pfs import numerics
+from pfs.core import numerics
 mode, arch, size, batch, steps, threads = sys.argv[1], sys.argv[2], *map(int, sys.argv[3:7])
 numerics.apply(mode, threads)
 import torch

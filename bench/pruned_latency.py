@@ -7,11 +7,11 @@
 For each arch, three variants of the network at its standard width (expansion = the arch's base expansion, so the
 unpruned network is the baseline pruning ratios are measured against), all built from the same seed:
 - ``full``: the standard network, every channel kept;
-- ``pruned``: widths from the package's prune stage (pfs.stages.stage_prune) at ``--ratio`` MACs reduction;
+- ``pruned``: widths from the package's prune stage (pfs.stages.prune.stage_prune) at ``--ratio`` MACs reduction;
 - ``pruned_round8``: the same with ``round_to=8`` (every width rounded up to a multiple of 8, still meeting the
   ratio within ``--tolerance``; reported under ``skipped`` with the reason when it cannot, e.g. resnet20);
   ``--round-to 8,16`` adds ``pruned_round16`` (onnxruntime computes convs in blocks of 16 channels on AVX-512).
-The gates are the random-gates ablation's (pfs.stages.stage_random_gates: seeded ``torch.rand`` per prunable
+The gates are the random-gates ablation's (pfs.stages.learn_gates.stage_random_gates: seeded ``torch.rand`` per prunable
 group), a stand-in for learned gates: which channels are kept does not matter for speed, only how many per layer,
 and random gates give a realistic uneven profile. gates.pt and channels.yaml go to a temporary folder.
 
@@ -22,7 +22,7 @@ interleaved, each repeat the median of ``--iters`` calls after warm-up:
 - ``infer_bN``: a forward pass, model.eval() under torch.inference_mode;
 - ``train_bN``: one training step, model.train(): forward, cross-entropy, backward, SGD (momentum) step;
 - ``ort_infer_bN``: the deployed form - the network exported as ``python -m pfs export`` writes it (gates merged,
-  BatchNorm folded; pfs.export), run by onnxruntime's CPU provider (all graph optimisations, ``--threads``
+  BatchNorm folded; pfs.stages.export), run by onnxruntime's CPU provider (all graph optimisations, ``--threads``
   intra-op threads) on the same batches. CPU only.
 ``--profile`` adds onnxruntime's own per-node profile of one call at the largest batch: milliseconds per op type
 (Conv split into depthwise, 1x1 and kxk) for every variant, with the MACs share of each conv kind, to show
@@ -52,13 +52,14 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from pfs.data import dataset_info
-from pfs.errors import PfsError
-from pfs.experiment import Experiment
-from pfs.export import fold_for_inference, to_onnx
-from pfs.macs import count_macs, count_params, network_cost
+from pfs.core.errors import PfsError
+from pfs.data.datasets import dataset_info
+from pfs.method.macs import count_macs, count_params, network_cost
 from pfs.models import build_model, default_widths, get_spec
-from pfs.stages import stage_prune, stage_random_gates
+from pfs.stages.experiment import Experiment
+from pfs.stages.export import fold_for_inference, to_onnx
+from pfs.stages.learn_gates import stage_random_gates
+from pfs.stages.prune import stage_prune
 
 # per domain: (dataset giving the image size and classes, inference batches, train-step batch)
 DOMAINS = {"cifar": ("cifar10", (1, 128), 64), "imagenet": ("imagenet", (1, 16), 8)}
@@ -81,7 +82,7 @@ def cpu_name() -> str:
 
 def prune(exp: Experiment, gates_path: str, ratio: float, tolerance: float, round_to: int,
           folder: str) -> tuple[dict, float]:
-    """Widths pruned from ``gates_path`` by the prune stage (pfs.stages.stage_prune); returns (info, seconds)."""
+    """Widths pruned from ``gates_path`` by the prune stage (pfs.stages.prune.stage_prune); returns (info, seconds)."""
     hp = {"tolerance": tolerance, "round_to": round_to}
     start = time.perf_counter()
     doc = stage_prune(exp, gates_path, ratio, hp, str(Path(folder) / f"channels_round{round_to}.yaml"))
@@ -101,7 +102,8 @@ def make_model(arch: str, widths: list[int] | None, expansion: int, classes: int
 
 
 def onnx_session(model: nn.Module, size: int, threads: int, path: Path, profile: bool = False):
-    """The deployed form of ``model`` (before any train step): folded and exported to ``path`` as pfs.export does,
+    """The deployed form of ``model`` (before any train step): folded and exported to ``path`` as pfs.stages.export
+    does,
     opened by onnxruntime's CPU provider; ``profile``: with its per-node profiler on, saving the optimised graph."""
     import onnxruntime as ort
 

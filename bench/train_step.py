@@ -1,4 +1,4 @@
-"""Benchmark: the on-device data path (pfs.device_data) against the DataLoader path, measured in one run.
+"""Benchmark: the on-device data path (pfs.data.device_data) against the DataLoader path, measured in one run.
 
     python bench/train_step.py [--arch resnet20] [--images 4096] [--batch 128] [--repeats 3] [--workers 0]
                                [--device cpu|cuda] [--threads N]
@@ -26,9 +26,9 @@ import torch
 from _common import add_device_args, setup_device, sync
 from torch import nn
 
-from pfs.catalog import DATASETS
-from pfs.data import TensorImageDataset, make_loader, make_transform
-from pfs.device_data import DeviceBatches
+from pfs.core.catalog import DATASETS
+from pfs.data.datasets import TensorImageDataset, make_loader, make_transform
+from pfs.data.device_data import DeviceBatches
 from pfs.models import build_model
 
 INFO = DATASETS["cifar10"]

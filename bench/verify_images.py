@@ -1,4 +1,4 @@
-"""Benchmark: decoding every image to find the unreadable ones (pfs.imagenet.unreadable_images, what
+"""Benchmark: decoding every image to find the unreadable ones (pfs.data.imagenet.unreadable_images, what
 dataset.verify_images and `python -m pfs verify-images` run), measured in one run.
 
     python bench/verify_images.py [--images 2000] [--size 500x375] [--workers N] [--repeats 2]
@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from pfs import imagenet
+from pfs.data import imagenet
 
 IMAGENET_IMAGES = 1_331_167  # ILSVRC2012: 1,281,167 training + 50,000 validation images
 

@@ -7,14 +7,14 @@ import time
 from snakemake.logging import logger
 from snakemake.utils import validate
 
-from pfs.config import ConfigError, check_config, check_output_folders, check_schema, coerce_overrides
-from pfs.config import finetune_settings, sparse_settings, train_settings
-from pfs.datatree import fingerprint
-from pfs.numerics import rule_params as numerics_params
-from pfs.slurm_check import check_workflow as check_slurm_status
-from pfs.memory import DeclaredJob, job_mem_mb, overruns
-from pfs.grid import NUMBER, full_runs, l1_runs, l1_scratch_runs, pruned_runs, random_runs, uniform_runs
-from pfs.grid import slim_runs, slim_scratch_runs
+from pfs.workflow.config import ConfigError, check_config, check_output_folders, check_schema, coerce_overrides
+from pfs.workflow.config import finetune_settings, sparse_settings, train_settings
+from pfs.data.datatree import fingerprint
+from pfs.core.numerics import rule_params as numerics_params
+from pfs.workflow.slurm_check import check_workflow as check_slurm_status
+from pfs.workflow.memory import DeclaredJob, job_mem_mb, overruns
+from pfs.core.grid import NUMBER, full_runs, l1_runs, l1_scratch_runs, pruned_runs, random_runs, uniform_runs
+from pfs.core.grid import slim_runs, slim_scratch_runs
 
 # a bad value stops the run with ONE line naming the key and the fix: a SystemExit passes through Snakemake, so
 # Python prints its message alone and exits 1 (any other exception gets "ConfigError in file ..." and a traceback)
@@ -26,10 +26,10 @@ try:
     check_config(config)
 except ConfigError as exc:
     raise SystemExit(f"error: {exc}") from None
-# the dataset's files as the jobs would see them (pfs.datatree): a param of every rule that reads them, so changed
+# the dataset's files as the jobs would see them (pfs.data.datatree): a param of every rule that reads them, so changed
 # data reruns those jobs and what follows; moved data (another dataset.root) reruns nothing
 DATA = fingerprint(config["dataset"]["name"], config["dataset"]["root"], config["dataset"]["check_md5"])
-# how the jobs compute (pfs.numerics: native or pinned, and the pinned thread count): a param of every rule whose
+# how the jobs compute (pfs.core.numerics: native or pinned, and the pinned thread count): a param of every rule whose
 # floats it changes, so switching it reruns gate learning and training, and nothing that only reads their files
 NUMERICS = numerics_params(config)
 
@@ -38,7 +38,7 @@ onstart:
     # a real run only (a dry run of a read-only finished run is fine): one line before any job, no traceback
     check_output_folders(["results", "logs", "benchmarks", config["checkpoint_dir"]])
     # under --executor slurm, before the first job is submitted: refuse a job status command that cannot work here
-    # (pfs.slurm_check: a sacct without accounting would make the run wait forever)
+    # (pfs.workflow.slurm_check: a sacct without accounting would make the run wait forever)
     check_slurm_status(workflow)
 
 
@@ -92,7 +92,7 @@ def run_outputs(run_dir):
 def gpu_resources(max_gpu=None, stage="train"):
     """Resources of the GPU jobs of ``stage`` (gates or train; at most ``max_gpu`` GPUs); each retry
     (resources.retries) gets a longer wall-time limit. ``mem_mb: auto``: estimated per job from its arch, the
-    dataset, workers, batch size and GPUs (pfs.memory: measured figures, torch-free)."""
+    dataset, workers, batch size and GPUs (pfs.workflow.memory: measured figures, torch-free)."""
     res = config["resources"]
     gpu = res["gpu"] if max_gpu is None else min(res["gpu"], max_gpu)
     mem_mb = res["mem_mb"]
@@ -106,7 +106,7 @@ RUN_STARTED = time.time()  # benchmark files written since then are this run's
 
 def warn_memory_overruns():
     """After a run (onsuccess, onerror): one WARNING line per job of this run whose benchmark file shows a peak
-    memory (max_pss, pfs.memory.overruns) above the mem_mb it declared. A courtesy: it never fails a run."""
+    memory (max_pss, pfs.workflow.memory.overruns) above the mem_mb it declared. A courtesy: it never fails a run."""
     try:
         ran = [
             job
@@ -207,7 +207,7 @@ def _chain_steps():
 
 
 def run_chains():
-    """metrics.json of every training run -> the benchmark files of its whole chain (pfs.cost sums them; a job in
+    """metrics.json of every training run -> the benchmark files of its whole chain (pfs.results.cost sums them; a job in
     several chains, such as one gate learning serving several ratios, is shared)."""
     steps = _chain_steps()
     return {

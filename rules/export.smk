@@ -1,5 +1,5 @@
 # The deployable form of every trained network (grid.export): model.onnx beside its model.pt, gates merged and
-# BatchNorm folded into the convs, checked against the PyTorch model on random inputs (pfs.export).
+# BatchNorm folded into the convs, checked against the PyTorch model on random inputs (pfs.stages.export).
 
 
 rule export:

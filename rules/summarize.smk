@@ -1,7 +1,7 @@
 rule summarize:
     input:
         **references_input(),
-        **chain_inputs(),  # the compute of each run's chain (pfs.cost)
+        **chain_inputs(),  # the compute of each run's chain (pfs.results.cost)
         metrics=all_metrics(),
     output:
         table_csv=reported(TABLES["table_csv"], "table.rst", "Tables"),

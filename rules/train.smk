@@ -1,5 +1,5 @@
 # The four training rules: one definition (train_pruned), the others reuse it with their own inputs, paths and
-# method; all run workflow_scripts/train.py (pfs.jobs.TrainJob -> pfs.distributed.launch).
+# method; all run workflow_scripts/train.py (pfs.stages.train.TrainJob -> pfs.stages.launch.launch).
 
 
 rule train_pruned:

@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from pfs.cli import main
-from pfs.macs import network_cost
+from pfs.method.macs import network_cost
 from pfs.models import default_widths, list_models
 
 PRUNED_RESNET56 = [10] * 9 + [20] * 9 + [40] * 9  # e=20 halved
@@ -100,10 +100,10 @@ def test_a_channels_file_of_another_dataset_names_the_default_the_run_fell_back_
 
 
 def test_the_workflow_keeps_its_remedy_for_a_file_whose_identity_does_not_fit_the_job(tmp_path):
-    from pfs.artifacts import load_channels
-    from pfs.errors import PfsError
-    from pfs.experiment import Experiment
-    from pfs.io import REMEDY
+    from pfs.core.errors import PfsError
+    from pfs.core.io import REMEDY
+    from pfs.stages.artifacts import load_channels
+    from pfs.stages.experiment import Experiment
 
     channels = write_channels(tmp_path / "channels.yaml", expansion=24)
     with pytest.raises(PfsError) as err:  # a training job given a stale file: remaking it is the fix
@@ -146,7 +146,8 @@ def test_summary_refuses_a_missing_channels_file_saying_which_file_to_give(tmp_p
 def test_train_refuses_a_missing_job_file_saying_what_to_give(tmp_path, capsys):
     assert main(["train", "--job", str(tmp_path / "job.json")]) == 2
     assert capsys.readouterr().err == (f"error: {tmp_path / 'job.json'} does not exist; give the job "
-                                       "(pfs.jobs.TrainJob) as a JSON object or the path of a file holding one\n")
+                                       "(pfs.stages.train.TrainJob) as a JSON object or the path of a file "
+                                       "holding one\n")
 
 
 def test_verify_images_refuses_a_missing_root_naming_the_flag(tmp_path, capsys):

@@ -16,15 +16,16 @@ try:
 except ImportError:  # a rule env (--use-conda) without the package installed: use the checkout's src/
     sys.path.insert(0, str(_SRC))
 
-# torch-free imports only: pfs.data and pfs.experiment (torch, ~1.5 s) are imported where used, so summarize starts fast
-from pfs.errors import PfsError  # noqa: E402 - after the sys.path fallback above
-from pfs.gpu_slots import claim_gpus  # noqa: E402
-from pfs.joblog import end_run, separator, start_run  # noqa: E402
-from pfs.progress import setup_logging  # noqa: E402
+# torch-free imports only: pfs.data.datasets and pfs.stages.experiment (torch, ~1.5 s) are imported where used, so
+# summarize starts fast
+from pfs.core.errors import PfsError  # noqa: E402 - after the sys.path fallback above
+from pfs.core.progress import setup_logging  # noqa: E402
+from pfs.workflow.gpu_slots import claim_gpus  # noqa: E402
+from pfs.workflow.joblog import end_run, separator, start_run  # noqa: E402
 
 if TYPE_CHECKING:
-    from pfs.data import DataSettings
-    from pfs.experiment import Experiment
+    from pfs.data.settings import DataSettings
+    from pfs.stages.experiment import Experiment
 
 log = logging.getLogger("pfs.stage")
 
@@ -32,10 +33,11 @@ log = logging.getLogger("pfs.stage")
 @contextlib.contextmanager
 def run_stage(log_path: str | None, threads: int = 1, gpus: int = 0, device: str = "auto",
               uses_torch: bool = True, numerics: dict | None = None) -> Iterator[TextIO]:
-    """Set up logging and (``uses_torch``) torch's numerics (``numerics``: the rule's numerics param, pfs.numerics;
+    """Set up logging and (``uses_torch``) torch's numerics (``numerics``: the rule's numerics param, pfs.core.numerics;
     native with ``threads`` threads when None), claim ``gpus`` GPUs of this machine for the job (a local
-    run: see pfs.gpu_slots), and turn a PfsError into one error line and exit status 1. The job's log keeps the
-    lines of its earlier runs that did not finish (a retry, a resubmission, --rerun-incomplete; pfs.joblog), and
+    run: see pfs.workflow.gpu_slots), and turn a PfsError into one error line and exit status 1. The job's log keeps the
+    lines of its earlier runs that did not finish (a retry, a resubmission, --rerun-incomplete; pfs.workflow.joblog),
+    and
     each run starts with a separator line."""
     run = start_run(log_path) if log_path else 0
     stream = setup_logging(log_path)
@@ -44,7 +46,7 @@ def run_stage(log_path: str | None, threads: int = 1, gpus: int = 0, device: str
     finished = False
     try:
         if uses_torch:
-            from pfs.numerics import apply
+            from pfs.core.numerics import apply
 
             numerics = dict(numerics or {})  # pinned: the thread count the param fixes, whatever cores were granted
             apply(numerics.get("mode", "native"), numerics.get("threads", threads))
@@ -65,7 +67,7 @@ def gpu_count(resources) -> int:
 
 
 def experiment(wildcards) -> Experiment:
-    from pfs.experiment import Experiment
+    from pfs.stages.experiment import Experiment
 
     wc = dict(wildcards)
     expansion = int(wc["expansion"]) if "expansion" in wc else None
@@ -73,7 +75,7 @@ def experiment(wildcards) -> Experiment:
 
 
 def data_settings(config: dict, inputs=None) -> DataSettings:
-    from pfs.data import DataSettings
-    from pfs.jobs import data_fields
+    from pfs.data.settings import DataSettings
+    from pfs.stages.train import data_fields
 
     return DataSettings(config["dataset"]["name"], **data_fields(config, inputs))

@@ -2,7 +2,7 @@
 
 from _common import run_stage
 
-from pfs.export import export_onnx
+from pfs.stages.export import export_onnx
 
 
 def main(inputs, outputs, log_path, threads=1):

@@ -2,8 +2,8 @@
 
 from _common import data_settings, experiment, gpu_count, run_stage
 
-from pfs.distributed import resolve_device
-from pfs.stages import stage_learn_gates
+from pfs.stages.learn_gates import stage_learn_gates
+from pfs.training.distributed import resolve_device
 
 
 def main(inputs, outputs, params, wildcards, config, log_path, threads=1, resources=None):

@@ -3,7 +3,7 @@ gates, the gate-learning curves and every training run's history (training curve
 
 from _common import run_stage
 
-from pfs.plots import (
+from pfs.results.plots import (
     accuracy_vs_cost,
     accuracy_vs_macs,
     channel_widths,
@@ -20,7 +20,7 @@ def main(inputs, outputs, params, wildcards, config, log_path, threads=1):
     with run_stage(log_path, threads):
         table = pd.read_csv(inputs["table"])
         accuracy_vs_macs(table, outputs["accuracy"], pd.read_csv(inputs["comparison"]))
-        accuracy_vs_cost(table, outputs["accuracy_cost"])  # the cost of each network's chain (table.csv, pfs.cost)
+        accuracy_vs_cost(table, outputs["accuracy_cost"])  # each network's chain's cost (pfs.results.cost)
         channel_widths(list(inputs["channels"]), outputs["widths"])
         gate_histograms(list(inputs["gates"]), outputs["gate_histograms"])
         # each history is labelled with the identity in the gates.pt at its position (one of each per run)

@@ -2,7 +2,7 @@
 
 from _common import experiment, run_stage
 
-from pfs.stages import stage_prune
+from pfs.stages.prune import stage_prune
 
 
 def main(inputs, outputs, params, wildcards, config, log_path, threads=1):

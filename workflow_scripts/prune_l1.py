@@ -3,7 +3,7 @@ pruned.pt (the kept channels' trained weights, which fine-tuning starts from).""
 
 from _common import experiment, run_stage
 
-from pfs.stages import stage_prune_l1
+from pfs.stages.classic import stage_prune_l1
 
 
 def main(inputs, outputs, params, wildcards, config, log_path, threads=1):

@@ -4,7 +4,7 @@ channels' trained weights, which fine-tuning starts from)."""
 
 from _common import experiment, run_stage
 
-from pfs.stages import stage_prune_slim
+from pfs.stages.classic import stage_prune_slim
 
 
 def main(inputs, outputs, params, wildcards, config, log_path, threads=1):

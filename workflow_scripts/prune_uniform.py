@@ -3,8 +3,8 @@ factor to the MACs ratio)."""
 
 from _common import data_settings, experiment, run_stage
 
-from pfs.data import num_classes_of
-from pfs.stages import stage_prune_uniform
+from pfs.data.datasets import num_classes_of
+from pfs.stages.prune import stage_prune_uniform
 
 
 def main(inputs, outputs, params, wildcards, config, log_path, threads=1):

@@ -3,8 +3,8 @@ seeded by the seed), pruned by prune_random exactly as learned gates are."""
 
 from _common import data_settings, experiment, run_stage
 
-from pfs.data import num_classes_of
-from pfs.stages import stage_random_gates
+from pfs.data.datasets import num_classes_of
+from pfs.stages.learn_gates import stage_random_gates
 
 
 def main(inputs, outputs, params, wildcards, config, log_path, threads=1):

@@ -14,7 +14,7 @@ import json
 import os
 import sys
 
-from pfs.errors import PfsError
+from pfs.core.errors import PfsError
 
 CHANNELS_MISSING = "give the path of a channels.yaml that a pruning stage wrote (results/.../channels.yaml)"
 
@@ -22,7 +22,7 @@ CHANNELS_MISSING = "give the path of a channels.yaml that a pruning stage wrote 
 def _flag_advice(exc, given: bool) -> PfsError:
     """A channels file made for another arch, dataset, expansion or multiplier than the flags ask for: the file is
     fine, so say which flag to change (or which file to use) instead of the workflow's "delete it and rerun"."""
-    from pfs.grid import fmt
+    from pfs.core.grid import fmt
 
     def text(value) -> str:
         return fmt(value) if isinstance(value, int | float) and not isinstance(value, bool) else str(value)
@@ -34,12 +34,12 @@ def _flag_advice(exc, given: bool) -> PfsError:
 
 
 def _summary(args: argparse.Namespace) -> dict:
-    from pfs.artifacts import load_channels
-    from pfs.catalog import dataset_info
-    from pfs.experiment import Experiment
-    from pfs.io import IdentityMismatch
-    from pfs.macs import network_cost
+    from pfs.core.catalog import dataset_info
+    from pfs.core.io import IdentityMismatch
+    from pfs.method.macs import network_cost
     from pfs.models import get_spec
+    from pfs.stages.artifacts import load_channels
+    from pfs.stages.experiment import Experiment
 
     dataset_given, args.dataset = args.dataset is not None, args.dataset or "cifar10"
     info = dataset_info(args.dataset)
@@ -50,7 +50,7 @@ def _summary(args: argparse.Namespace) -> dict:
     # unless given, expansion and multiplier come from the file, which is then checked against the flags: a
     # mismatch names the flag to change (arch, dataset and any expansion or multiplier given come from the flags)
     if args.channels:
-        from pfs.io import load_yaml_artifact
+        from pfs.core.io import load_yaml_artifact
 
         doc = load_yaml_artifact(args.channels, "pfs.channels", missing=CHANNELS_MISSING)
         expansion = doc.get("expansion", expansion) if args.expansion is None else expansion
@@ -75,11 +75,12 @@ def _job_text(job: str) -> str:
     """--job's JSON: the text itself when it is a JSON object, else the file it names (refused if there is none)."""
     from pathlib import Path
 
-    from pfs.io import require_file
+    from pfs.core.io import require_file
 
     if job.lstrip().startswith("{"):
         return job
-    require_file(Path(job), "give the job (pfs.jobs.TrainJob) as a JSON object or the path of a file holding one")
+    require_file(Path(job), "give the job (pfs.stages.train.TrainJob) as a JSON object or the path of a file "
+                 "holding one")
     return Path(job).read_text()
 
 
@@ -87,9 +88,10 @@ def _train(args: argparse.Namespace) -> dict:
     """One training job (a JSON spec, inline or a file), on every torchrun rank; rank 0 logs and writes."""
     import logging
 
-    from pfs import distributed, numerics
-    from pfs.jobs import TrainJob, run_job
-    from pfs.progress import setup_logging
+    from pfs.core import numerics
+    from pfs.core.progress import setup_logging
+    from pfs.stages.train import TrainJob, run_job
+    from pfs.training import distributed
 
     numerics.apply_from_env()  # the launching job's numerics mode, before this rank's first tensor operation
     job = TrainJob.from_json(_job_text(args.job))
@@ -105,7 +107,7 @@ def _train(args: argparse.Namespace) -> dict:
 def _readme(args: argparse.Namespace) -> dict | None:
     """Rewrite README.md's results section from the run under ``--results``, or (``--check``) compare them: None
     (after saying why, with a diff) when they differ."""
-    from pfs import readme
+    from pfs.results import readme
 
     if args.check:
         try:
@@ -124,8 +126,8 @@ def _verify_images(args: argparse.Namespace) -> dict:
     """Decode every image of an ImageNet-style tree (as list preparation indexes it); an error names the bad ones."""
     import logging
 
-    from pfs.imagenet import index_tree, verify_images
-    from pfs.progress import setup_logging
+    from pfs.core.progress import setup_logging
+    from pfs.data.imagenet import index_tree, verify_images
 
     if not os.path.isdir(args.root):  # index_tree's advice names the config key (dataset.root), not the flag
         what = "is a file, not a folder" if os.path.exists(args.root) else "does not exist"
@@ -140,8 +142,8 @@ def _export(args: argparse.Namespace) -> dict:
     """A trained model.pt as a deployable network: gates merged, BatchNorm folded, checked, written atomically."""
     import logging
 
-    from pfs.export import export_onnx
-    from pfs.progress import setup_logging
+    from pfs.core.progress import setup_logging
+    from pfs.stages.export import export_onnx
 
     setup_logging(None, logging.INFO)  # what was folded and the check's difference, on stderr
     return export_onnx(args.model, args.out)
@@ -159,9 +161,9 @@ def build_parser() -> argparse.ArgumentParser:
     summary.add_argument("--channels", default=None, help="a channels.yaml written by the prune stage")
     sub.add_parser("list-models", help="print the known architectures as JSON")
     train = sub.add_parser("train", help="train one network (run under torchrun for several processes)")
-    train.add_argument("--job", required=True, help="the job (pfs.jobs.TrainJob) as JSON, or a JSON file: dataset, "
-                       "arch, seed, outputs, [method, schedule, ratio, expansion, multiplier, sparsity, channels, "
-                       "train, data, device, checkpoint_dir, gpus, log]")
+    train.add_argument("--job", required=True, help="the job (pfs.stages.train.TrainJob) as JSON, or a JSON file: "
+                       "dataset, arch, seed, outputs, [method, schedule, ratio, expansion, multiplier, sparsity, "
+                       "channels, train, data, device, checkpoint_dir, gpus, log]")
     verify = sub.add_parser("verify-images", help="decode every image of an ImageNet-style tree (root/train, "
                             "root/val) and name the ones that cannot be read (exit 2)")
     verify.add_argument("--root", required=True, help="the folder holding train/ and val/ (dataset.root)")

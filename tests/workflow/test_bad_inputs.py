@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from pfs_testkit import flip_bytes
 from smk_run import (
     EXP,
     FULL,
@@ -31,7 +32,6 @@ from smk_run import (
     write_jpeg_tree,
     write_yaml,
 )
-from test_io import flip_bytes
 
 pytestmark = pytest.mark.slow
 
@@ -113,7 +113,7 @@ def empty_class_folder(workdir: Path) -> None:
 def index_without_class_name(workdir: Path) -> None:
     import pandas as pd
 
-    from pfs.imagenet import prepare_lists
+    from pfs.data.imagenet import prepare_lists
 
     prepare_lists(write_jpeg_tree(workdir / "data/imagenet", train=2, val=1), workdir / IMAGENET_LISTS)
     table = workdir / IMAGENET_LISTS / "train.csv"
@@ -134,11 +134,11 @@ def _full_run_key(workdir: Path, arch: str) -> str:
     stage_train, the job below would find no checkpoint, train, and succeed, failing the test."""
     from snakemake.utils import validate
 
-    from pfs.config import train_settings
-    from pfs.experiment import settings_from
-    from pfs.jobs import checkpoint_key
     from pfs.models import default_widths
-    from pfs.train import TrainConfig, budget_epochs
+    from pfs.stages.experiment import settings_from
+    from pfs.stages.train import checkpoint_key
+    from pfs.training.loop import TrainConfig, budget_epochs
+    from pfs.workflow.config import train_settings
 
     config = deep_merge(yaml.safe_load((workdir / "config.yaml").read_text()),
                         yaml.safe_load((workdir / "tiny.yaml").read_text()))
@@ -152,7 +152,7 @@ def _full_run_key(workdir: Path, arch: str) -> str:
 
 def checkpoint_of_resnet32(workdir: Path) -> None:
     """A resnet32 resume checkpoint at the path of the resnet20 train_full job's."""
-    from pfs import io
+    from pfs.core import io
     from pfs.models import build_model
 
     io.save_artifact(workdir / "checkpoints" / f"{_full_run_key(workdir, 'resnet20')}.pt", "pfs.checkpoint", {

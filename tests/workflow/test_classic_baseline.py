@@ -12,7 +12,7 @@ import pytest
 import yaml
 from smk_run import FULL, SUMMARY_JOBS, planned_jobs, run_tiny_grid
 
-from pfs.cost import read_benchmark
+from pfs.results.cost import read_benchmark
 
 pytestmark = pytest.mark.slow
 

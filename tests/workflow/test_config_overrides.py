@@ -1,5 +1,5 @@
 """One number changed from the command line: --config section='{key: value}' through the real snakemake CLI, which
-passes every value nested in it as a string (pfs.config.coerce_overrides gives them the schema's types)."""
+passes every value nested in it as a string (pfs.workflow.config.coerce_overrides gives them the schema's types)."""
 
 from __future__ import annotations
 

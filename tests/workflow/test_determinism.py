@@ -12,7 +12,7 @@ import torch
 import yaml
 from smk_run import EXP, FULL, PRUNED, RUN_DIRS, snakemake, tail
 
-from pfs.io import load_artifact
+from pfs.core.io import load_artifact
 
 pytestmark = pytest.mark.slow
 

@@ -13,7 +13,7 @@ import pytest
 import torch
 from smk_run import FULL, SNAKEMAKE, copy_workflow, snakemake, tail
 
-from pfs.io import load_artifact
+from pfs.core.io import load_artifact
 
 pytestmark = pytest.mark.slow
 

@@ -13,8 +13,8 @@ import torch
 import yaml
 from smk_run import FULL, SUMMARY_JOBS, planned_jobs, run_tiny_grid
 
-from pfs import io
-from pfs.cost import read_benchmark
+from pfs.core import io
+from pfs.results.cost import read_benchmark
 
 pytestmark = pytest.mark.slow
 

@@ -105,7 +105,7 @@ KEY_RERUNS = {
     "train_by_arch": ({"resnet20": {"lr": 0.05}}, TRAINING),
     "references": ("", dict(SUMMARY_JOBS)),  # the comparison table (and its stars in the accuracy plot) only
     "device": ("cpu", NOTHING),
-    # how gate learning and training compute (pfs.numerics): other last digits, so both rerun, and what follows
+    # how gate learning and training compute (pfs.core.numerics): other last digits, so both rerun, and what follows
     "numerics.mode": ("pinned", {**GATES_DOWN, "train_full": 1}),
     "checkpoint_dir": ("elsewhere", NOTHING),
     **{f"resources.{key}": (value, NOTHING) for key, value in

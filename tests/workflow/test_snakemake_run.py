@@ -78,7 +78,7 @@ def _wall_seconds(path) -> float:
 
 
 def test_each_summary_row_costs_the_sum_of_its_chains_benchmark_files(finished_run):
-    from pfs.cost import in_unit
+    from pfs.results.cost import in_unit
 
     bench = {name: finished_run.workdir / f"benchmarks/{job.removeprefix('results/')}.tsv" for name, job in (
         ("gates", f"{EXP}/learn_gates"), ("prune", f"{PRUNED}/prune"), ("full", f"{RUN_DIRS['full']}/train_full"),
@@ -162,8 +162,8 @@ def test_export_writes_a_checked_onnx_beside_every_trained_model_and_lists_it_in
     import onnx
     import torch
 
-    from pfs.export import run_onnxruntime
-    from pfs.io import sha256_file
+    from pfs.core.io import sha256_file
+    from pfs.stages.export import run_onnxruntime
 
     workdir = tmp_path / "wf"
     shutil.copytree(finished_run.workdir, workdir, symlinks=True)

@@ -1,6 +1,6 @@
 """Model registry: ``register_model`` / ``build_model`` / ``list_models`` (timm style).
 
-An arch's facts (domain, backbone multiplier, crop scale) live in pfs.catalog; the registry adds its builder and
+An arch's facts (domain, backbone multiplier, crop scale) live in pfs.core.catalog; the registry adds its builder and
 widths.
 """
 
@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from pfs.catalog import DOMAIN_CLASSES, arch_info, check_multiplier
+from pfs.core.catalog import DOMAIN_CLASSES, arch_info, check_multiplier
 from pfs.models.gate import GatedNet
 
 
@@ -32,7 +32,7 @@ _REGISTRY: dict[str, ModelSpec] = {}
 def register_model(*, widths_fn: Callable[[int], list[int]], base_expansion: int):
     """Decorator registering ``builder(widths=None, expansion=..., num_classes=...[, multiplier=...])``.
 
-    The builder is registered under its function name, which must be an arch of pfs.catalog.ARCHS: its domain,
+    The builder is registered under its function name, which must be an arch of pfs.core.catalog.ARCHS: its domain,
     whether it takes ``multiplier`` (the scale of its non-prunable widths) and its smallest ImageNet random-crop
     area come from there.
     """

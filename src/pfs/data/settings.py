@@ -1,0 +1,18 @@
+"""Where and how a job reads its dataset: the settings every reader takes (torch-free)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class DataSettings:
+    """Where and how to read a dataset (none of this changes a result, so none of it is a rule param)."""
+
+    name: str
+    root: str = "data"
+    download: bool = False
+    check_md5: bool = True
+    num_workers: int = 0
+    train_list: str | None = None  # ImageNet: the index tables written by prepare_imagenet_list
+    val_list: str | None = None

@@ -1,0 +1,6 @@
+"""What a user reads: summary.csv (summary), the seed-grouped tables (tables), the published figures beside ours
+(references), the compute of each chain (cost), the plots, the HTML tables of the report and README.md's generated
+sections (readme).
+
+Reads the files the stages wrote; may import pfs.core (and pfs.data for the test-set sizes), never the stages.
+"""

@@ -1,0 +1,78 @@
+"""Helpers the tests share (a module of its own, not conftest.py, so every test imports the same one: pytest puts
+tests/ on sys.path through pyproject's pythonpath): the repository root and tiny datasets made on the fly."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import pickle
+import struct
+import sys
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+REPO = Path(__file__).resolve().parent.parent  # the checkout
+CIFAR10_TRAIN = [f"data_batch_{i}" for i in range(1, 6)]
+
+
+def write_tiny_cifar10(root: Path, per_batch: int = 20, test_size: int = 30, seed: int = 0) -> Path:
+    """A CIFAR-10 folder in torchvision's on-disk layout (pickled batches under cifar-10-batches-py/).
+
+    Images are random noise with a class-dependent mean colour, so a network can learn something.
+    """
+    rng = np.random.default_rng(seed)
+    folder = root / "cifar-10-batches-py"
+    folder.mkdir(parents=True, exist_ok=True)
+
+    def batch(n: int) -> dict:
+        labels = rng.integers(0, 10, n)
+        images = rng.integers(0, 128, (n, 3, 32, 32)) + (labels * 12)[:, None, None, None]
+        return {"data": images.reshape(n, -1).astype(np.uint8), "labels": labels.tolist()}
+
+    for name in CIFAR10_TRAIN:
+        with open(folder / name, "wb") as fh:
+            pickle.dump(batch(per_batch), fh)
+    with open(folder / "test_batch", "wb") as fh:
+        pickle.dump(batch(test_size), fh)
+    with open(folder / "batches.meta", "wb") as fh:
+        pickle.dump({"label_names": [f"class{i}" for i in range(10)]}, fh)
+    return root
+
+
+def flip_bytes(path: Path, count: int = 64, entry: str | None = None) -> str:
+    """Invert ``count`` bytes in the middle of one entry of a torch file (default: its largest tensor), as a disk
+    or copy fault would, leaving the zip's structure intact; returns the entry's name."""
+    with zipfile.ZipFile(path) as archive:
+        infos = archive.infolist()
+    if entry is None:
+        info = max((i for i in infos if "/data/" in i.filename), key=lambda i: i.file_size)
+    else:
+        info = next(i for i in infos if i.filename.endswith(entry))
+    assert info.file_size >= count
+    data = bytearray(path.read_bytes())
+    name_len, extra_len = struct.unpack("<HH", data[info.header_offset + 26:info.header_offset + 30])
+    start = info.header_offset + 30 + name_len + extra_len + (info.file_size - count) // 2
+    data[start:start + count] = bytes(b ^ 0xFF for b in data[start:start + count])
+    path.write_bytes(bytes(data))
+    return info.filename
+
+
+@contextlib.contextmanager
+def restored_globals():
+    """The scripts reconfigure the root logger (force=True) and torch's threads; undo that afterwards."""
+    root = logging.getLogger()
+    handlers, level, threads = root.handlers[:], root.level, torch.get_num_threads()
+    try:
+        yield
+    finally:
+        for handler in root.handlers:
+            if handler not in handlers:
+                stream = getattr(handler, "stream", None)
+                if stream not in (None, sys.stderr, sys.__stderr__) and hasattr(stream, "close"):
+                    stream.close()  # the job log the script opened
+        root.handlers[:] = handlers
+        root.setLevel(level)
+        torch.set_num_threads(threads)
