@@ -2,7 +2,8 @@
 
     python -m pfs summary --arch resnet56 --dataset cifar10 [--expansion 20] [--multiplier 1] [--channels FILE]
     python -m pfs list-models
-    python -m pfs readme [--check] [--results DIR] [--readme FILE]   (README's results section from the run)
+    python -m pfs verify-images --root DIR [--workers N]   (decode every image of an ImageNet-style tree)
+    python -m pfs readme [--check] [--spread] [--results DIR] [--readme FILE]   (README's results section from the run)
     python -m pfs export RUN_DIR_OR_MODEL [--format onnx] [--out FILE]   (gates merged, BatchNorm folded)
     torchrun --standalone --nproc_per_node=N -m pfs train --job JOB.json   (multi-process training)
 """

@@ -2,5 +2,6 @@
 (references), the compute of each chain (cost), the plots, the HTML tables of the report and README.md's generated
 sections (readme).
 
-Reads the files the stages wrote; may import pfs.core (and pfs.data for the test-set sizes), never the stages.
+Reads the files the stages wrote; may import pfs.core only (a dataset's test-set size is pfs.core.catalog's), never
+the stages.
 """

@@ -410,6 +410,57 @@ def _curve_label(doc: dict, varying: set[str]) -> str:
     return " ".join(parts)
 
 
+def _curve_groups(loaded: list[tuple[dict, pd.DataFrame, str]]) -> dict[tuple, list[tuple[dict, pd.DataFrame]]]:
+    """The runs of each panel, panels in the tables' order: key (dataset, arch, method order, method, schedule
+    order, schedule); within a panel by ratio, expansion, seed and file."""
+
+    def panel(d: dict) -> tuple:
+        return (d["dataset"], d["arch"], METHOD_ORDER.get(d["method"], len(METHOD_ORDER)), d["method"],
+                SCHEDULE_ORDER.get(d["schedule"], len(SCHEDULE_ORDER)), d["schedule"])
+
+    groups: dict[tuple, list[tuple[dict, pd.DataFrame]]] = {}
+    for doc, history, _ in sorted(loaded, key=lambda run: (panel(run[0]), run[0].get("ratio") or 0,
+                                                           run[0].get("expansion") or 0, run[0]["seed"], run[2])):
+        groups.setdefault(panel(doc), []).append((doc, history))
+    return groups
+
+
+def _curve_panel(ax, members: list[tuple[dict, pd.DataFrame]], several: bool) -> None:
+    """One panel of training_curves: per run a solid test top-1 line (a dot and its value at the last epoch) and
+    a thin dashed train top-1 line, in one shade of the method's colour; ``several``: the title names the dataset
+    and arch."""
+    doc0 = members[0][0]
+    color = _STYLE.get(doc0["method"], ("tab:gray", "x"))[0]
+    varying = {k for k in ("arch", "expansion", "multiplier") if len({d.get(k) for d, _ in members}) > 1}
+    for k, (doc, h) in enumerate(members):
+        shade = _shade(color, k, len(members))
+        test, train = 100 * h["test_top1"], 100 * h["train_top1"]
+        ax.plot(h["epoch"], test, "-", color=shade, linewidth=1.6, marker="o", markersize=4,
+                markevery=[len(h) - 1], label=f"{_curve_label(doc, varying)}: {test.iloc[-1]:.1f}%")
+        ax.plot(h["epoch"], train, "--", color=shade, linewidth=0.8)
+    epochs = {len(h) for _, h in members}
+    title = f"{doc0['method']}, {SCHEDULE_NAMES.get(doc0['schedule'], doc0['schedule'])}"
+    title += f" ({epochs.pop()} epochs)" if len(epochs) == 1 else ""
+    ax.set_title(f"{doc0['arch']} on {doc0['dataset']}: {title}" if several else title, fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="lower right", title="last-epoch test top-1", title_fontsize=7)
+
+
+def _label_outer_panels(axes: np.ndarray, label: str) -> None:
+    """The y label (``label``) on the first visible panel of each row, the x label and ticks on the lowest
+    visible panel of each column."""
+    visible = np.array([[ax.axison for ax in row] for row in axes])
+    for (r, c), ax in np.ndenumerate(axes):
+        if not visible[r, c]:
+            continue
+        if not visible[r, :c].any():
+            ax.set_ylabel(label, fontsize=8)
+            ax.yaxis.set_tick_params(labelleft=True)
+        if not visible[r + 1:, c].any():
+            ax.set_xlabel("epoch")
+            ax.xaxis.set_tick_params(labelbottom=True)
+
+
 def training_curves(runs: Sequence[tuple[str, str]], out: str | Path) -> Figure:
     """Test and train top-1 (%) at every epoch of every training run: ``runs``, a (metrics.json, history.csv)
     pair per run. Small multiples: one row per method (per dataset and arch where the grid has several), one
@@ -419,15 +470,7 @@ def training_curves(runs: Sequence[tuple[str, str]], out: str | Path) -> Figure:
     counted over each epoch's augmented batches while training), in the method's colour, one shade per run. At
     most _CURVE_PANELS panels (the first ones in the tables' order)."""
     loaded = [(*_read_run(m, h), str(m)) for m, h in runs]
-
-    def panel(d: dict) -> tuple:  # (dataset, arch, method in the tables' order, schedule in the tables' order)
-        return (d["dataset"], d["arch"], METHOD_ORDER.get(d["method"], len(METHOD_ORDER)), d["method"],
-                SCHEDULE_ORDER.get(d["schedule"], len(SCHEDULE_ORDER)), d["schedule"])
-
-    groups: dict[tuple, list[tuple[dict, pd.DataFrame]]] = {}
-    for doc, history, _ in sorted(loaded, key=lambda run: (panel(run[0]), run[0].get("ratio") or 0,
-                                                           run[0].get("expansion") or 0, run[0]["seed"], run[2])):
-        groups.setdefault(panel(doc), []).append((doc, history))
+    groups = _curve_groups(loaded)
     shown = list(groups)[:_CURVE_PANELS]
     rows = list(dict.fromkeys(key[:4] for key in shown))  # (dataset, arch, method order, method)
     cols = sorted({key[4:] for key in shown})  # (schedule order, schedule)
@@ -443,32 +486,8 @@ def training_curves(runs: Sequence[tuple[str, str]], out: str | Path) -> Figure:
         if key not in shown:
             ax.set_axis_off()
             continue
-        members = groups[key]
-        doc0 = members[0][0]
-        color = _STYLE.get(doc0["method"], ("tab:gray", "x"))[0]
-        varying = {k for k in ("arch", "expansion", "multiplier") if len({d.get(k) for d, _ in members}) > 1}
-        for k, (doc, h) in enumerate(members):
-            shade = _shade(color, k, len(members))
-            test, train = 100 * h["test_top1"], 100 * h["train_top1"]
-            ax.plot(h["epoch"], test, "-", color=shade, linewidth=1.6, marker="o", markersize=4,
-                    markevery=[len(h) - 1], label=f"{_curve_label(doc, varying)}: {test.iloc[-1]:.1f}%")
-            ax.plot(h["epoch"], train, "--", color=shade, linewidth=0.8)
-        epochs = {len(h) for _, h in members}
-        title = f"{doc0['method']}, {SCHEDULE_NAMES.get(doc0['schedule'], doc0['schedule'])}"
-        title += f" ({epochs.pop()} epochs)" if len(epochs) == 1 else ""
-        ax.set_title(f"{doc0['arch']} on {doc0['dataset']}: {title}" if several else title, fontsize=10)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7, loc="lower right", title="last-epoch test top-1", title_fontsize=7)
-    visible = np.array([[ax.axison for ax in row] for row in axes])
-    for (r, c), ax in np.ndenumerate(axes):
-        if not visible[r, c]:
-            continue
-        if not visible[r, :c].any():  # the first panel of its row: the y label
-            ax.set_ylabel(label, fontsize=8)
-            ax.yaxis.set_tick_params(labelleft=True)
-        if not visible[r + 1:, c].any():  # the lowest panel of its column: the x label and ticks
-            ax.set_xlabel("epoch")
-            ax.xaxis.set_tick_params(labelbottom=True)
+        _curve_panel(ax, groups[key], several)
+    _label_outer_panels(axes, label)
     highest = max(float(100 * h[["test_top1", "train_top1"]].max().max()) for _, h, _ in loaded)
     axes[0, 0].set_ylim(top=min(101.0, highest + 2))  # shared by every panel: no room wasted above 100%
     styles = [Line2D([], [], color="dimgray", linewidth=1.6, marker="o", markersize=4, markevery=[1],

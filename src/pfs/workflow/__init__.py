@@ -2,5 +2,6 @@
 estimate and the after-run memory check (memory), the SLURM status check (slurm_check), GPU slots of local jobs
 (gpu_slots) and job logs that survive retries (joblog).
 
-Torch-free: rules/*.smk import these while Snakemake builds the DAG. May import pfs.core and pfs.results.references.
+Torch-free: rules/*.smk import these while Snakemake builds the DAG. May import pfs.core and pfs.results (the
+config check reads the references file through pfs.results.references).
 """
