@@ -34,7 +34,10 @@ configfile: "config.yaml"
 report: "report/workflow.rst"
 
 
-include: "rules/common.smk"
+include: "rules/config.smk"
+include: "rules/paths.smk"
+include: "rules/targets.smk"
+include: "rules/resources.smk"
 include: "rules/gates.smk"
 include: "rules/prune.smk"
 include: "rules/train.smk"

@@ -15,7 +15,7 @@ Every measurement is the wall-clock time of a ``snakemake`` subprocess (the one 
 Prints one JSON object: seconds, jobs in each DAG (the ``total`` of Snakemake's ``Job stats:`` table, 0 when there
 is nothing to do), each time divided by ``baseline``'s, and whether importing pfs.workflow.config and pfs.core.grid
 (what
-rules/common.smk imports at parse time) pulls in torch.
+rules/config.smk imports at parse time) pulls in torch.
 
 Numbers are only meaningful when ``scontrol`` answers quickly or is absent: the installed SLURM executor plugin calls
 it when Snakemake imports it (every run, ``baseline`` included), and it stalls ~9 s when no SLURM controller answers.
@@ -94,7 +94,7 @@ def scontrol_seconds() -> float | None:
 
 
 def imports_torch() -> bool:
-    """Whether ``import pfs.workflow.config, pfs.core.grid`` (done by rules/common.smk while Snakemake parses the
+    """Whether ``import pfs.workflow.config, pfs.core.grid`` (done by rules/config.smk while Snakemake parses the
     workflow)
     imports torch."""
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO / "src"), os.environ.get("PYTHONPATH")])))

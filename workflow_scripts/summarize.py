@@ -1,7 +1,7 @@
 """summarize: every metrics.json -> results/summary.csv (one row per trained network), results/table.csv, table.md
 (grouped over seeds, with the accuracy drop against the unpruned baseline) and results/comparison.csv (beside the
 published figures of the references file); both also as HTML pages (table.html, comparison.html) for the report.
-Inputs chain_{i} (rules/common.smk chain_inputs): the chain of benchmark files of the i-th metrics.json, whose sum
+Inputs chain_{i} (rules/targets.smk chain_inputs): the chain of benchmark files of the i-th metrics.json, whose sum
 is the row's cost (pfs.results.cost); without them the cost columns are empty."""
 
 from _common import run_stage

@@ -1,5 +1,5 @@
 """The workflow's torch-free config helpers (pfs.workflow.config, pfs.core.grid): schema errors, cross-checks, the grid,
-per-arch train settings. Imported by rules/common.smk, they are tested here without Snakemake."""
+per-arch train settings. Imported by rules/config.smk, they are tested here without Snakemake."""
 
 from __future__ import annotations
 
@@ -135,7 +135,7 @@ def test_negative_eval_interval_and_zero_multiplier_are_schema_errors(imagenet):
 
 
 def test_building_the_dag_imports_no_torch():
-    """rules/common.smk imports pfs.workflow.config and pfs.core.grid while Snakemake parses the workflow: torch would
+    """rules/config.smk imports pfs.workflow.config and pfs.core.grid while Snakemake parses the workflow: torch would
     add seconds to
     every dry run and every job submission."""
     import subprocess

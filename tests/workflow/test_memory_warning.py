@@ -1,5 +1,5 @@
 """After a real run, a job whose benchmark file shows more memory than it declared gets one WARNING line (the
-onsuccess handler of rules/common.smk, pfs.workflow.memory); a job within its mem_mb: auto gets none."""
+onsuccess handler of rules/resources.smk, pfs.workflow.memory); a job within its mem_mb: auto gets none."""
 
 from __future__ import annotations
 

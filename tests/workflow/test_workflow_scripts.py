@@ -286,7 +286,7 @@ def _benchmark(path: Path, seconds: float) -> str:
 
 
 def _chain_inputs(chains: dict) -> dict:
-    """rules/common.smk chain_inputs' shape: the metrics and chain_{i}, the i-th one's benchmark files."""
+    """rules/targets.smk chain_inputs' shape: the metrics and chain_{i}, the i-th one's benchmark files."""
     return {"metrics": list(chains), **{f"chain_{i}": chain for i, chain in enumerate(chains.values())}}
 
 

@@ -1,7 +1,7 @@
 """The experiment grid: the canonical text of a number in a path, and the runs (one dict of wildcards each) that
 the config's grid asks for.
 
-Imported by rules/common.smk while the DAG is built, so it must stay light (no torch import).
+Imported by rules/config.smk and rules/targets.smk while the DAG is built, so it must stay light (no torch import).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """A dataset's files on disk: the class folders and image names of an ImageNet-style tree, and the fingerprint of
 a dataset's files that the workflow tracks (a rule param), so changed data reruns what read it.
 
-Standard library only: rules/common.smk computes the fingerprint while the DAG is built.
+Standard library only: rules/config.smk computes the fingerprint while the DAG is built.
 
 The fingerprint is what the jobs would see, not where it lies, so moving the data reruns nothing:
 - ImageNet-style trees: every split's class folders and the sorted names of their images (what list preparation

@@ -1,6 +1,6 @@
 """The compute each trained network took, from Snakemake's benchmark files (benchmarks/<job>.tsv).
 
-A network's chain is every job its training needed, its own training last (rules/common.smk ``run_chains``): for
+A network's chain is every job its training needed, its own training last (rules/targets.smk ``run_chains``): for
 PFS gate learning + pruning + training, for the classic L1 baseline pretraining (the full network's training) +
 L1 pruning + fine-tuning or training from scratch, for network slimming its sparsity training + BN-scale pruning +
 fine-tuning or training from scratch, for the uniform and random baselines their pruning (and random gates) +

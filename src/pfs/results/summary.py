@@ -27,7 +27,7 @@ COLUMNS = ["dataset", "num_classes", "arch", "method", "expansion", "multiplier"
 
 def collect(paths: list[str], chains: dict[str, list[str]] | None = None) -> pd.DataFrame:
     """One row per metrics.json; with ``chains`` (metrics path -> the benchmark files of its chain of jobs,
-    rules/common.smk run_chains) each row carries its compute (pfs.results.cost.chain_costs), else the cost columns are
+    rules/targets.smk run_chains) each row carries its compute (pfs.results.cost.chain_costs), else the cost columns are
     empty."""
     rows = [io.load_json_artifact(path, "pfs.metrics", remedy="delete it and rerun its training") for path in paths]
     frame = pd.DataFrame(rows).drop(columns=COST_COLUMNS, errors="ignore")

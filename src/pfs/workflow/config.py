@@ -1,7 +1,7 @@
 """The config's checks before the DAG is built: schema errors in one line, cross-field checks, the output folders,
 and each arch's train settings.
 
-Imported by rules/common.smk while the DAG is built, so it must stay light (no torch import).
+Imported by rules/config.smk while the DAG is built, so it must stay light (no torch import).
 """
 
 from __future__ import annotations

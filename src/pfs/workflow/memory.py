@@ -1,7 +1,7 @@
 """Memory of the GPU jobs (learn_gates, train_*): ``resources.mem_mb: auto`` estimates it from measured peak
 figures, and after a run each job's benchmark file is compared with what it declared.
 
-Torch-free: rules/common.smk calls it while the DAG is built.
+Torch-free: rules/resources.smk calls it while the DAG is built.
 
 **What is measured.** Snakemake's benchmark files give, per job, ``max_rss`` and ``max_pss`` (MB): the resident
 and the proportional set size of the job's processes (the script, torchrun and its ranks, DataLoader workers)

@@ -7,7 +7,7 @@ takes every such answer as "no news", so it never sees a job end and Snakemake w
 it wait for those jobs to finish). The plugin also quietly goes back from squeue to sacct when SLURM's MinJobAge
 is under 3 x ``--slurm-init-seconds-before-status-checks``. This module works out the command the plugin will
 really use, runs that query once with a short timeout and, when it cannot work, stops the run with one line that
-says what to pass. Torch-free: it runs in the Snakemake process (rules/common.smk, onstart).
+says what to pass. Torch-free: it runs in the Snakemake process (rules/config.smk, onstart).
 """
 
 from __future__ import annotations

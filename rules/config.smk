@@ -1,0 +1,82 @@
+# The config: validated and checked (one line per bad value), wildcard constraints, the data and numerics
+# fingerprints, the checks before a run, and the params the rules take from config sections. No rules here.
+
+from snakemake.utils import validate
+
+from pfs.workflow.config import ConfigError, check_config, check_output_folders, check_schema, coerce_overrides
+from pfs.workflow.config import finetune_settings, sparse_settings, train_settings
+from pfs.data.datatree import fingerprint
+from pfs.core.numerics import rule_params as numerics_params
+from pfs.workflow.slurm_check import check_workflow as check_slurm_status
+from pfs.core.grid import NUMBER
+
+# a bad value stops the run with ONE line naming the key and the fix: a SystemExit passes through Snakemake, so
+# Python prints its message alone and exits 1 (any other exception gets "ConfigError in file ..." and a traceback)
+try:
+    # values nested in --config (train='{epochs: 6}') arrive as strings: give them the schema's types first
+    coerce_overrides(config, f"{workflow.basedir}/schemas/config.schema.yaml")
+    check_schema(config, f"{workflow.basedir}/schemas/config.schema.yaml")  # one clear line naming a bad key
+    validate(config, "../schemas/config.schema.yaml", set_default=True)  # fills in the defaults
+    check_config(config)
+except ConfigError as exc:
+    raise SystemExit(f"error: {exc}") from None
+# the dataset's files as the jobs would see them (pfs.data.datatree): a param of every rule that reads them, so changed
+# data reruns those jobs and what follows; moved data (another dataset.root) reruns nothing
+DATA = fingerprint(config["dataset"]["name"], config["dataset"]["root"], config["dataset"]["check_md5"])
+# how the jobs compute (pfs.core.numerics: native or pinned, and the pinned thread count): a param of every rule whose
+# floats it changes, so switching it reruns gate learning and training, and nothing that only reads their files
+NUMERICS = numerics_params(config)
+
+
+onstart:
+    # a real run only (a dry run of a read-only finished run is fine): one line before any job, no traceback
+    check_output_folders(["results", "logs", "benchmarks", config["checkpoint_dir"]])
+    # under --executor slurm, before the first job is submitted: refuse a job status command that cannot work here
+    # (pfs.workflow.slurm_check: a sacct without accounting would make the run wait forever)
+    check_slurm_status(workflow)
+
+
+wildcard_constraints:
+    dataset=r"[a-z0-9]+",
+    arch=r"[a-z0-9_]+",
+    expansion=r"\d+",
+    multiplier=NUMBER,
+    sparsity=NUMBER,
+    ratio=NUMBER,
+    seed=r"\d+",
+    schedule=r"scratch_e|scratch_b",
+
+
+IMAGENET = config["dataset"]["name"] == "imagenet"
+
+
+def section_params(name):
+    """A config section as one param, keys sorted: Snakemake compares params by repr(), so without this a mere
+    reordering of keys (another --configfile, a key moved or left to its default) would rerun the stage."""
+    return dict(sorted(config[name].items()))
+
+
+def train_params(wildcards):
+    """The train section as the job's arch sees it (train_by_arch over train)."""
+    return train_settings(config, wildcards.arch)
+
+
+def finetune_params(wildcards):
+    """The train settings of a fine-tuning job: the finetune section over the arch's train settings."""
+    return finetune_settings(config, wildcards.arch)
+
+
+def sparse_params(wildcards):
+    """The train settings of slimming's sparsity training: the arch's train settings plus bn_sparsity (slimming.s)."""
+    return sparse_settings(config, wildcards.arch)
+
+
+def split_params():
+    """Dataset settings that change results (the split); location settings are read by the scripts."""
+    held_out = "val_per_class" if IMAGENET else "val_size"
+    return {k: config["dataset"][k] for k in (held_out, "split_seed")}
+
+
+def references_input():
+    """The references file (config key references) as an input of summarize, so editing it resummarizes."""
+    return {"references": config["references"]} if config.get("references") else {}
