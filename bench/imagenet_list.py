@@ -4,7 +4,7 @@
 
 Builds a tree of empty ``.JPEG`` files in a temp folder (indexing never opens an image, so empty files cost the
 same as real ones), then times, best of ``--repeats`` with the methods interleaved (warm page cache for all):
-- ``index``: pfs.data.imagenet.index_split on train/ and val/ (what a loader needs);
+- ``index``: pfs.data.index.index_split on train/ and val/ (what a loader needs);
 - ``prepare_lists``: index + class checks + both CSVs written atomically (the whole workflow stage);
 - ``imagenet_folder``: torchvision.datasets.ImageFolder construction on train/ and val/ (what the official
   training script does at every start);
@@ -27,8 +27,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from pfs.data.datatree import fingerprint
-from pfs.data.imagenet import IMAGE_EXTENSIONS, SPLITS, index_split, prepare_lists
+from pfs.data.datatree import IMAGE_EXTENSIONS, fingerprint
+from pfs.data.index import SPLITS, index_split, prepare_lists
 
 
 def make_tree(root: Path, classes: int, per_split: dict[str, int]) -> int:

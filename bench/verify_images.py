@@ -1,4 +1,4 @@
-"""Benchmark: decoding every image to find the unreadable ones (pfs.data.imagenet.unreadable_images, what
+"""Benchmark: decoding every image to find the unreadable ones (pfs.data.index.unreadable_images, what
 dataset.verify_images and `python -m pfs verify-images` run), measured in one run.
 
     python bench/verify_images.py [--images 2000] [--size 500x375] [--workers N] [--repeats 2]
@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from pfs.data import imagenet
+from pfs.data import index
 
 IMAGENET_IMAGES = 1_331_167  # ILSVRC2012: 1,281,167 training + 50,000 validation images
 
@@ -75,8 +75,8 @@ def main() -> None:
         full_decode(tmp, names[:50])  # warm-up: imports and page cache
         seconds = {
             "full_1": best(lambda: full_decode(tmp, names), args.repeats),
-            "draft_1": best(lambda: imagenet.unreadable_images(tmp, names, 1), args.repeats),
-            f"draft_{args.workers}": best(lambda: imagenet.unreadable_images(tmp, names, args.workers), args.repeats),
+            "draft_1": best(lambda: index.unreadable_images(tmp, names, 1), args.repeats),
+            f"draft_{args.workers}": best(lambda: index.unreadable_images(tmp, names, args.workers), args.repeats),
         }
         megabytes = sum((tmp / n).stat().st_size for n in names) / 1e6
     finally:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image
 
 REPO = Path(__file__).resolve().parent.parent  # the checkout
 CIFAR10_TRAIN = [f"data_batch_{i}" for i in range(1, 6)]
@@ -76,3 +77,26 @@ def restored_globals():
         root.handlers[:] = handlers
         root.setLevel(level)
         torch.set_num_threads(threads)
+
+
+CLASSES = ("n02", "n01", "n03")  # created out of order: labels must follow the sorted names
+
+
+TRAIN_PER_CLASS, VAL_PER_CLASS = 4, 2
+
+
+def write_tiny_imagenet(root: Path, classes=CLASSES, train_per_class=TRAIN_PER_CLASS,
+                        val_per_class=VAL_PER_CLASS) -> Path:
+    """``root/{train,val}/<class>/img<i>.JPEG`` (40x30 solid colour JPEGs) plus files an indexer must skip."""
+    for split, n in (("train", train_per_class), ("val", val_per_class)):
+        for c, name in enumerate(classes):
+            folder = root / split / name
+            folder.mkdir(parents=True)
+            for i in reversed(range(n)):  # written in reverse: order must not come from the file system
+                Image.new("RGB", (40, 30), (60 * c, 10 * i, 200)).save(folder / f"img{i}.JPEG")
+            (folder / "README.txt").write_text("not an image")
+            (folder / ".DS_Store").write_bytes(b"\0\0\0\1Bud1")
+            (folder / "._img0.JPEG").write_bytes(b"\0\5\26\7")  # macOS resource fork: hidden, not an image
+        (root / split / "LICENSE.txt").write_text("a plain file beside the class folders is not a class")
+        (root / split / ".hidden_dir").mkdir()
+    return root

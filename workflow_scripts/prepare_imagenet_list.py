@@ -6,7 +6,7 @@ from pathlib import Path
 
 from _common import run_stage
 
-from pfs.data.imagenet import prepare_lists
+from pfs.data.index import prepare_lists
 
 
 def main(inputs, outputs, params, wildcards, config, log_path, threads=1):

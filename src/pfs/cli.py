@@ -128,7 +128,7 @@ def _verify_images(args: argparse.Namespace) -> dict:
     import logging
 
     from pfs.core.progress import setup_logging
-    from pfs.data.imagenet import index_tree, verify_images
+    from pfs.data.index import index_tree, verify_images
 
     if not os.path.isdir(args.root):  # index_tree's advice names the config key (dataset.root), not the flag
         what = "is a file, not a folder" if os.path.exists(args.root) else "does not exist"

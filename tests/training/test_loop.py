@@ -31,7 +31,7 @@ from pfs.core.errors import PfsError
 from pfs.core.io import load_artifact
 from pfs.data.datasets import TensorImageDataset, make_loader, make_transform, training_sets
 from pfs.data.device_data import DeviceBatches
-from pfs.data.imagenet import prepare_lists
+from pfs.data.index import prepare_lists
 from pfs.data.settings import DataSettings
 from pfs.models import build_model
 from pfs.training.distributed import Dist

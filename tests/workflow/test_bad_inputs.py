@@ -113,7 +113,7 @@ def empty_class_folder(workdir: Path) -> None:
 def index_without_class_name(workdir: Path) -> None:
     import pandas as pd
 
-    from pfs.data.imagenet import prepare_lists
+    from pfs.data.index import prepare_lists
 
     prepare_lists(write_jpeg_tree(workdir / "data/imagenet", train=2, val=1), workdir / IMAGENET_LISTS)
     table = workdir / IMAGENET_LISTS / "train.csv"

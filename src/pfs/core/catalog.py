@@ -59,8 +59,8 @@ DATASETS = {
                            downloadable=True, test_images=10_000),
     "cifar100": DatasetInfo("cifar100", 100, 32, (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762), 4, True,
                             ("cifar-100-python",), downloadable=True, test_images=10_000),
-    # read through its index tables (pfs.data.imagenet.prepare_lists); the number of classes of a run comes from the
-    # index (pfs.data.imagenet.num_classes), 1000 for ILSVRC2012
+    # read through its index tables (pfs.data.index.prepare_lists); the number of classes of a run comes from the
+    # index (pfs.data.index.num_classes), 1000 for ILSVRC2012
     "imagenet": DatasetInfo("imagenet", 1000, 224, _IMAGENET_MEAN, _IMAGENET_STD, 0, True, ("train", "val"),
                             domain="imagenet", in_memory=False, color_augment=True, eval_split="val"),
 }

@@ -1,20 +1,9 @@
-"""ImageNet: index its folder tree into tables, and read the images those tables list.
-
-Index an ImageNet-style folder tree (``root/{train,val}/<class>/<image>``) into tables, once, so loaders never
-walk the file system again.
-
-A table has one row per image: ``path`` (relative to the dataset root, e.g. ``train/n01440764/x.JPEG``),
-``class_name`` (the class folder) and ``label`` (the class's position in the sorted class-folder list). Rows are
-sorted by (label, path), so a table, and any split drawn from it, is the same on every file system (the official
-lists keep os.listdir order). Indexing never decodes or stats an image: one os.scandir per folder, whose entries
-carry the file type on Linux file systems.
-"""
+"""ImageNet: read the images its index tables list (pfs.data.index), with the official transforms, the
+gate-learning split and the training sets."""
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -23,8 +12,7 @@ import pandas as pd
 
 from pfs.core.catalog import DATASETS, DatasetInfo, check_data_present
 from pfs.core.errors import PfsError
-from pfs.core.io import atomic_path
-from pfs.data.datatree import IMAGE_EXTENSIONS, class_folders, image_names
+from pfs.data.index import decode_image, num_classes, read_list, unreadable_error
 
 if TYPE_CHECKING:  # torch and torchvision are imported where used: list preparation never needs them
     import torch
@@ -33,111 +21,6 @@ if TYPE_CHECKING:  # torch and torchvision are imported where used: list prepara
     from pfs.data.settings import DataSettings
 
 log = logging.getLogger(__name__)
-
-SPLITS = ("train", "val")
-COLUMNS = ("path", "class_name", "label")
-_SHOWN = 5  # differing class names shown in an error message
-
-
-def _require_classes(split_dir: Path) -> list[str]:
-    classes = class_folders(split_dir)
-    if not classes:
-        raise PfsError(f"{split_dir} has no class folders; expected one sub-folder per class (e.g. n01440764/). "
-                       "The ILSVRC2012 val archive unpacks flat: move its images into class folders first")
-    return classes
-
-
-def index_split(split_dir: str | os.PathLike) -> pd.DataFrame:
-    """One row per image of ``split_dir`` (columns path, class_name, label), sorted by (label, path).
-
-    Paths are relative to the dataset root (the parent of ``split_dir``). Refuses a split without class folders
-    and a class folder without images, since either would shift or lose labels.
-    """
-    split_dir = Path(split_dir)
-    classes = _require_classes(split_dir)
-    paths: list[str] = []
-    class_names: list[str] = []
-    labels: list[int] = []
-    for label, name in enumerate(classes):
-        images = image_names(os.path.join(split_dir, name))
-        if not images:
-            raise PfsError(f"class folder {split_dir / name} holds no images (extensions: "
-                           f"{' '.join(sorted(IMAGE_EXTENSIONS))}); remove it or fill it")
-        prefix = f"{split_dir.name}/{name}/"
-        paths += [prefix + image for image in images]  # one class shares the prefix: name order == path order
-        class_names += [name] * len(images)
-        labels += [label] * len(images)
-    return pd.DataFrame({"path": paths, "class_name": class_names, "label": np.asarray(labels, dtype=np.int64)})
-
-
-def _differences(train: list[str], val: list[str]) -> str:
-    def shown(names: list[str]) -> str:
-        more = f" (+{len(names) - _SHOWN} more)" if len(names) > _SHOWN else ""
-        return ", ".join(names[:_SHOWN]) + more if names else "none"
-
-    only_train = sorted(set(train) - set(val))
-    only_val = sorted(set(val) - set(train))
-    return f"only in train/: {shown(only_train)}; only in val/: {shown(only_val)}"
-
-
-def index_tree(root: str | os.PathLike) -> dict[str, pd.DataFrame]:
-    """Index ``root/train`` and ``root/val``; refuses a tree whose splits are missing or disagree on the classes."""
-    root = Path(root)
-    missing = [f"{split}/" for split in SPLITS if not (root / split).is_dir()]
-    if missing:
-        raise PfsError(f"ImageNet root {root} lacks {' and '.join(missing)}; set dataset.root to the folder that "
-                       "holds train/ and val/ (one sub-folder per class in each)")
-    classes = {split: _require_classes(root / split) for split in SPLITS}  # compared before any image is listed
-    if classes["train"] != classes["val"]:
-        raise PfsError(f"ImageNet root {root}: val/ has other classes than train/ ({len(classes['val'])} vs "
-                       f"{len(classes['train'])}; {_differences(classes['train'], classes['val'])}), so labels "
-                       "would not match")
-    return {split: index_split(root / split) for split in SPLITS}
-
-
-def prepare_lists(root: str | os.PathLike, out_dir: str | os.PathLike, verify_workers: int = 0) -> dict[str, Path]:
-    """Write ``out_dir/train.csv`` and ``out_dir/val.csv``; all checks run before anything is written.
-
-    Both tables are written to temp files first and renamed only when both are complete. ``verify_workers`` > 0:
-    first decode every image with that many processes and refuse undecodable ones (verify_images).
-    """
-    frames = index_tree(root)
-    if verify_workers > 0:
-        verify_images(root, frames, verify_workers)
-    outputs = {split: Path(out_dir) / f"{split}.csv" for split in SPLITS}
-    with contextlib.ExitStack() as stack:
-        for split, frame in frames.items():
-            frame.to_csv(stack.enter_context(atomic_path(outputs[split])), index=False)
-    for split, frame in frames.items():
-        log.info("%s: %d images in %d classes -> %s", split, len(frame), frame["label"].nunique(), outputs[split])
-    return outputs
-
-
-def read_list(path: str | os.PathLike) -> pd.DataFrame:
-    """Load an index table written by prepare_lists and check it (columns, labels 0..K-1, one label per class)."""
-    path = Path(path)
-    remedy = "rerun prepare_imagenet_list (delete the file first)"
-    if not path.is_file():
-        raise PfsError(f"ImageNet list {path} does not exist; {remedy}")
-    try:
-        frame = pd.read_csv(path, dtype={"path": str, "class_name": str, "label": "int64"}, keep_default_na=False)
-    except (ValueError, pd.errors.ParserError) as exc:
-        raise PfsError(f"ImageNet list {path} is not a valid index table ({exc}); {remedy}") from exc
-    if list(frame.columns) != list(COLUMNS):
-        raise PfsError(f"ImageNet list {path} has columns {list(frame.columns)}, expected {list(COLUMNS)}; {remedy}")
-    if frame.empty:
-        raise PfsError(f"ImageNet list {path} has no rows; {remedy}")
-    pairs = frame[["label", "class_name"]].drop_duplicates()
-    labels = sorted(pairs["label"])
-    if labels != list(range(len(labels))) or pairs["class_name"].nunique() != len(pairs):
-        raise PfsError(f"ImageNet list {path}: labels are not 0..K-1 with one class name each; {remedy}")
-    return frame
-
-
-def num_classes(frame: pd.DataFrame) -> int:
-    """Number of classes of an index table (labels are 0..K-1)."""
-    return int(frame["label"].max()) + 1
-
 
 class IndexedImageDataset:  # a map-style dataset (DataLoader needs only __len__ and __getitem__)
     """Image files listed in an index table (columns path, label; paths relative to ``root``), decoded on access."""
@@ -157,82 +40,12 @@ class IndexedImageDataset:  # a map-style dataset (DataLoader needs only __len__
     def __getitem__(self, i: int):
         path = self.root / str(self.paths[i])
         try:
-            rgb = _decode(path)
+            rgb = decode_image(path)
         except OSError as exc:
             raise unreadable_error(self.root, path, exc) from None  # one line, from a DataLoader worker too
         return self.transform(rgb), int(self.labels[i])
 
 
-def _decode(path: Path, draft: int | None = None):
-    """The image at ``path`` as RGB (greyscale and CMYK JPEGs exist in ImageNet); ``draft``: let a JPEG decode at
-    a reduced scale of at least that many pixels a side (all its data is still read: truncation is still seen)."""
-    from PIL import Image
-
-    with Image.open(path) as image:
-        if draft:
-            image.draft("RGB", (draft, draft))
-        return image.convert("RGB")
-
-
-def unreadable_error(root: Path, path: Path, exc: OSError) -> PfsError:
-    """The one-line error for an image that cannot be read: missing (the tree changed under the index, or another
-    dataset.root) or undecodable (a corrupt or foreign file: remove or replace it)."""
-    if isinstance(exc, FileNotFoundError):
-        return PfsError(f"image {path} is listed in the index but missing: check dataset.root (a changed tree is "
-                        "re-indexed by the next run)")
-    return PfsError(f"cannot decode image {path} ({exc}): remove or replace the file, then run again (the index is "
-                    "rebuilt); to find every such file before training, set dataset.verify_images: true or run "
-                    f"`python -m pfs verify-images --root {root}`")
-
-
-def _check_one(path: str) -> str | None:
-    try:
-        _decode(Path(path), draft=64)
-    except (OSError, ValueError) as exc:  # PIL: OSError for truncated or unidentified data, ValueError rarely
-        return f"{type(exc).__name__}: {exc}"
-    return None
-
-
-def unreadable_images(root: str | os.PathLike, paths: list[str], workers: int = 1) -> list[tuple[str, str]]:
-    """(path, reason) of every image of ``paths`` (relative to ``root``) that cannot be decoded, decoding each in
-    one of ``workers`` processes (a JPEG at a reduced scale: every byte is read, the inverse DCT is cheaper)."""
-    full = [os.path.join(root, p) for p in paths]
-    if workers <= 1:
-        reasons = map(_check_one, full)
-    else:
-        from concurrent.futures import ProcessPoolExecutor
-
-        pool = ProcessPoolExecutor(workers)
-        reasons = pool.map(_check_one, full, chunksize=max(1, min(256, len(full) // (workers * 8) or 1)))
-    try:
-        return [(p, r) for p, r in zip(paths, reasons, strict=True) if r is not None]
-    finally:
-        if workers > 1:
-            pool.shutdown()
-
-
-def verify_images(root: str | os.PathLike, frames: dict[str, pd.DataFrame], workers: int = 1) -> None:
-    """Decode every image the index tables list; refuse with one line naming the bad files (all of them in the
-    log) and the fix."""
-    import time
-
-    paths = [p for frame in frames.values() for p in frame["path"]]
-    start = time.perf_counter()
-    bad = unreadable_images(root, paths, workers)
-    seconds = time.perf_counter() - start
-    log.info("verified %d images in %.1f s (%.0f files/s, %d decoding processes): %d unreadable", len(paths), seconds,
-             len(paths) / max(seconds, 1e-9), workers, len(bad))
-    for path, reason in bad:
-        log.info("unreadable: %s (%s)", Path(root) / path, reason)
-    if bad:
-        shown = ", ".join(str(Path(root) / p) for p, _ in bad[:_SHOWN])
-        more = f" (+{len(bad) - _SHOWN} more, all listed in the log)" if len(bad) > _SHOWN else ""
-        raise PfsError(f"{len(bad)} of {len(paths)} images cannot be decoded: {shown}{more}; remove or replace "
-                       "them and run again")
-
-
-# AlexNet-style PCA lighting noise (Krizhevsky et al. 2012): the principal components of ImageNet's RGB pixels in
-# [0, 1] (fb.resnet.torch's values, copied by the official code's datasets.Lighting)
 IMAGENET_EIGVAL = (0.2175, 0.0188, 0.0045)
 IMAGENET_EIGVEC = ((-0.5675, 0.7192, 0.4009), (-0.5808, -0.0045, -0.8140), (-0.5836, -0.6948, 0.4203))
 COLOR_JITTER = 0.4  # official ColorJitter brightness, contrast and saturation (no hue)
