@@ -3,7 +3,6 @@ by the same MACs search as the gate-pruned networks -> channels.yaml and pruned.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 
 import torch
@@ -18,9 +17,6 @@ from pfs.models import build_model, default_widths
 from pfs.stages.artifacts import PRUNED_KIND, load_standard_model
 from pfs.stages.experiment import Experiment, settings_from
 from pfs.stages.prune import prune_scores
-
-log = logging.getLogger(__name__)
-
 
 Scorer = Callable[[dict[str, torch.Tensor], ChannelMap, list[int], int], list[torch.Tensor]]  # + num_classes
 

@@ -1,6 +1,6 @@
 """The learn_gates stage (and the random-gates ablation's random_gates): an expanded network's gates -> gates.pt.
 
-Workflow scripts and ``python -m pfs`` call these; nothing here knows about Snakemake."""
+The workflow scripts learn_gates.py and random_gates.py call these; nothing here knows about Snakemake."""
 
 from __future__ import annotations
 
