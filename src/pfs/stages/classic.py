@@ -18,7 +18,6 @@ from pfs.stages.artifacts import PRUNED_KIND, load_standard_model
 from pfs.stages.experiment import Experiment, settings_from
 from pfs.stages.prune import prune_scores
 
-
 Scorer = Callable[[dict[str, torch.Tensor], ChannelMap, list[int], int], list[torch.Tensor]]  # + num_classes
 
 
