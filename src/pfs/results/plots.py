@@ -32,9 +32,6 @@ _STYLE = {"full": ("black", "s"), "pfs": ("tab:blue", "o"), "l1": ("tab:red", "D
 # method's own marker)
 _FINETUNE_MARKER = "P"
 _MAX_PANELS = 6  # at most this many experiments per figure (the first ones, in path order)
-# images in the test set each dataset's top-1 is measured on: one image more or less moves top-1 by 100 / N %
-# (ImageNet's: its val index, a subset's size unknown here: not stated)
-TEST_SIZES = TEST_IMAGES
 _OFFSET_PT = 7.0  # horizontal spread (points) between methods drawn at (nearly) the same x
 _CLUSTER = 0.03  # points closer than this fraction of a panel's largest x count as one place
 
@@ -51,7 +48,7 @@ def _save(fig, out: str | Path, rect: tuple[float, float, float, float] | None =
 
 def one_image_pct(dataset: str) -> float | None:
     """How much one test image moves top-1, in % (100 / the test set's size), None where the size is not known."""
-    size = TEST_SIZES.get(str(dataset))
+    size = TEST_IMAGES.get(str(dataset))
     return 100.0 / size if size else None
 
 
