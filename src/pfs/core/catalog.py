@@ -91,9 +91,35 @@ def dataset_info(name: str) -> DatasetInfo:
     return DATASETS[name]
 
 
+LIBRARIES = ("torchvision", "timm")  # ``<library>:<model>`` names a library's network (pfs.models.library)
+ALL_GROUPS = "+all"  # ``<library>:<model>+all`` also prunes residual streams and the stem/classifier interfaces
+
+
+def is_library_arch(name: str) -> bool:
+    return isinstance(name, str) and name.partition(":")[0] in LIBRARIES and ":" in name
+
+
+def library_parts(name: str) -> tuple[str, str, bool]:
+    """(library, model, all_groups) of ``<library>:<model>[+all]``; refuses a malformed name in one line."""
+    library, _, model = name.partition(":")
+    all_groups = model.endswith(ALL_GROUPS)
+    model = model.removesuffix(ALL_GROUPS)
+    if library not in LIBRARIES or not model or not all(c.isalnum() or c in "_.-" for c in model):
+        raise CatalogError(f"malformed arch {name!r}: write torchvision:<model> or timm:<model> (optionally with "
+                           f"{ALL_GROUPS} to prune residual streams and interfaces too), e.g. torchvision:resnet18; "
+                           "python -m pfs list-models lists the valid names")
+    return library, model, all_groups
+
+
 def arch_info(name: str) -> ArchInfo:
+    """An arch's facts; a library network (``torchvision:<model>``, ``timm:<model>``) fits any dataset (its
+    existence is checked where the library is imported, pfs.models.library)."""
+    if is_library_arch(name):
+        library_parts(name)
+        return ArchInfo(name, "any")
     if name not in ARCHS:
-        raise CatalogError(f"unknown arch {name!r}; known: {', '.join(sorted(ARCHS))}")
+        raise CatalogError(f"unknown arch {name!r}; known: {', '.join(sorted(ARCHS))}, or torchvision:<model> / "
+                           "timm:<model> (python -m pfs list-models lists them)")
     return ARCHS[name]
 
 
@@ -109,7 +135,7 @@ def multiplier_archs() -> list[str]:
 def check_arch_fits(arch: str, dataset: str) -> None:
     """Refuse an arch built for another input kind than the dataset's (a CIFAR ResNet on ImageNet, ...)."""
     domain = dataset_info(dataset).domain
-    if arch_info(arch).domain != domain:
+    if "any" not in (arch_info(arch).domain, domain) and arch_info(arch).domain != domain:
         raise CatalogError(f"{arch} is {DOMAIN_NAMES[arch_info(arch).domain]} network; dataset {dataset} needs "
                            f"{DOMAIN_NAMES[domain]} arch: one of {', '.join(arch_names(domain))}")
 
