@@ -8,9 +8,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import lru_cache
 
-from pfs.core.catalog import DOMAIN_CLASSES, arch_info, check_multiplier
+from pfs.core.catalog import DOMAIN_CLASSES, CatalogError, arch_info, check_multiplier, is_library_arch
 from pfs.models.gate import GatedNet
+from pfs.models.libnet import BASE_EXPANSION, LibraryNet, check_widths
+from pfs.models.structure import discover
 
 
 @dataclass(frozen=True)
@@ -50,8 +53,29 @@ def list_models(domain: str | None = None) -> list[str]:
     return sorted(n for n, s in _REGISTRY.items() if domain is None or s.domain == domain)
 
 
+@lru_cache(maxsize=32)
+def library_spec(arch: str) -> ModelSpec:
+    """The registry's view of a library arch: widths per expansion (percent), its builder."""
+    groups = discover(arch).prunable
+    if not groups:
+        kinds = sorted({g.kind for g in discover(arch).groups})
+        hint = "" if arch.endswith("+all") else f"try {arch}+all to prune residual streams and interfaces too, or "
+        raise CatalogError(f"{arch} has no prunable channel group (its groups are: {', '.join(kinds) or 'none'}); "
+                           f"{hint}pick another arch")
+
+    def widths_fn(expansion: int) -> list[int]:
+        return [max(g.unit, round(g.width * expansion / BASE_EXPANSION / g.unit) * g.unit) for g in groups]
+
+    def builder(widths=None, expansion=BASE_EXPANSION, num_classes=10):
+        return LibraryNet(arch, widths if widths is not None else widths_fn(expansion), expansion, num_classes)
+
+    return ModelSpec(arch, builder, widths_fn, BASE_EXPANSION, "any")
+
+
 def get_spec(name: str) -> ModelSpec:
     arch_info(name)  # an unknown name fails with the catalog's message (a CatalogError: a ValueError and a PfsError)
+    if is_library_arch(name):
+        return library_spec(name)
     return _REGISTRY[name]
 
 
@@ -85,6 +109,8 @@ def build_model(name: str, widths: list[int] | None = None, expansion: int | Non
             raise ValueError(f"{name} has {expected} prunable groups, got {len(widths)} widths")
         if min(widths) < 1:
             raise ValueError(f"{name}: every width must be >= 1, got {widths}")
-    num_classes = DOMAIN_CLASSES[spec.domain] if num_classes is None else int(num_classes)
+        if is_library_arch(name):
+            check_widths(name, widths)
+    num_classes = DOMAIN_CLASSES.get(spec.domain, 1000) if num_classes is None else int(num_classes)
     extra = {"multiplier": multiplier} if spec.backbone_multiplier else {}
     return spec.builder(widths=widths, expansion=expansion, num_classes=num_classes, **extra)

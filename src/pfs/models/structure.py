@@ -203,8 +203,8 @@ def _sites(members: list[Member], trace: _Trace, modules: dict[str, nn.Module], 
         shape = trace.outputs.get(site, (None, shape))[1]
         channels_last = isinstance(modules[site], nn.Linear) or type(modules[site]) is nn.LayerNorm
         dim = 1 if len(shape) == 2 or (len(shape) == 4 and not channels_last) else -1
-        if any(len(q) != 1 for q in member.positions):
-            continue
+        if [q for q in member.positions] != [(i,) for i in range(width)]:
+            continue  # a site's layer holds exactly the group's channels, in order (so at any width too)
         sites.append(Site(site, dim, tuple(q[0] for q in member.positions), pre))
     return tuple(dict.fromkeys(sites))
 
@@ -256,14 +256,18 @@ def discover(arch: str) -> Structure:
     return Structure(arch, tuple(groups), all_groups)
 
 
-def _meta_model(arch: str) -> nn.Module:
+def _meta_model(arch: str, num_classes: int = 10) -> nn.Module:
     """The network on the meta device (no memory, no init); built on the CPU when its constructor computes with
     tensors (torchvision's RegNets)."""
     try:
         with torch.device("meta"):
-            return build_library_model(arch, num_classes=10).eval()
+            return build_library_model(arch, num_classes=num_classes).eval()
     except NotImplementedError:
-        return build_library_model(arch, num_classes=10).to("meta").eval()
+        state = torch.random.get_rng_state()
+        try:
+            return build_library_model(arch, num_classes=num_classes).to("meta").eval()
+        finally:
+            torch.random.set_rng_state(state)  # the structure must not move the caller's random stream
 
 
 def _head(trace: _Trace, modules: dict[str, nn.Module]) -> set[str]:
