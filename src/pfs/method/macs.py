@@ -10,7 +10,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from pfs.models import Gate, build_model
+from pfs.core.catalog import check_multiplier, is_library_arch
+from pfs.models import Gate, build_model, default_widths
+from pfs.models.rebuild import library_cost
 
 
 def count_macs(model: nn.Module, image_size: int) -> int:
@@ -52,7 +54,13 @@ def count_params(model: nn.Module) -> int:
 
 def network_cost(arch: str, image_size: int, num_classes: int, widths: list[int] | None = None,
                  expansion: int | None = None, multiplier: float = 1.0) -> dict[str, int]:
-    """``{"macs", "params"}`` of ``arch`` built on the meta device (no memory, no init cost)."""
+    """``{"macs", "params"}`` of ``arch`` built on the meta device (no memory, no init cost); a library network's
+    from its layer sizes (pfs.models.rebuild.library_cost: the same figures, without building it)."""
+    if is_library_arch(arch):
+        check_multiplier(arch, multiplier)
+        if widths is None:
+            widths = default_widths(arch, expansion)
+        return library_cost(arch, image_size, num_classes, widths)
     with torch.device("meta"):
         model = build_model(arch, widths=widths, expansion=expansion, num_classes=num_classes, multiplier=multiplier)
     return {"macs": count_macs(model, image_size), "params": count_params(model)}

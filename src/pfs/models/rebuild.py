@@ -16,6 +16,7 @@ trained network to kept channels (the classic baselines' inherited weights) and 
 from __future__ import annotations
 
 import inspect
+import math
 from functools import lru_cache
 
 import torch
@@ -131,7 +132,7 @@ def build_at_widths(arch: str, widths: list[int], num_classes: int) -> nn.Module
     base = arch.removesuffix("+all")
     if list(widths) == [g.width for g in structure.prunable]:
         return build_library_model(base, num_classes)
-    meta = dict(_meta_model(base).named_modules())
+    meta = _meta_modules(arch, num_classes)
     by_layer: dict[str, dict[str, int]] = {}
     for (name, role), delta in _deltas(structure, widths).items():
         by_layer.setdefault(name, {})[role] = delta
@@ -148,9 +149,8 @@ def build_at_widths(arch: str, widths: list[int], num_classes: int) -> nn.Module
 def expected_shapes(arch: str, widths: list[int], num_classes: int) -> dict[str, tuple[int, ...]]:
     """The state_dict shapes the groups predict for ``arch`` at ``widths``."""
     structure = discover(arch)
-    full = _meta_model(arch.removesuffix("+all"), num_classes)
-    shapes = {k: list(v.shape) for k, v in full.state_dict().items()}
-    modules = dict(full.named_modules())
+    modules = _meta_modules(arch, num_classes)
+    shapes = {k: list(v.shape) for k, v in modules[""].state_dict().items()}
     for (name, role), delta in _deltas(structure, widths).items():
         for param, dim in param_dims(modules[name], role):
             shapes[f"{name}.{param}"][dim] += delta
@@ -168,7 +168,7 @@ def _check_shapes(arch: str, model: nn.Module, expected: dict[str, tuple[int, ..
 def channel_map(arch: str, prefix: str = "") -> ChannelMap:
     """Where every prunable group's channels sit in the full network's state_dict (keys with ``prefix``)."""
     structure = discover(arch)
-    modules = dict(_meta_model(arch.removesuffix("+all")).named_modules())
+    modules = _meta_modules(arch, 10)
     found: ChannelMap = {}
     for index, group in enumerate(structure.prunable):
         for m in group.members:
@@ -188,4 +188,63 @@ def describe(group: Group) -> str:
 
 
 __all__ = ["ChannelMap", "Member", "build_at_widths", "channel_map", "describe", "expected_shapes", "full_widths",
-           "group_units", "param_dims"]
+           "group_units", "library_cost", "param_dims"]
+
+
+@lru_cache(maxsize=16)
+def _meta_modules(arch: str, num_classes: int) -> dict[str, nn.Module]:
+    return dict(_meta_model(arch.removesuffix("+all"), num_classes).named_modules())
+
+
+@lru_cache(maxsize=64)
+def _mac_factors(arch: str, image_size: int, num_classes: int) -> tuple[tuple[str, int], ...]:
+    """Per Conv2d and Linear of the full network, in call order: MACs per (input channel per conv-group x output
+    channel) for one ``image_size`` image: k*k*H_out*W_out (conv), the positions it is applied at (Linear)."""
+    modules = _meta_modules(arch, num_classes)
+    model = modules[""]
+    factors: list[tuple[str, int]] = []
+
+    def hook(name):
+        def record(module, _args, out):
+            if isinstance(module, nn.Conv2d):
+                kh, kw = module.kernel_size
+                factors.append((name, kh * kw * out.shape[2] * out.shape[3]))
+            else:
+                factors.append((name, out.numel() // out.shape[-1] // out.shape[0]))
+        return record
+
+    hooks = [m.register_forward_hook(hook(n)) for n, m in modules.items() if isinstance(m, nn.Conv2d | nn.Linear)]
+    try:
+        with torch.no_grad():
+            model(torch.zeros(1, 3, image_size, image_size, device="meta"))
+    except Exception as exc:  # too small an input for its strides and pools
+        raise CatalogError(f"{arch} cannot take {image_size}x{image_size} images ({type(exc).__name__}: "
+                           f"{' '.join(str(exc).split())[:160]}); raise dataset.image_size or pick another arch"
+                           ) from None
+    finally:
+        for h in hooks:
+            h.remove()
+    return tuple(factors)
+
+
+def library_cost(arch: str, image_size: int, num_classes: int, widths: list[int] | None = None) -> dict[str, int]:
+    """``{"macs", "params"}`` of ``arch`` with its prunable groups at ``widths`` (default: standard), computed from
+    the layer sizes the groups give (no network is built): the convention of pfs.method.macs (conv and Linear
+    multiply-accumulates of one image, gates not counted), equal to counting a built network."""
+    structure = discover(arch)
+    widths = [g.width for g in structure.prunable] if widths is None else list(widths)
+    modules = _meta_modules(arch, num_classes)
+    by_layer: dict[str, dict[str, int]] = {}
+    for (name, role), delta in _deltas(structure, widths).items():
+        by_layer.setdefault(name, {})[role] = delta
+    macs = 0
+    for name, factor in _mac_factors(arch, image_size, num_classes):
+        module = modules[name]
+        size = _new_args(module, by_layer.get(name, {}))
+        if isinstance(module, nn.Conv2d):
+            macs += factor * size["in_channels"] // size["groups"] * size["out_channels"]
+        else:
+            macs += factor * size["in_features"] * size["out_features"]
+    shapes = expected_shapes(arch, widths, num_classes)
+    params = sum(math.prod(shapes[name]) for name, _ in modules[""].named_parameters())
+    return {"macs": int(macs), "params": int(params)}

@@ -265,7 +265,8 @@ def _meta_model(arch: str, num_classes: int = 10) -> nn.Module:
     except NotImplementedError:
         state = torch.random.get_rng_state()
         try:
-            return build_library_model(arch, num_classes=num_classes).to("meta").eval()
+            with torch.device("cpu"):
+                return build_library_model(arch, num_classes=num_classes).to("meta").eval()
         finally:
             torch.random.set_rng_state(state)  # the structure must not move the caller's random stream
 
