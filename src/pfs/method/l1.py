@@ -12,10 +12,26 @@ from __future__ import annotations
 
 import torch
 
+from pfs.core.catalog import is_library_arch
 from pfs.core.errors import PfsError
-from pfs.models import build_model
+from pfs.models import build_model, default_widths
+from pfs.models import rebuild as library
 
-ChannelMap = dict[str, dict[int, int]]  # state_dict key -> {dim: prunable group indexing that dim}
+# state_dict key -> {dim: the prunable group indexing that dim}, or, for a library network, {dim: [(group, positions
+# of each of its channels in that dim)]} (a concatenation puts several groups, and channels no group prunes, in one)
+ChannelMap = dict[str, dict[int, int | list[tuple[int, tuple[tuple[int, ...], ...]]]]]
+
+
+def map_entries(dims_of_key: dict) -> list[tuple[int, int, torch.Tensor | None]]:
+    """(dim, group, positions or None: the whole dim in channel order) of one state_dict entry of a channel map."""
+    found = []
+    for dim, value in dims_of_key.items():
+        if isinstance(value, int):
+            found.append((dim, value, None))
+        else:
+            found.extend((dim, g, torch.tensor([p[0] for p in pos]) if all(len(p) == 1 for p in pos)
+                          else torch.tensor(pos)) for g, pos in value)
+    return found
 
 RANKING = "l1_norm_per_layer_normalised"  # what channels.yaml records as the ranking used
 
@@ -38,6 +54,8 @@ def channel_map(arch: str, widths: list[int], expansion: int, num_classes: int, 
     CIFAR ResNet, BN counters) are left out.
     """
     widths = [int(w) for w in widths]
+    if is_library_arch(arch):
+        return _library_map(arch, widths)
     n = len(widths)
     base = _shapes(arch, widths, expansion, num_classes, multiplier)
     up = _shapes(arch, [w + g + 1 for g, w in enumerate(widths)], expansion, num_classes, multiplier)
@@ -59,6 +77,18 @@ def channel_map(arch: str, widths: list[int], expansion: int, num_classes: int, 
     return found
 
 
+def _library_map(arch: str, widths: list[int]) -> ChannelMap:
+    """A library network's channel map from its channel groups (pfs.models.rebuild.channel_map), at its standard
+    widths (the trained network the classic baselines prune), keys as LibraryNet names them."""
+    if widths != default_widths(arch):
+        raise PfsError(f"{arch}: the channel map of a library network is for its standard widths "
+                       f"{default_widths(arch)}, got {widths}")
+    found: ChannelMap = library.channel_map(arch, prefix="net.")
+    for group, width in enumerate(widths):
+        found[f"gate_modules.{group}.weight"] = {0: group}
+    return found
+
+
 def l1_scores(state_dict: dict[str, torch.Tensor], cmap: ChannelMap, widths: list[int]) -> list[torch.Tensor]:
     """Per group, each channel's L1 filter norm divided by the group's largest, so every score is in [0, 1].
 
@@ -77,34 +107,55 @@ def l1_scores(state_dict: dict[str, torch.Tensor], cmap: ChannelMap, widths: lis
     sums = [torch.zeros(int(w), dtype=torch.float64) for w in widths]
     for key, dims in cmap.items():
         weight = state_dict[key]
-        if weight.ndim != 4 or 0 not in dims:  # BN, gates, linear layers, conv inputs: not a filter's output
+        if weight.ndim != 4:  # BN, gates, linear layers: not a filter
             continue
-        group = dims[0]
-        if weight.shape[0] != len(sums[group]):
-            raise PfsError(f"{key} has {weight.shape[0]} filters but group {group} has width {len(sums[group])}")
-        sums[group] += weight.detach().double().abs().flatten(1).sum(1).cpu()
+        for dim, group, positions in map_entries(dims):
+            if dim != 0:  # a conv's inputs
+                continue
+            norms = weight.detach().double().abs().flatten(1).sum(1).cpu()
+            norms = norms if positions is None else norms[positions]
+            if norms.shape[0] != len(sums[group]):
+                raise PfsError(f"{key} has {norms.shape[0]} filters but group {group} has width {len(sums[group])}")
+            sums[group] += norms
     return [(s / s.max() if s.max() > 0 else s).float() for s in sums]
 
 
-def kept_channels(scores: list[torch.Tensor], widths: list[int]) -> list[torch.Tensor]:
-    """The ``widths[g]`` highest-scoring channels of each group ``g`` (ties: the lower index), as sorted indices."""
+def kept_channels(scores: list[torch.Tensor], widths: list[int], units: list[int] | None = None) -> list[torch.Tensor]:
+    """The ``widths[g]`` highest-scoring channels of each group ``g`` (ties: the lower index), as sorted indices; a
+    group of ``units[g]`` > 1 (a library grouped conv) keeps its ``widths[g] / units[g]`` best whole units (mean
+    score)."""
     kept = []
     for group, (s, w) in enumerate(zip(scores, widths, strict=True)):
         if not 1 <= w <= len(s):
             raise PfsError(f"width {w} of group {group} is outside 1..{len(s)}")
-        order = torch.sort(s, descending=True, stable=True).indices  # stable: equal scores keep index order
-        kept.append(order[:w].sort().values)
+        unit = units[group] if units else 1
+        ranked = s if unit == 1 else s.reshape(-1, unit).mean(1)
+        order = torch.sort(ranked, descending=True, stable=True).indices  # stable: equal scores keep index order
+        best = order[: w // unit].sort().values
+        kept.append(best if unit == 1 else (best[:, None] * unit + torch.arange(unit)).flatten())
     return kept
 
 
 def prune_state(state_dict: dict[str, torch.Tensor], cmap: ChannelMap,
                 kept: list[torch.Tensor]) -> dict[str, torch.Tensor]:
-    """The weights of the network keeping channels ``kept`` (per group): every mapped dim cut to them, every other
-    entry copied. The result loads into ``build_model(arch, widths=[len(k) for k in kept], ...)`` (strict)."""
+    """The weights of the network keeping channels ``kept`` (per group): every mapped dim cut to them (in a dim
+    several groups share, each group's kept positions and every position no group prunes), every other entry
+    copied. The result loads into ``build_model(arch, widths=[len(k) for k in kept], ...)`` (strict)."""
     pruned = {}
     for key, tensor in state_dict.items():
         tensor = tensor.detach()
-        for dim, group in cmap.get(key, {}).items():
-            tensor = tensor.index_select(dim, kept[group].to(tensor.device))
+        by_dim: dict[int, list[tuple[int, torch.Tensor | None]]] = {}
+        for dim, group, positions in map_entries(cmap.get(key, {})):
+            by_dim.setdefault(dim, []).append((group, positions))
+        for dim, parts in by_dim.items():
+            if len(parts) == 1 and parts[0][1] is None:
+                index = kept[parts[0][0]]
+            else:
+                keep = torch.ones(tensor.shape[dim], dtype=torch.bool)
+                for group, positions in parts:
+                    keep[positions.flatten()] = False
+                    keep[positions[kept[group]].flatten()] = True
+                index = keep.nonzero().flatten()
+            tensor = tensor.index_select(dim, index.to(tensor.device))
         pruned[key] = tensor.clone() if key not in cmap else tensor
     return pruned

@@ -20,6 +20,7 @@ narrow layers.) How many kept channels the tie decided is reported (``PruneResul
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -358,3 +359,24 @@ def uniform_to_macs(widths: list[int], ratio: float, base_macs: int, macs_of: Ca
         raise PfsError(f"the uniform baseline cannot reach ratio {ratio} within prune.tolerance={cfg.tolerance}: "
                        f"the closest uniform width factor {f:.4f} gives {achieved:.5f}; raise prune.tolerance")
     return PruneResult(result, macs_of(result), achieved, sum(result), sum(widths), float(f))
+
+
+def unit_scores(scores: list[torch.Tensor], units: list[int]) -> list[torch.Tensor]:
+    """Per group, one score per unit of ``units[g]`` consecutive channels (a grouped conv's conv-group): the mean
+    |score| of its channels; groups of unit 1 unchanged."""
+    return [s if u == 1 else s.detach().float().abs().reshape(-1, u).mean(1) for s, u in zip(scores, units, strict=True)]
+
+
+def in_units(prune: Callable[..., PruneResult], scores: list[torch.Tensor], units: list[int] | None,
+             macs_of: Callable[[list[int]], int], cfg: PruneConfig, *args, **kwargs) -> PruneResult:
+    """Run a search (prune_to_macs, uniform_to_macs) over whole units: a group whose channels go in units (a
+    grouped conv loses whole conv-groups) is ranked and sized in units, ``cfg.min_width`` and ``cfg.round_to``
+    count units, and the result's widths are channels again. Without units (every paper arch) it is ``prune``
+    itself, unchanged."""
+    if not units or all(u == 1 for u in units):
+        return prune(scores, *args, macs_of, cfg, **kwargs)
+    scaled = unit_scores(scores, units) if torch.is_tensor(scores[0]) else [w // u for w, u in zip(scores, units)]
+    result = prune(scaled, *args, lambda w: macs_of([a * u for a, u in zip(w, units, strict=True)]), cfg, **kwargs)
+    widths = [w * u for w, u in zip(result.widths, units, strict=True)]
+    total = sum(int(s.numel()) if torch.is_tensor(s) else int(s) for s in scores)
+    return dataclasses.replace(result, widths=widths, kept_channels=sum(widths), total_channels=total)

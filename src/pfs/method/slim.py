@@ -15,24 +15,27 @@ import torch
 from torch import nn
 
 from pfs.core.errors import PfsError
-from pfs.method.l1 import ChannelMap
+from pfs.method.l1 import ChannelMap, map_entries
 
 RANKING = "bn_scale_global"  # what channels.yaml records: |gamma| ranked over the whole network, no per-layer scaling
 
 
-def group_batchnorms(model: nn.Module, cmap: ChannelMap, groups: int) -> list[list[str]]:
-    """Per prunable group, the state_dict keys of the BatchNorm2d weights (scales) whose channels it indexes.
+def group_batchnorms(model: nn.Module, cmap: ChannelMap, groups: int) -> list[list[str | tuple[str, torch.Tensor]]]:
+    """Per prunable group, the state_dict keys of the BatchNorm2d weights (scales) whose channels it indexes (a
+    library network's BN that holds other channels too: (key, the positions of the group's channels in it)).
 
     A BN weight is a ``<name>.weight`` of one of ``model``'s nn.BatchNorm2d modules; its group is the one the
     channel map gives its dim 0. Several BNs can follow one group (a MobileNetV2 block's expansion and depthwise
-    BNs, a MobileNetV1 pointwise BN and the next depthwise BN). A group with none cannot be ranked by BN scale:
-    refused in one line (no registered arch has one).
+    BNs, a MobileNetV1 pointwise BN and the next depthwise BN, a DenseNet layer's output in every later layer's
+    BN). A group with none cannot be ranked by BN scale: refused in one line.
     """
-    found: list[list[str]] = [[] for _ in range(groups)]
+    found: list[list[str | tuple[str, torch.Tensor]]] = [[] for _ in range(groups)]
     for name, module in model.named_modules():
         key = f"{name}.weight"
-        if isinstance(module, nn.BatchNorm2d) and module.affine and 0 in cmap.get(key, {}):
-            found[cmap[key][0]].append(key)
+        if isinstance(module, nn.BatchNorm2d) and module.affine:
+            for dim, group, positions in map_entries(cmap.get(key, {})):
+                if dim == 0:
+                    found[group].append(key if positions is None else (key, positions))
     missing = [g for g, keys in enumerate(found) if not keys]
     if missing:
         arch = getattr(model, "arch", "") or type(model).__name__
@@ -41,7 +44,8 @@ def group_batchnorms(model: nn.Module, cmap: ChannelMap, groups: int) -> list[li
     return found
 
 
-def bn_scale_scores(state_dict: dict[str, torch.Tensor], batchnorms: list[list[str]]) -> list[torch.Tensor]:
+def bn_scale_scores(state_dict: dict[str, torch.Tensor],
+                    batchnorms: list[list[str | tuple[str, torch.Tensor]]]) -> list[torch.Tensor]:
     """Per group, each channel's |gamma| (averaged over the group's BNs), divided by the largest over all groups.
 
     Global, not per layer: the sparsity training's L1 penalty pushes every scale toward zero at the same rate, so
@@ -53,10 +57,16 @@ def bn_scale_scores(state_dict: dict[str, torch.Tensor], batchnorms: list[list[s
     MobileNet's two-BN groups about twice as high as the rest, whatever their scales).
     """
     sums = []
-    for group, keys in enumerate(batchnorms):
-        sizes = {int(state_dict[key].numel()) for key in keys}
+    for group, entries in enumerate(batchnorms):
+        scales = []
+        for entry in entries:
+            key, positions = (entry, None) if isinstance(entry, str) else entry
+            gamma = state_dict[key].detach().double().abs().cpu()
+            scales.append(gamma if positions is None else gamma[positions.flatten()])
+        sizes = {int(s.numel()) for s in scales}
         if len(sizes) != 1:
-            raise PfsError(f"the BatchNorm weights {keys} of group {group} differ in size ({sorted(sizes)})")
-        sums.append(sum(state_dict[key].detach().double().abs().cpu() for key in keys) / len(keys))
+            raise PfsError(f"the BatchNorm weights {[e if isinstance(e, str) else e[0] for e in entries]} of group {group} differ in size "
+                           f"({sorted(sizes)})")
+        sums.append(sum(scales) / len(scales))
     top = max(float(s.max()) for s in sums)
     return [(s / top if top > 0 else s).float() for s in sums]

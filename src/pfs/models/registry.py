@@ -27,6 +27,7 @@ class ModelSpec:
     domain: str  # "cifar" (32x32 inputs) or "imagenet" (224x224)
     backbone_multiplier: bool = False  # whether the builder takes ``multiplier`` (scales the unpruned widths)
     min_crop_scale: float = 0.08  # ImageNet training: smallest RandomResizedCrop area (official: 0.25 MobileNets)
+    units: tuple[int, ...] = ()  # channels per pruning unit of each group (library grouped convs); (): all 1
 
 
 _REGISTRY: dict[str, ModelSpec] = {}
@@ -69,7 +70,7 @@ def library_spec(arch: str) -> ModelSpec:
     def builder(widths=None, expansion=BASE_EXPANSION, num_classes=10):
         return LibraryNet(arch, widths if widths is not None else widths_fn(expansion), expansion, num_classes)
 
-    return ModelSpec(arch, builder, widths_fn, BASE_EXPANSION, "any")
+    return ModelSpec(arch, builder, widths_fn, BASE_EXPANSION, "any", units=tuple(g.unit for g in groups))
 
 
 def get_spec(name: str) -> ModelSpec:

@@ -13,7 +13,7 @@ from pfs.method.l1 import ChannelMap, channel_map, kept_channels, l1_scores, pru
 from pfs.method.prune import PruneConfig
 from pfs.method.slim import RANKING as SLIM_RANKING
 from pfs.method.slim import bn_scale_scores, group_batchnorms
-from pfs.models import build_model, default_widths
+from pfs.models import build_model, default_widths, get_spec
 from pfs.stages.artifacts import PRUNED_KIND, load_standard_model
 from pfs.stages.experiment import Experiment, settings_from
 from pfs.stages.prune import prune_scores
@@ -35,7 +35,7 @@ def _prune_trained(exp: Experiment, model_path: str, ratio: float, hp: dict, out
     model_sha256 = io.sha256_file(model_path)
     result, doc = prune_scores(exp, scores, classes, ratio, cfg, method, ranking=ranking, model_file=str(model_path),
                                 model_sha256=model_sha256, numerics=numerics)
-    kept = kept_channels(scores, result.widths)  # per group the top channels; the search chose only how many
+    kept = kept_channels(scores, result.widths, list(get_spec(exp.arch).units))  # the search chose how many
     io.save_artifact(out_pruned, PRUNED_KIND, {
         "arch": exp.arch, "dataset": exp.dataset, "expansion": exp.width, "multiplier": exp.multiplier,
         "seed": exp.seed, "widths": result.widths, "num_classes": classes, "target_ratio": ratio,

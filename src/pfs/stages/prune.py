@@ -11,8 +11,8 @@ from pfs.core import io
 from pfs.core.catalog import dataset_info
 from pfs.core.numerics import fingerprint
 from pfs.method.macs import network_cost
-from pfs.method.prune import PruneConfig, PruneResult, prune_to_macs, uniform_to_macs
-from pfs.models import default_widths
+from pfs.method.prune import PruneConfig, PruneResult, in_units, prune_to_macs, uniform_to_macs
+from pfs.models import default_widths, get_spec
 from pfs.stages.artifacts import channels_doc, load_gates
 from pfs.stages.experiment import Experiment, settings_from
 
@@ -27,10 +27,14 @@ def prune_scores(exp: Experiment, scores: list[torch.Tensor], classes: int, rati
     base = network_cost(exp.arch, size, classes)  # the unexpanded standard network
     m = exp.multiplier
     full = network_cost(exp.arch, size, classes, expansion=exp.width, multiplier=m)
-    result = prune_to_macs(
-        scores, ratio, base["macs"], lambda w: network_cost(exp.arch, size, classes, w, exp.width, m)["macs"], cfg,
-        seed=exp.seed,  # breaks ties between equal scores (clamped gates sit at exactly 0 or 1)
-    )
+
+    def macs_of(widths: list[int]) -> int:
+        return network_cost(exp.arch, size, classes, widths, exp.width, m)["macs"]
+
+    # in_units: a library network's grouped conv loses whole conv-groups; every other group single channels. The
+    # seed breaks ties between equal scores (clamped gates sit at exactly 0 or 1)
+    result = in_units(prune_to_macs, scores, list(get_spec(exp.arch).units), macs_of, cfg, ratio, base["macs"],
+                      seed=exp.seed)
     pruned = network_cost(exp.arch, size, classes, result.widths, exp.width, m)
     doc = channels_doc(
         exp, method, classes, result.widths, ratio, result.achieved_ratio, pruned, base, cfg,
@@ -69,9 +73,9 @@ def stage_prune_uniform(exp: Experiment, ratio: float, hp: dict, out_channels: s
     cfg = settings_from(PruneConfig, hp, "prune")
     size = dataset_info(exp.dataset).image_size
     base = network_cost(exp.arch, size, num_classes, multiplier=exp.multiplier)
-    result = uniform_to_macs(default_widths(exp.arch, exp.width), ratio, base["macs"],
-                             lambda w: network_cost(exp.arch, size, num_classes, w, exp.width, exp.multiplier)["macs"],
-                             cfg)
+    result = in_units(uniform_to_macs, default_widths(exp.arch, exp.width), list(get_spec(exp.arch).units),
+                      lambda w: network_cost(exp.arch, size, num_classes, w, exp.width, exp.multiplier)["macs"], cfg,
+                      ratio, base["macs"])
     pruned = network_cost(exp.arch, size, num_classes, result.widths, exp.width, exp.multiplier)
     doc = channels_doc(exp, "uniform", num_classes, result.widths, ratio, result.achieved_ratio, pruned, base, cfg,
                        width_factor=result.threshold, numerics=fingerprint())
