@@ -100,3 +100,26 @@ def write_tiny_imagenet(root: Path, classes=CLASSES, train_per_class=TRAIN_PER_C
         (root / split / "LICENSE.txt").write_text("a plain file beside the class folders is not a class")
         (root / split / ".hidden_dir").mkdir()
     return root
+
+
+FOLDER_CLASSES = ("emu", "cat", "dog")  # created out of order: labels follow the sorted names (cat 0, dog 1, emu 2)
+
+
+def write_image_folder(root: Path, classes=FOLDER_CLASSES, train_per_class: int = 12, val_per_class: int = 0,
+                       size: tuple[int, int] = (24, 20), seed: int = 0) -> Path:
+    """A folder dataset ``root/train/<class>/img<i>.png`` (and ``root/val/...`` when ``val_per_class``): lossless
+    PNGs of ``size`` (width, height), random noise around a colour of each class, so a network can tell them apart;
+    plus files an indexer must skip."""
+    rng = np.random.default_rng(seed)
+    for split, n in (("train", train_per_class), ("val", val_per_class)):
+        for name in classes if n else ():
+            folder = root / split / name
+            folder.mkdir(parents=True)
+            label = sorted(classes).index(name)
+            colour = np.array([40 + 80 * label, 90, 200 - 70 * label])
+            for i in range(n):
+                pixels = rng.integers(-40, 41, (size[1], size[0], 3)) + colour
+                Image.fromarray(pixels.clip(0, 255).astype(np.uint8)).save(folder / f"img{i}.png")
+            (folder / "notes.txt").write_text("not an image")
+            (folder / ".DS_Store").write_bytes(b"\0\0\0\1Bud1")
+    return root

@@ -8,6 +8,9 @@ pfs.models (its builder); a test fails until both agree, and until the schema's 
 
 from __future__ import annotations
 
+import dataclasses
+import functools
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,7 +34,9 @@ class DatasetInfo:
     crop_padding: int  # random-crop padding of the training augmentation (pixels)
     hflip: bool  # horizontal flip is a valid augmentation (not for digits)
     folders: tuple[str, ...]  # sub-folders of dataset.root that must exist (none: embedded in the package)
-    domain: str = "cifar"  # which archs fit it: small 32x32-style inputs ("cifar") or 224x224 ("imagenet")
+    # which archs fit it: small 32x32-style inputs ("cifar"), 224x224 ("imagenet"), or every arch ("any": a folder of
+    # the user's images, at the size the config asks)
+    domain: str = "cifar"
     in_memory: bool = True  # held whole as uint8 tensors; False: image files read through index tables
     downloadable: bool = False  # torchvision can download it (dataset.download: true)
     color_augment: bool = False  # the official colour jitter and lighting noise exist for it (ImageNet only)
@@ -63,6 +68,12 @@ DATASETS = {
     # index (pfs.data.index.num_classes), 1000 for ILSVRC2012
     "imagenet": DatasetInfo("imagenet", 1000, 224, _IMAGENET_MEAN, _IMAGENET_STD, 0, True, ("train", "val"),
                             domain="imagenet", in_memory=False, color_augment=True, eval_split="val"),
+    # the user's own images (pfs.data.folder): root/train/<class>/<image> and root/val/ (or dataset.val_fraction of
+    # train/ held out), read through index tables like ImageNet; its classes come from the tree, and its image size,
+    # mean and std from the config or the training images: prepare_folder_list records them in its stats.yaml,
+    # which dataset_info("folder") then reads (use_folder_stats); these values stand in until then
+    "folder": DatasetInfo("folder", 0, 64, (0.5, 0.5, 0.5), (0.25, 0.25, 0.25), 0, True, ("train",), domain="any",
+                          in_memory=False, eval_split="val"),
 }
 
 TEST_IMAGES = {name: info.test_images for name, info in DATASETS.items() if info.test_images}
@@ -85,10 +96,52 @@ ARCHS = {
 }
 
 
+FOLDER = "folder"
+DEFAULT_IMAGE_SIZE = DATASETS[FOLDER].image_size  # dataset.image_size's default (the schema says the same)
+FOLDER_STATS_ENV = "PFS_FOLDER_STATS"  # the stats.yaml a folder dataset's facts are read from (use_folder_stats)
+FOLDER_STATS_KIND = "pfs.folder_stats"
+
+
 def dataset_info(name: str) -> DatasetInfo:
+    """A dataset's facts; a folder dataset's as its stats.yaml records them, once use_folder_stats named it."""
     if name not in DATASETS:
         raise CatalogError(f"unknown dataset {name!r}; known: {', '.join(DATASETS)}")
-    return DATASETS[name]
+    return _configured_folder() if name == FOLDER else DATASETS[name]
+
+
+def folder_info(image_size: int, mean, std, num_classes: int = 0) -> DatasetInfo:
+    """The folder dataset's facts at ``image_size`` (MACs are counted there) with that mean and std (per RGB
+    channel, of pixels in [0, 1])."""
+    return dataclasses.replace(DATASETS[FOLDER], num_classes=int(num_classes), image_size=int(image_size),
+                               mean=tuple(float(m) for m in mean), std=tuple(float(s) for s in std))
+
+
+def use_folder_stats(path: str | os.PathLike) -> None:
+    """From now on, dataset_info("folder") in this process and in the processes it starts (torchrun's ranks) gives
+    the facts that ``path`` (prepare_folder_list's stats.yaml) records. The workflow names it while the DAG is built
+    (rules/paths.smk), before that job made it; a job that reads the index tables names it too."""
+    os.environ[FOLDER_STATS_ENV] = str(Path(path).resolve())
+
+
+def _configured_folder() -> DatasetInfo:
+    path = os.environ.get(FOLDER_STATS_ENV)
+    try:
+        stat = os.stat(path) if path else None
+    except FileNotFoundError:  # not made yet: while the DAG is built, nothing asks for the size, mean or std
+        stat = None
+    return _folder_from_file(path, stat.st_mtime_ns, stat.st_size) if stat else DATASETS[FOLDER]
+
+
+@functools.lru_cache(maxsize=4)
+def _folder_from_file(path: str, _mtime_ns: int, _size: int) -> DatasetInfo:  # read again when the file changes
+    from pfs.core.io import load_yaml_artifact  # noqa: PLC0415 - yaml only where a folder dataset is read
+
+    doc = load_yaml_artifact(path, FOLDER_STATS_KIND, remedy="delete it and rerun prepare_folder_list")
+    try:
+        return folder_info(doc["image_size"], doc["mean"], doc["std"], doc["num_classes"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CatalogError(f"{path} lacks a valid {exc} (image_size, mean, std, num_classes); delete it and rerun "
+                           "prepare_folder_list") from None
 
 
 LIBRARIES = ("torchvision", "timm")  # ``<library>:<model>`` names a library's network (pfs.models.library)
@@ -162,6 +215,12 @@ def check_data_present(dataset: str, root: str | Path, download: bool = False) -
     missing = [f"{f}/" for f in info.folders if not (Path(root) / f).is_dir()]
     if not missing:
         return
+    if dataset == FOLDER:
+        where = f"{root} does not exist" if not Path(root).is_dir() else f"{root} has no train/ folder"
+        raise CatalogError(f"dataset folder not found: {where}. Set dataset.root to the folder holding "
+                           "train/<class>/<image> (one sub-folder per class, images of any format PIL reads) and "
+                           "val/<class>/<image> with the same class folders, or train/ alone with "
+                           "dataset.val_fraction > 0")
     if info.in_memory:
         raise CatalogError(f"dataset {dataset} not found: {Path(root) / info.folders[0]} does not exist. Set "
                            f"dataset.root to the folder holding {info.folders[0]}/ (torchvision's layout)"

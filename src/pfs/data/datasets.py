@@ -1,5 +1,6 @@
 """Reading a dataset: the in-memory ones (embedded digits, CIFAR-10/100 folders) here, ImageNet's image files
-through pfs.data.imagenet; the gate-learning split, transforms, loaders and the loader choice.
+through pfs.data.imagenet and a folder of the user's own images through pfs.data.folder; the gate-learning split,
+transforms, loaders and the loader choice.
 
 The facts about each dataset (sizes, statistics, folders) are pfs.core.catalog's."""
 
@@ -17,7 +18,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
-from pfs.core.catalog import DATASETS, DatasetInfo, check_color_augment, check_data_present, dataset_info
+from pfs.core.catalog import DATASETS, FOLDER, DatasetInfo, check_color_augment, check_data_present, dataset_info
 from pfs.core.errors import PfsError
 from pfs.data.settings import DataSettings
 
@@ -229,17 +230,18 @@ def make_loader(dataset: Dataset, batch_size: int, train: bool, num_workers: int
 
 
 def _index_reader(settings: DataSettings):
-    """The module that reads a dataset held as image files through index tables (catalog: ``in_memory`` false),
-    or None for the in-memory datasets read here."""
+    """The module that reads a dataset held as image files through index tables (catalog: ``in_memory`` false):
+    pfs.data.folder for the user's own folder, pfs.data.imagenet for ImageNet; None for the in-memory datasets
+    read here."""
     if dataset_info(settings.name).in_memory:
         return None
-    from pfs.data import imagenet  # pandas and PIL: imported only by the jobs that read image files
+    from pfs.data import folder, imagenet  # pandas and PIL: imported only by the jobs that read image files
 
-    return imagenet
+    return folder if settings.name == FOLDER else imagenet
 
 
 def num_classes_of(settings: DataSettings) -> int:
-    """Classes of the run's dataset: fixed for digits and CIFAR, read from the index tables for ImageNet."""
+    """Classes of the run's dataset: fixed for digits and CIFAR, read from the index tables for ImageNet and folders."""
     reader = _index_reader(settings)
     return reader.num_classes_of(settings) if reader else dataset_info(settings.name).num_classes
 
@@ -247,8 +249,8 @@ def num_classes_of(settings: DataSettings) -> int:
 def gate_learning_sets(settings: DataSettings, val_size: int, split_seed: int, val_per_class: int = 50):
     """(train part, held-out val part, val indices) of the training set, for gate learning and selection.
 
-    In-memory datasets hold out ``val_size`` images; ImageNet holds out ``val_per_class`` images of every class
-    (``val_size`` is unused) and its val indices are rows of the training index table.
+    In-memory datasets hold out ``val_size`` images; ImageNet and folders hold out ``val_per_class`` images of every
+    class (``val_size`` is unused) and their val indices are rows of the training index table.
     """
     reader = _index_reader(settings)
     if reader:

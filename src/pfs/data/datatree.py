@@ -4,8 +4,9 @@ a dataset's files that the workflow tracks (a rule param), so changed data rerun
 Standard library only: rules/config.smk computes the fingerprint while the DAG is built.
 
 The fingerprint is what the jobs would see, not where it lies, so moving the data reruns nothing:
-- ImageNet-style trees: every split's class folders and the sorted names of their images (what list preparation
-  indexes; hidden files and non-image names, such as a stray ``notes.txt``, are left out as indexing leaves them);
+- ImageNet-style trees (imagenet, folder): the class folders of train/ and val/ and the sorted names of their images
+  (what list preparation indexes; hidden files and non-image names, such as a stray ``notes.txt``, are left out as
+  indexing leaves them; a folder dataset without val/ is fingerprinted as such);
 - CIFAR folders read with the MD5 check on: torchvision's MD5 list itself (a file that differs is refused when
   read, so the content is fixed by it); with the check off: each batch file's name, size and a hash of its first
   and last MiB;
@@ -18,13 +19,15 @@ import hashlib
 import os
 from pathlib import Path
 
-from pfs.core.catalog import dataset_info
+from pfs.core.catalog import check_data_present, dataset_info
 from pfs.core.errors import PfsError
 
 # torchvision's ImageFolder extensions (compared case-insensitively), plus .webp
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp"})
 _SUFFIXES = tuple(IMAGE_EXTENSIONS)  # str.endswith takes a tuple: one C call per name instead of os.path.splitext
 _EDGE = 1 << 20  # bytes hashed at each end of an unchecked CIFAR batch file
+SPLITS = ("train", "val")  # the splits of a class-folder tree
+_SHOWN = 5  # class names shown in an error message
 
 
 def is_hidden(name: str) -> bool:
@@ -46,6 +49,52 @@ def image_names(class_dir: str | os.PathLike) -> list[str]:
     with os.scandir(class_dir) as entries:  # is_file() reads the entry's type from readdir: no stat
         return sorted(e.name for e in entries
                       if e.name.lower().endswith(_SUFFIXES) and not is_hidden(e.name) and e.is_file())
+
+
+def class_differences(train: list[str], val: list[str]) -> str:
+    """The class folders only one split has, for an error message (the first few of each)."""
+    def shown(names: list[str]) -> str:
+        more = f" (+{len(names) - _SHOWN} more)" if len(names) > _SHOWN else ""
+        return ", ".join(names[:_SHOWN]) + more if names else "none"
+
+    only_train = sorted(set(train) - set(val))
+    only_val = sorted(set(val) - set(train))
+    return f"only in train/: {shown(only_train)}; only in val/: {shown(only_val)}"
+
+
+def _has_image(class_dir: Path) -> bool:
+    with os.scandir(class_dir) as entries:  # stops at the first image: a large class costs one read, not a listing
+        return any(e.name.lower().endswith(_SUFFIXES) and not is_hidden(e.name) and e.is_file() for e in entries)
+
+
+def check_folder_tree(root: str | os.PathLike, val_fraction: float = 0.0) -> list[str]:
+    """Refuse, in one line and before any job, a folder dataset's tree that cannot be indexed: no root or train/,
+    val/ missing without ``val_fraction`` (or both given), fewer than 2 class folders, a class folder without
+    images, or val/ with other class folders than train/. Returns the class names. Lists folders, opens no image."""
+    check_data_present("folder", root)
+    root = Path(root)
+    has_val = (root / "val").is_dir()
+    if has_val and val_fraction > 0:
+        raise PfsError(f"dataset folder: {root} has val/ and dataset.val_fraction is {val_fraction}; use one: "
+                       "val/ as the evaluation set (val_fraction: 0), or remove val/ to hold out part of train/")
+    if not has_val and val_fraction == 0:
+        raise PfsError(f"dataset folder: {root} has train/ but no val/; add val/<class>/<image> with the same class "
+                       "folders as train/, or set dataset.val_fraction (e.g. 0.2) to hold out that part of every "
+                       "class of train/ as the evaluation set")
+    classes = {split: class_folders(root / split) for split in SPLITS if (root / split).is_dir()}
+    if len(classes["train"]) < 2:
+        found = f"only {classes['train'][0]}/" if classes["train"] else "none"
+        raise PfsError(f"dataset folder: {root / 'train'} needs at least 2 class folders (one sub-folder per class, "
+                       f"its images inside) to train a classifier; found {found}")
+    if has_val and classes["val"] != classes["train"]:
+        raise PfsError(f"dataset folder: {root / 'val'} has other class folders than {root / 'train'} "
+                       f"({class_differences(classes['train'], classes['val'])}); both need the same class names")
+    for split, names in classes.items():
+        for name in names:
+            if not _has_image(root / split / name):
+                raise PfsError(f"class folder {root / split / name} holds no images (extensions: "
+                               f"{' '.join(sorted(IMAGE_EXTENSIONS))}); remove it or fill it")
+    return classes["train"]
 
 
 def _tree_digest(root: Path, splits: tuple[str, ...]) -> str:
@@ -88,7 +137,7 @@ def fingerprint(dataset: str, root: str | os.PathLike, check_md5: bool = True) -
     if not info.folders:
         return f"{dataset}: embedded"
     if not info.in_memory:  # an ImageNet-style tree, indexed by list preparation
-        return f"{dataset} tree {_tree_digest(Path(root), info.folders)}"
+        return f"{dataset} tree {_tree_digest(Path(root), SPLITS)}"
     if check_md5:
         return f"{dataset}: torchvision's files (MD5-checked when read)"
     return f"{dataset} files {_cifar_digest(Path(root) / info.folders[0])}"

@@ -12,7 +12,7 @@ import pandas as pd
 
 from pfs.core.catalog import DATASETS, DatasetInfo, check_data_present
 from pfs.core.errors import PfsError
-from pfs.data.index import decode_image, num_classes, read_list, unreadable_error
+from pfs.data.index import LIST_RULES, decode_image, num_classes, read_list, unreadable_error
 
 if TYPE_CHECKING:  # torch and torchvision are imported where used: list preparation never needs them
     import torch
@@ -141,16 +141,17 @@ GATE_MIN_SCALE = 0.25  # official ImageNet gate learning: RandomResizedCrop scal
 
 
 def index_tables(settings: DataSettings) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The (train, val) index tables of an ImageNet run, checked to hold the same classes."""
+    """The (train, val) index tables of an ImageNet (or folder) run, checked to hold the same classes."""
     check_data_present(settings.name, settings.root, settings.download)
+    rule = LIST_RULES[settings.name][1]
     if not settings.train_list or not settings.val_list:
-        raise PfsError("imagenet is read through its index tables: run prepare_imagenet_list first "
+        raise PfsError(f"{settings.name} is read through its index tables: run {rule} first "
                        "(DataSettings.train_list / val_list are unset)")
-    train, val = read_list(settings.train_list), read_list(settings.val_list)
+    train, val = read_list(settings.train_list, settings.name), read_list(settings.val_list, settings.name)
     pairs = [sorted(set(zip(f["label"], f["class_name"], strict=True))) for f in (train, val)]
     if pairs[0] != pairs[1]:
         raise PfsError(f"{settings.train_list} and {settings.val_list} list other classes (or labels); both come "
-                       "from one prepare_imagenet_list run: delete them and rerun it")
+                       f"from one {rule} run: delete them and rerun it")
     return train, val
 
 

@@ -5,7 +5,7 @@ A table has one row per image: ``path`` (relative to the dataset root, e.g. ``tr
 ``class_name`` (the class folder) and ``label`` (the class's position in the sorted class-folder list). Rows are
 sorted by (label, path), so a table, and any split drawn from it, is the same on every file system (the official
 lists keep os.listdir order). Indexing never decodes or stats an image: one os.scandir per folder, whose entries
-carry the file type on Linux file systems. pfs.data.imagenet reads the images the tables list.
+carry the file type on Linux file systems. pfs.data.imagenet and pfs.data.folder read the images the tables list.
 """
 
 from __future__ import annotations
@@ -20,13 +20,13 @@ import pandas as pd
 
 from pfs.core.errors import PfsError
 from pfs.core.io import atomic_path
-from pfs.data.datatree import IMAGE_EXTENSIONS, class_folders, image_names
+from pfs.data.datatree import IMAGE_EXTENSIONS, SPLITS, class_differences, class_folders, image_names
 
 log = logging.getLogger(__name__)
 
-SPLITS = ("train", "val")
 COLUMNS = ("path", "class_name", "label")
-_SHOWN = 5  # differing class names shown in an error message
+_SHOWN = 5  # unreadable images named in an error message
+LIST_RULES = {"imagenet": ("ImageNet", "prepare_imagenet_list"), "folder": ("folder", "prepare_folder_list")}
 
 
 def _require_classes(split_dir: Path) -> list[str]:
@@ -60,29 +60,36 @@ def index_split(split_dir: str | os.PathLike) -> pd.DataFrame:
     return pd.DataFrame({"path": paths, "class_name": class_names, "label": np.asarray(labels, dtype=np.int64)})
 
 
-def _differences(train: list[str], val: list[str]) -> str:
-    def shown(names: list[str]) -> str:
-        more = f" (+{len(names) - _SHOWN} more)" if len(names) > _SHOWN else ""
-        return ", ".join(names[:_SHOWN]) + more if names else "none"
-
-    only_train = sorted(set(train) - set(val))
-    only_val = sorted(set(val) - set(train))
-    return f"only in train/: {shown(only_train)}; only in val/: {shown(only_val)}"
-
-
-def index_tree(root: str | os.PathLike) -> dict[str, pd.DataFrame]:
-    """Index ``root/train`` and ``root/val``; refuses a tree whose splits are missing or disagree on the classes."""
+def index_tree(root: str | os.PathLike, splits: tuple[str, ...] = SPLITS,
+               label: str = "ImageNet") -> dict[str, pd.DataFrame]:
+    """Index ``root/<split>`` for each of ``splits`` (train and val); refuses a tree whose splits are missing or
+    disagree on the classes. ``label`` names the tree in the messages."""
     root = Path(root)
-    missing = [f"{split}/" for split in SPLITS if not (root / split).is_dir()]
+    missing = [f"{split}/" for split in splits if not (root / split).is_dir()]
     if missing:
-        raise PfsError(f"ImageNet root {root} lacks {' and '.join(missing)}; set dataset.root to the folder that "
-                       "holds train/ and val/ (one sub-folder per class in each)")
-    classes = {split: _require_classes(root / split) for split in SPLITS}  # compared before any image is listed
-    if classes["train"] != classes["val"]:
-        raise PfsError(f"ImageNet root {root}: val/ has other classes than train/ ({len(classes['val'])} vs "
-                       f"{len(classes['train'])}; {_differences(classes['train'], classes['val'])}), so labels "
+        raise PfsError(f"{label} root {root} lacks {' and '.join(missing)}; set dataset.root to the folder that "
+                       f"holds {' and '.join(f'{s}/' for s in splits)} (one sub-folder per class in each)")
+    classes = {split: _require_classes(root / split) for split in splits}  # compared before any image is listed
+    if "val" in classes and classes["train"] != classes["val"]:
+        raise PfsError(f"{label} root {root}: val/ has other classes than train/ ({len(classes['val'])} vs "
+                       f"{len(classes['train'])}; {class_differences(classes['train'], classes['val'])}), so labels "
                        "would not match")
-    return {split: index_split(root / split) for split in SPLITS}
+    return {split: index_split(root / split) for split in splits}
+
+
+def write_tables(frames: dict[str, pd.DataFrame], out_dir: str | os.PathLike, extra=None) -> dict[str, Path]:
+    """Write each frame to ``out_dir/<split>.csv`` (and ``extra``: (path, write(tmp_path)), a file written with
+    them), all to temp files first, renamed only when every one is complete."""
+    outputs = {split: Path(out_dir) / f"{split}.csv" for split in frames}
+    with contextlib.ExitStack() as stack:
+        for split, frame in frames.items():
+            frame.to_csv(stack.enter_context(atomic_path(outputs[split])), index=False)
+        if extra is not None:
+            path, write = extra
+            write(stack.enter_context(atomic_path(path)))
+    for split, frame in frames.items():
+        log.info("%s: %d images in %d classes -> %s", split, len(frame), frame["label"].nunique(), outputs[split])
+    return outputs
 
 
 def prepare_lists(root: str | os.PathLike, out_dir: str | os.PathLike, verify_workers: int = 0) -> dict[str, Path]:
@@ -94,33 +101,29 @@ def prepare_lists(root: str | os.PathLike, out_dir: str | os.PathLike, verify_wo
     frames = index_tree(root)
     if verify_workers > 0:
         verify_images(root, frames, verify_workers)
-    outputs = {split: Path(out_dir) / f"{split}.csv" for split in SPLITS}
-    with contextlib.ExitStack() as stack:
-        for split, frame in frames.items():
-            frame.to_csv(stack.enter_context(atomic_path(outputs[split])), index=False)
-    for split, frame in frames.items():
-        log.info("%s: %d images in %d classes -> %s", split, len(frame), frame["label"].nunique(), outputs[split])
-    return outputs
+    return write_tables(frames, out_dir)
 
 
-def read_list(path: str | os.PathLike) -> pd.DataFrame:
-    """Load an index table written by prepare_lists and check it (columns, labels 0..K-1, one label per class)."""
+def read_list(path: str | os.PathLike, dataset: str = "imagenet") -> pd.DataFrame:
+    """Load an index table written by list preparation of ``dataset`` (prepare_lists; pfs.data.folder's) and check
+    it (columns, labels 0..K-1, one label per class)."""
     path = Path(path)
-    remedy = "rerun prepare_imagenet_list (delete the file first)"
+    label, rule = LIST_RULES[dataset]
+    what, remedy = f"{label} list {path}", f"rerun {rule} (delete the file first)"
     if not path.is_file():
-        raise PfsError(f"ImageNet list {path} does not exist; {remedy}")
+        raise PfsError(f"{what} does not exist; {remedy}")
     try:
         frame = pd.read_csv(path, dtype={"path": str, "class_name": str, "label": "int64"}, keep_default_na=False)
     except (ValueError, pd.errors.ParserError) as exc:
-        raise PfsError(f"ImageNet list {path} is not a valid index table ({exc}); {remedy}") from exc
+        raise PfsError(f"{what} is not a valid index table ({exc}); {remedy}") from exc
     if list(frame.columns) != list(COLUMNS):
-        raise PfsError(f"ImageNet list {path} has columns {list(frame.columns)}, expected {list(COLUMNS)}; {remedy}")
+        raise PfsError(f"{what} has columns {list(frame.columns)}, expected {list(COLUMNS)}; {remedy}")
     if frame.empty:
-        raise PfsError(f"ImageNet list {path} has no rows; {remedy}")
+        raise PfsError(f"{what} has no rows; {remedy}")
     pairs = frame[["label", "class_name"]].drop_duplicates()
     labels = sorted(pairs["label"])
     if labels != list(range(len(labels))) or pairs["class_name"].nunique() != len(pairs):
-        raise PfsError(f"ImageNet list {path}: labels are not 0..K-1 with one class name each; {remedy}")
+        raise PfsError(f"{what}: labels are not 0..K-1 with one class name each; {remedy}")
     return frame
 
 

@@ -14,5 +14,7 @@ class DataSettings:
     download: bool = False
     check_md5: bool = True
     num_workers: int = 0
-    train_list: str | None = None  # ImageNet: the index tables written by prepare_imagenet_list
+    # ImageNet / folder: the index tables written by prepare_imagenet_list / prepare_folder_list (a folder's
+    # stats.yaml lies beside them)
+    train_list: str | None = None
     val_list: str | None = None
