@@ -11,6 +11,7 @@
 #   results/{dataset}/{arch}/slim/seed{seed}/sparse/...                   network slimming: sparsity training,
 #       .../p{ratio}/channels.yaml, pruned.pt, finetune/, {schedule}/     BN-scale pruned, fine-tuned / from scratch
 #   results/imagenet/lists/{train,val}.csv                                ImageNet index (prepare_imagenet_list)
+#   results/folder/lists/{train,val}.csv, stats.yaml                      your own images (prepare_folder_list)
 #   results/summary.csv                                                   one row per trained network
 #   results/table.csv, table.md                                           runs grouped over seeds (mean, std, n)
 #   results/plots/*.png                                                   accuracy vs MACs, widths, gates
@@ -45,6 +46,7 @@ include: "rules/classic.smk"
 include: "rules/summarize.smk"
 include: "rules/export.smk"
 include: "rules/imagenet.smk"
+include: "rules/folder.smk"
 
 
 rule all:

@@ -1,11 +1,13 @@
-# The config: validated and checked (one line per bad value), wildcard constraints, the data and numerics
-# fingerprints, the checks before a run, and the params the rules take from config sections. No rules here.
+# The config: validated and checked (one line per bad value; a folder dataset's tree too), wildcard constraints, the
+# data and numerics fingerprints, the checks before a run, and the params the rules take from config sections. No
+# rules here.
 
 from snakemake.utils import validate
 
 from pfs.workflow.config import ConfigError, check_config, check_output_folders, check_schema, coerce_overrides
 from pfs.workflow.config import finetune_settings, sparse_settings, train_settings
-from pfs.data.datatree import fingerprint
+from pfs.data.datatree import check_folder_tree, fingerprint
+from pfs.core.errors import PfsError
 from pfs.core.numerics import rule_params as numerics_params
 from pfs.workflow.slurm_check import check_workflow as check_slurm_status
 from pfs.core.grid import NUMBER
@@ -18,7 +20,9 @@ try:
     check_schema(config, f"{workflow.basedir}/schemas/config.schema.yaml")  # one clear line naming a bad key
     validate(config, "../schemas/config.schema.yaml", set_default=True)  # fills in the defaults
     check_config(config)
-except ConfigError as exc:
+    if config["dataset"]["name"] == "folder":  # its class folders (pfs.data.datatree): listed, no image opened
+        check_folder_tree(config["dataset"]["root"], config["dataset"]["val_fraction"])
+except (ConfigError, PfsError) as exc:
     raise SystemExit(f"error: {exc}") from None
 # the dataset's files as the jobs would see them (pfs.data.datatree): a param of every rule that reads them, so changed
 # data reruns those jobs and what follows; moved data (another dataset.root) reruns nothing
@@ -48,6 +52,7 @@ wildcard_constraints:
 
 
 IMAGENET = config["dataset"]["name"] == "imagenet"
+FOLDER = config["dataset"]["name"] == "folder"
 
 
 def section_params(name):
@@ -73,8 +78,15 @@ def sparse_params(wildcards):
 
 def split_params():
     """Dataset settings that change results (the split); location settings are read by the scripts."""
-    held_out = "val_per_class" if IMAGENET else "val_size"
+    held_out = "val_per_class" if IMAGENET or FOLDER else "val_size"
     return {k: config["dataset"][k] for k in (held_out, "split_seed")}
+
+
+def folder_list_params():
+    """What a folder dataset's list preparation makes of its tree besides the fingerprint: the evaluation hold-out,
+    the image size and the given mean and std (null: computed at that size). Changing one remakes the index and
+    stats.yaml, so everything reruns."""
+    return {k: config["dataset"][k] for k in ("image_size", "mean", "std", "val_fraction")}
 
 
 def references_input():

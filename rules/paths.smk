@@ -1,6 +1,8 @@
 # Path templates of the results tree (EXP, PRUNED, FULL, ...), the summary, tables and plots, and the helpers that
 # name a rule's outputs and inputs by them. No rules here.
 
+from pfs.core.catalog import use_folder_stats
+
 EXP = "{dataset}/{arch}/e{expansion}_m{multiplier}/s{sparsity}/seed{seed}"
 PRUNED = f"{EXP}/p{{ratio}}"
 FULL = "{dataset}/{arch}/full/seed{seed}/{schedule}"
@@ -28,6 +30,13 @@ PLOTS = {
     for name in ("accuracy", "accuracy_cost", "widths", "gate_histograms", "gate_learning", "training_curves")
 }
 IMAGENET_LISTS = {split: f"results/imagenet/lists/{split}.csv" for split in ("train", "val")}
+# a folder dataset's index tables and its stats.yaml (image size, mean, std, classes: pfs.data.folder)
+FOLDER_LISTS = {
+    **{split: f"results/folder/lists/{split}.csv" for split in ("train", "val")},
+    "stats": "results/folder/lists/stats.yaml",
+}
+if FOLDER:  # every job's pfs.core.catalog.dataset_info("folder") reads its image size, mean and std there
+    use_folder_stats(FOLDER_LISTS["stats"])
 RUN_FILES = ("model.pt", "metrics.json", "history.csv")
 
 
@@ -37,7 +46,10 @@ def run_outputs(run_dir):
 
 
 def index_inputs():
-    """ImageNet jobs read the index tables of prepare_imagenet_list; other datasets need no input for their data."""
+    """ImageNet jobs read the index tables of prepare_imagenet_list, folder jobs those of prepare_folder_list and its
+    stats.yaml; other datasets need no input for their data."""
+    if FOLDER:
+        return {"train_list": FOLDER_LISTS["train"], "val_list": FOLDER_LISTS["val"], "stats": FOLDER_LISTS["stats"]}
     return {"train_list": IMAGENET_LISTS["train"], "val_list": IMAGENET_LISTS["val"]} if IMAGENET else {}
 
 

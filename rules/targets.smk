@@ -23,8 +23,10 @@ def run_kinds():
 
 def _chain_steps():
     """Per run kind, the jobs whose work a trained network of that kind took, as benchmark file templates under
-    benchmarks/ (its own training last). ImageNet's list preparation comes first in every chain."""
-    lists = ["imagenet/lists/prepare_imagenet_list"] if IMAGENET else []
+    benchmarks/ (its own training last). ImageNet's or a folder's list preparation comes first in every chain."""
+    dataset = config["dataset"]["name"]
+    indexing = {"imagenet": "prepare_imagenet_list", "folder": "prepare_folder_list"}.get(dataset)
+    lists = [f"{dataset}/lists/{indexing}"] if indexing else []
     return {
         "pfs": [*lists, f"{EXP}/learn_gates", f"{PRUNED}/prune", f"{PRUNED}/{{schedule}}/train_pruned"],
         "full": [*lists, f"{FULL}/train_full"],

@@ -2,7 +2,7 @@
 
     python -m pfs summary --arch resnet56 --dataset cifar10 [--expansion 20] [--multiplier 1] [--channels FILE]
     python -m pfs list-models
-    python -m pfs verify-images --root DIR [--workers N]   (decode every image of an ImageNet-style tree)
+    python -m pfs verify-images --root DIR [--workers N]   (decode every image of an ImageNet or folder tree)
     python -m pfs readme [--check] [--spread] [--results DIR] [--readme FILE]   (README's results section from the run)
     python -m pfs export RUN_DIR_OR_MODEL [--format onnx] [--out FILE]   (gates merged, BatchNorm folded)
     torchrun --standalone --nproc_per_node=N -m pfs train --job JOB.json   (multi-process training)
@@ -124,7 +124,8 @@ def _readme(args: argparse.Namespace) -> dict | None:
 
 
 def _verify_images(args: argparse.Namespace) -> dict:
-    """Decode every image of an ImageNet-style tree (as list preparation indexes it); an error names the bad ones."""
+    """Decode every image of an ImageNet-style tree (as list preparation indexes it: train/ and val/, or train/ alone
+    for a folder dataset without val/); an error names the bad ones."""
     import logging
 
     from pfs.core.progress import setup_logging
@@ -134,7 +135,8 @@ def _verify_images(args: argparse.Namespace) -> dict:
         what = "is a file, not a folder" if os.path.exists(args.root) else "does not exist"
         raise PfsError(f"--root {args.root} {what}; give the folder that holds train/ and val/")
     setup_logging(None, logging.INFO)  # the count, files/s and every unreadable file, on stderr
-    frames = index_tree(args.root)
+    has_val = os.path.isdir(os.path.join(args.root, "val"))  # a folder dataset may hold train/ alone (val_fraction)
+    frames = index_tree(args.root, ("train", "val") if has_val else ("train",))
     verify_images(args.root, frames, args.workers)
     return {"root": args.root, "images": sum(len(f) for f in frames.values()), "unreadable": 0}
 
@@ -166,8 +168,9 @@ def build_parser() -> argparse.ArgumentParser:
                        "dataset, arch, seed, outputs, [method, schedule, ratio, expansion, multiplier, sparsity, "
                        "channels, train, data, device, checkpoint_dir, gpus, log]")
     verify = sub.add_parser("verify-images", help="decode every image of an ImageNet-style tree (root/train, "
-                            "root/val) and name the ones that cannot be read (exit 2)")
-    verify.add_argument("--root", required=True, help="the folder holding train/ and val/ (dataset.root)")
+                            "root/val if there) and name the ones that cannot be read (exit 2)")
+    verify.add_argument("--root", required=True, help="the folder holding train/ and val/ (dataset.root; a folder "
+                        "dataset's train/ alone)")
     verify.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="decoding processes (default: "
                         "all CPUs)")
     readme = sub.add_parser("readme", help="write README.md's results section from what snakemake --cores all "

@@ -148,6 +148,7 @@ def check_config(config: dict) -> None:
             _catalog_check(f"grid.multipliers.{arch}", catalog.check_multiplier, arch, m)
         if train_settings(config, arch).get("color_augment"):
             _catalog_check("train.color_augment", catalog.check_color_augment, data["name"])
+    _check_folder_keys(data)
     if data.get("verify_images") and catalog.dataset_info(data["name"]).in_memory:
         raise ConfigError(f"dataset.verify_images: {data['name']} is not read from image files (its files are "
                           "checked when loaded); set dataset.verify_images: false")
@@ -162,6 +163,31 @@ def check_config(config: dict) -> None:
             raise ConfigError(f"config references: {exc}") from None
     if data["name"] == "digits" and data["val_size"] >= 1437:
         raise ConfigError(f"dataset.val_size={data['val_size']} leaves no digits to learn gates on; use < 1437")
+
+
+# the dataset keys only a folder dataset takes, at their defaults (the schema's)
+FOLDER_KEYS = {"image_size": catalog.DEFAULT_IMAGE_SIZE, "val_fraction": 0, "mean": None, "std": None}
+
+
+def _check_folder_keys(data: dict) -> None:
+    """Refuse a folder-only key set on another dataset, and a mean without a std (or the reverse)."""
+    if data["name"] != catalog.FOLDER:
+        given = [key for key, default in FOLDER_KEYS.items() if data.get(key, default) != default]
+        if given:
+            raise ConfigError(f"dataset.{given[0]}: only dataset.name: folder takes it ({data['name']} has its own "
+                              "image size, mean, std and evaluation split); remove it from the config")
+    elif (data.get("mean") is None) != (data.get("std") is None):
+        raise ConfigError("dataset.mean and dataset.std go together: give both (3 numbers each, per RGB channel of "
+                          "pixels in [0, 1]) or neither (both computed from the training images)")
+
+
+def dataset_image_size(config: dict) -> int:
+    """The image size the jobs of ``config`` see (and count MACs at): dataset.image_size for a folder dataset, the
+    catalog's fixed size otherwise."""
+    data = config["dataset"]
+    if data["name"] == catalog.FOLDER:
+        return int(data.get("image_size", catalog.DEFAULT_IMAGE_SIZE))
+    return catalog.dataset_info(data["name"]).image_size
 
 
 def _catalog_check(key: str, check, *args) -> None:

@@ -39,6 +39,10 @@ the device: digits, and CIFAR on a GPU, with train.device_data auto).
 (8500 MB) max_rss in a train_full benchmark file (MobileNetV2, 2 epochs, num_workers 1, CPU jobs on a cluster of
 fake GPUs), reported in this project's issue 15, point 5 ("declared mem_mb 4000 and reached 8.5 GB RSS"; its
 max_pss was not given, and is at most that). The 1.3M-row index the tiny tree lacks is measured apart and added.
+
+**A folder dataset** (the user's images, not measured) takes the table of the arch's own inputs, CIFAR's for a CIFAR
+arch, else ImageNet's, and on CPU counts its activations as those of batch x (its pixels / the table's pixels)
+images of the table's size.
 """
 
 from __future__ import annotations
@@ -102,8 +106,16 @@ STAND_IN = {"resnet32": "resnet56", "resnet44": "resnet56", "vgg11_bn": "vgg16_b
             "vgg19_bn": "vgg16_bn"}
 
 
-def _group(dataset: str) -> str:
+# the image side of each table's measurements: a folder dataset's activations scale with its pixels against these
+TABLE_IMAGE_SIZE = {"digits": 16, "cifar": 32, "imagenet": 224}
+
+
+def _group(dataset: str, arch: str) -> str:
+    """The table of measured figures for ``arch`` on ``dataset``; a folder dataset takes that of the arch's own
+    inputs (CIFAR's for a CIFAR arch, else ImageNet's), scaled to its image size in estimate_mem_mb."""
     catalog.dataset_info(dataset)  # unknown names fail here, naming the known ones
+    if dataset == catalog.FOLDER:
+        return "cifar" if catalog.arch_info(arch).domain == "cifar" else "imagenet"
     return "cifar" if dataset.startswith("cifar") else dataset
 
 
@@ -120,21 +132,20 @@ def _figure(group: str, arch: str, stage: str) -> tuple[str, int]:
     raise ValueError(f"no memory figure for {arch} on {group}; set resources.mem_mb to a number")
 
 
-def _image_bytes(dataset: str) -> int:
-    size = catalog.dataset_info(dataset).image_size
-    return 3 * size * size * 4  # a float32 image of a batch
-
-
 def estimate_mem_mb(dataset: str, arch: str, stage: str, *, processes: int = 1, workers: int = 0,
-                    batch_size: int | None = None, gpu: bool = True, torchrun: bool = False) -> int:
+                    batch_size: int | None = None, gpu: bool = True, torchrun: bool = False,
+                    image_size: int | None = None) -> int:
     """Memory (MB) to declare for one job: see the module docstring for the formula and its figures.
 
     ``processes``: training ranks under torchrun (1 otherwise); ``workers``: DataLoader workers per process (0
     when the job uses none); ``batch_size``: per process (None: the measured one); ``gpu``: the job computes on a
-    GPU (activations off the host, the CUDA runtime on it)."""
-    group = _group(dataset)
+    GPU (activations off the host, the CUDA runtime on it); ``image_size``: a folder dataset's (None: the
+    catalog's), whose activations on CPU count as those of (its pixels / the table's) times more images."""
+    group = _group(dataset, arch)
     table, job = _figure(group, arch, stage)
     batch = REF_BATCH[table] if batch_size is None else batch_size
+    size = image_size or catalog.dataset_info(dataset).image_size
+    area = (size / TABLE_IMAGE_SIZE[table]) ** 2 if dataset == catalog.FOLDER else 1.0
     per_process = float(job)
     if table == "imagenet":
         per_process *= ANCHOR_SCALE
@@ -143,11 +154,12 @@ def estimate_mem_mb(dataset: str, arch: str, stage: str, *, processes: int = 1, 
             torchrun = True
     if gpu:
         per_process += CUDA_HOST_MB
-    elif batch > REF_BATCH[table] and table in FLOOR:
+    elif batch * area > REF_BATCH[table] and table in FLOOR:
         slope = max(0.0, (job - FLOOR[table][stage]) / (REF_BATCH[table] - FLOOR_BATCH[table]))
-        per_process += slope * (batch - REF_BATCH[table])
+        per_process += slope * (batch * area - REF_BATCH[table])
     per_process += FULL_DATA_MB.get(table, {}).get(stage, 0)
-    extra_batches = PREFETCH_BATCHES * max(0, batch - REF_BATCH[table]) * _image_bytes(dataset) / 2**20
+    image_bytes = 3 * size * size * 4  # a float32 image of a batch
+    extra_batches = PREFETCH_BATCHES * max(0, batch - REF_BATCH[table]) * image_bytes / 2**20
     per_worker = WORKER_MB[table] + extra_batches  # the measured worker held its prefetched batches at REF_BATCH
     total = processes * (per_process + workers * per_worker) + (2 * TORCHRUN_LAUNCHER_MB if torchrun else 0)
     return math.ceil(MARGIN * total / ROUND_MB) * ROUND_MB
@@ -167,11 +179,12 @@ def uses_dataloader(dataset: str, stage: str, gpu: bool, device_data: str = "aut
 def job_mem_mb(config: dict, arch: str, stage: str, gpus: int) -> int:
     """``resources.mem_mb: auto`` for a job of ``arch`` at ``stage`` given ``gpus`` GPUs, from the config's dataset,
     workers, batch size, device and train.device_data."""
-    from pfs.workflow.config import train_settings  # torch-free
+    from pfs.workflow.config import dataset_image_size, train_settings  # torch-free
 
     dataset = config["dataset"]["name"]
     gpu = gpus > 0 and config.get("device", "auto") != "cpu"
-    torchrun = stage == "train" and (not catalog.dataset_info(dataset).in_memory or gpus > 1)
+    # as pfs.stages.train.TrainJob.needs_torchrun: ImageNet always, other datasets on several GPUs
+    torchrun = stage == "train" and (dataset == "imagenet" or gpus > 1)
     processes = max(1, gpus) if torchrun else 1
     if stage == "gates":
         batch, device_data = config["gates"]["batch_size"], "never"
@@ -180,7 +193,7 @@ def job_mem_mb(config: dict, arch: str, stage: str, gpus: int) -> int:
         batch, device_data = max(1, settings["batch_size"] // processes), settings.get("device_data", "auto")
     workers = config["dataset"].get("num_workers", 0) if uses_dataloader(dataset, stage, gpu, device_data) else 0
     return estimate_mem_mb(dataset, arch, stage, processes=processes, workers=workers, batch_size=batch, gpu=gpu,
-                           torchrun=torchrun)
+                           torchrun=torchrun, image_size=dataset_image_size(config))
 
 
 # --- after a run: benchmark files against the declarations ------------------------------------------------------
