@@ -202,6 +202,15 @@ def test_verify_images_names_the_undecodable_files_and_passes_a_clean_tree(tmp_p
     assert "verified 5 images" in proc.stderr and "Traceback" not in proc.stderr
 
 
+def test_verify_images_checks_a_folder_datasets_train_alone(tmp_path):
+    from pfs_testkit import write_image_folder
+
+    root = write_image_folder(tmp_path / "images", train_per_class=2)  # no val/ (dataset.val_fraction)
+    assert main(["verify-images", "--root", str(root), "--workers", "1"]) == 0
+    (root / "train" / "cat" / "bad.png").write_text("not an image")
+    assert main(["verify-images", "--root", str(root), "--workers", "1"]) == 2
+
+
 def test_help_reads_as_plain_text():
     proc = run_pfs("--help")
     assert proc.returncode == 0, proc.stderr
