@@ -211,6 +211,21 @@ def test_verify_images_checks_a_folder_datasets_train_alone(tmp_path):
     assert main(["verify-images", "--root", str(root), "--workers", "1"]) == 2
 
 
+def test_summary_of_a_folder_dataset_reads_its_size_and_classes_from_its_stats_file(tmp_path, capsys, monkeypatch):
+    from pfs.core.catalog import FOLDER_STATS_ENV
+
+    monkeypatch.setenv(FOLDER_STATS_ENV, "")  # --folder-stats names the file in os.environ: undone afterwards
+    assert main(["summary", "--arch", "resnet20", "--dataset", "folder"]) == 2
+    assert "pass --folder-stats results/folder/lists/stats.yaml" in capsys.readouterr().err
+    stats = tmp_path / "stats.yaml"
+    stats.write_text(yaml.safe_dump({"kind": "pfs.folder_stats", "format_version": 1, "image_size": 16,
+                                     "mean": [0.5] * 3, "std": [0.25] * 3, "num_classes": 3}))
+    assert main(["summary", "--arch", "resnet20", "--dataset", "folder", "--folder-stats", str(stats)]) == 0
+    answer = json.loads(capsys.readouterr().out)
+    assert (answer["image_size"], answer["num_classes"]) == (16, 3)
+    assert answer["macs"] == network_cost("resnet20", 16, 3)["macs"]
+
+
 def test_help_reads_as_plain_text():
     proc = run_pfs("--help")
     assert proc.returncode == 0, proc.stderr

@@ -1,6 +1,7 @@
 """Inspect networks, train one under torchrun, check ImageNet trees, write README's results, export to ONNX.
 
     python -m pfs summary --arch resnet56 --dataset cifar10 [--expansion 20] [--multiplier 1] [--channels FILE]
+                          [--folder-stats results/folder/lists/stats.yaml]   (--dataset folder: its size, classes)
     python -m pfs list-models
     python -m pfs verify-images --root DIR [--workers N]   (decode every image of an ImageNet or folder tree)
     python -m pfs readme [--check] [--spread] [--results DIR] [--readme FILE]   (README's results section from the run)
@@ -34,8 +35,24 @@ def _flag_advice(exc, given: bool) -> PfsError:
                     f"{asked}{default}: pass --{exc.key} {found} (or use a channels file made for {exc.key} {asked})")
 
 
+def _dataset_facts(dataset: str, folder_stats: str | None):
+    """The catalog's facts of ``dataset``; a folder dataset's from its stats.yaml (--folder-stats)."""
+    from pathlib import Path
+
+    from pfs.core.catalog import FOLDER, dataset_info, use_folder_stats
+    from pfs.core.io import require_file
+
+    if folder_stats:
+        require_file(Path(folder_stats), "give the stats.yaml prepare_folder_list wrote (results/folder/lists/)")
+        use_folder_stats(folder_stats)
+    info = dataset_info(dataset)
+    if dataset == FOLDER and not info.num_classes:
+        raise PfsError("--dataset folder: its image size and classes come from its index: pass --folder-stats "
+                       "results/folder/lists/stats.yaml (written by prepare_folder_list)")
+    return info
+
+
 def _summary(args: argparse.Namespace) -> dict:
-    from pfs.core.catalog import dataset_info
     from pfs.core.io import IdentityMismatch
     from pfs.method.macs import network_cost
     from pfs.models import get_spec
@@ -43,7 +60,7 @@ def _summary(args: argparse.Namespace) -> dict:
     from pfs.stages.experiment import Experiment
 
     dataset_given, args.dataset = args.dataset is not None, args.dataset or "cifar10"
-    info = dataset_info(args.dataset)
+    info = _dataset_facts(args.dataset, args.folder_stats)
     spec = get_spec(args.arch)
     expansion = spec.base_expansion if args.expansion is None else args.expansion
     multiplier, classes = args.multiplier, info.num_classes
@@ -162,6 +179,8 @@ def build_parser() -> argparse.ArgumentParser:
     summary.add_argument("--multiplier", type=float, default=None,
                          help="backbone width multiplier (resnet50, mobilenet_v2; default 1)")
     summary.add_argument("--channels", default=None, help="a channels.yaml written by the prune stage")
+    summary.add_argument("--folder-stats", default=None, help="--dataset folder: the stats.yaml of its list "
+                         "preparation (results/folder/lists/stats.yaml), which gives its image size and classes")
     sub.add_parser("list-models", help="print the known architectures as JSON")
     train = sub.add_parser("train", help="train one network (run under torchrun for several processes)")
     train.add_argument("--job", required=True, help="the job (pfs.stages.train.TrainJob) as JSON, or a JSON file: "
