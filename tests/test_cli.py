@@ -173,7 +173,8 @@ def test_summary_on_digits_counts_16x16_images(capsys):
 def test_list_models_prints_the_registry_as_json(capsys):
     assert main(["list-models"]) == 0
     printed = json.loads(capsys.readouterr().out)
-    assert printed == list_models()
+    assert printed["pfs"] == list_models()
+    assert "torchvision:resnet18" in printed["torchvision"] and "torchvision:vit_b_16" not in printed["torchvision"]
     assert "resnet56" in printed and "vgg16_bn" in printed
 
 

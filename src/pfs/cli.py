@@ -2,6 +2,7 @@
 
     python -m pfs summary --arch resnet56 --dataset cifar10 [--expansion 20] [--multiplier 1] [--channels FILE]
                           [--folder-stats results/folder/lists/stats.yaml]   (--dataset folder: its size, classes)
+    python -m pfs summary --arch torchvision:resnet18 --dataset cifar10   (a library network: also its groups)
     python -m pfs list-models
     python -m pfs verify-images --root DIR [--workers N]   (decode every image of an ImageNet or folder tree)
     python -m pfs readme [--check] [--spread] [--results DIR] [--readme FILE]   (README's results section from the run)
@@ -82,11 +83,18 @@ def _summary(args: argparse.Namespace) -> dict:
             raise _flag_advice(exc, given=exc.key != "dataset" or dataset_given) from None
         widths, classes = doc["widths"], int(doc.get("num_classes", classes))
     multiplier = float(multiplier or 1.0)
-    cost = network_cost(args.arch, info.image_size, classes, widths=widths, expansion=expansion,
-                        multiplier=multiplier)
+    size = args.image_size or info.image_size
+    cost = network_cost(args.arch, size, classes, widths=widths, expansion=expansion, multiplier=multiplier)
     full_widths = spec.widths_fn(expansion)
-    return {"arch": args.arch, "dataset": args.dataset, "expansion": expansion, "multiplier": multiplier,
-            "num_classes": classes, "image_size": info.image_size, "widths": widths or full_widths, **cost}
+    answer = {"arch": args.arch, "dataset": args.dataset, "expansion": expansion, "multiplier": multiplier,
+              "num_classes": classes, "image_size": size, "widths": widths or full_widths, **cost}
+    from pfs.core.catalog import is_library_arch
+
+    if is_library_arch(args.arch):
+        from pfs.models.summary import group_table
+
+        answer["groups"] = group_table(args.arch, size, classes, widths or full_widths)
+    return answer
 
 
 def _job_text(job: str) -> str:
@@ -227,8 +235,10 @@ def main(argv: list[str] | None = None) -> int:
                 return 1
         else:
             from pfs.models import list_models
+            from pfs.models.library import timm_cnns, torchvision_cnns
 
-            answer = list_models()
+            answer = {"pfs": list_models(), "torchvision": [f"torchvision:{n}" for n in torchvision_cnns()],
+                      "timm": [f"timm:{n}" for n in timm_cnns()]}
     except (PfsError, ValueError, OSError, KeyError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

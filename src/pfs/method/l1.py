@@ -10,6 +10,8 @@ pfs.method.prune.prune_to_macs, the same MACs search as the gate-pruned networks
 
 from __future__ import annotations
 
+from collections import OrderedDict
+
 import torch
 
 from pfs.core.catalog import is_library_arch
@@ -141,7 +143,8 @@ def prune_state(state_dict: dict[str, torch.Tensor], cmap: ChannelMap,
     """The weights of the network keeping channels ``kept`` (per group): every mapped dim cut to them (in a dim
     several groups share, each group's kept positions and every position no group prunes), every other entry
     copied. The result loads into ``build_model(arch, widths=[len(k) for k in kept], ...)`` (strict)."""
-    pruned = {}
+    pruned = OrderedDict()
+    pruned._metadata = getattr(state_dict, "_metadata", None)  # module versions (torchvision's MNASNet reads its own)
     for key, tensor in state_dict.items():
         tensor = tensor.detach()
         by_dim: dict[int, list[tuple[int, torch.Tensor | None]]] = {}

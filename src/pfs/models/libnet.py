@@ -15,7 +15,7 @@ from torch import nn
 
 from pfs.core.catalog import CatalogError, library_parts
 from pfs.models.gate import Gate, GatedNet
-from pfs.models.rebuild import build_at_widths
+from pfs.models.rebuild import out_size, build_at_widths, site_positions
 from pfs.models.structure import Site, discover
 
 BASE_EXPANSION = 100  # percent of the standard widths
@@ -25,11 +25,15 @@ class _GateHook:
     """Multiplies a layer's output (or, as a pre-hook, a child's input) by a gate along the channel dim. An object,
     not a closure: deepcopy of the network then gives the copy its own gate."""
 
-    def __init__(self, gate: Gate, dim: int) -> None:
+    def __init__(self, gate: Gate, dim: int, positions: list[int] | None = None) -> None:
         self.gate, self.dim = gate, dim
+        self.positions = None if positions is None else torch.tensor(positions)  # None: every channel, in order
 
     def scale(self, x: torch.Tensor) -> torch.Tensor:
         g = self.gate.weight
+        if self.positions is not None:  # the group's channels among others (a concatenation's norm)
+            size = x.shape[self.dim]
+            g = torch.ones(size, dtype=g.dtype, device=g.device).index_put((self.positions.to(g.device),), g)
         shape = [1] * x.ndim
         shape[self.dim if self.dim >= 0 else x.ndim + self.dim] = -1
         return x * g.view(shape)
@@ -50,9 +54,12 @@ class LibraryNet(GatedNet):
         self.net = build_at_widths(arch, self.widths, num_classes)
         self.gate_modules = nn.ModuleList(Gate(w) for w in self.widths)
         modules = dict(self.net.named_modules())
-        for group, gate in zip(discover(arch).prunable, self.gate_modules, strict=True):
+        for index, (group, gate) in enumerate(zip(discover(arch).prunable, self.gate_modules, strict=True)):
             for site in group.sites:
-                hook = _GateHook(gate, site.dim)
+                positions = None
+                if list(site.positions) != list(range(group.width)) or out_size(modules[site.module]) != gate.channels:
+                    positions = site_positions(arch, site.module, self.widths)[index]
+                hook = _GateHook(gate, site.dim, positions)
                 if site.pre:
                     modules[site.module].get_submodule(site.pre).register_forward_pre_hook(hook)
                 else:
@@ -72,9 +79,13 @@ class LibraryNet(GatedNet):
             module._forward_hooks.clear()
             module._forward_pre_hooks.clear()
         modules = dict(net.named_modules())
-        for group, gate in zip(discover(self.arch).prunable, self.gate_modules, strict=True):
+        for index, (group, gate) in enumerate(zip(discover(self.arch).prunable, self.gate_modules, strict=True)):
             for site in group.sites:
-                _fold_gate(modules[site.module], site, gate.weight.detach())
+                g = gate.weight.detach()
+                if list(site.positions) != list(range(group.width)) or out_size(modules[site.module]) != g.numel():
+                    positions = site_positions(self.arch, site.module, self.widths)[index]
+                    g = torch.ones(out_size(modules[site.module])).index_put((torch.tensor(positions),), g)
+                _fold_gate(modules[site.module], site, g)
         return net
 
 

@@ -248,3 +248,38 @@ def library_cost(arch: str, image_size: int, num_classes: int, widths: list[int]
     shapes = expected_shapes(arch, widths, num_classes)
     params = sum(math.prod(shapes[name]) for name, _ in modules[""].named_parameters())
     return {"macs": int(macs), "params": int(params)}
+
+
+def out_size(module: nn.Module) -> int:
+    for attr in ("out_channels", "out_features", "num_features", "num_channels"):
+        if hasattr(module, attr):
+            return int(getattr(module, attr))
+    return int(module.normalized_shape[-1])
+
+
+def site_positions(arch: str, module: str, widths: list[int]) -> dict[int, list[int]]:
+    """Where each prunable group's channels sit in ``module``'s outputs when the groups are at ``widths``: the
+    full layer's outputs are runs of channels, one run per group (a concatenation keeps its parts in order), and
+    each group's run takes its new width. A layout it cannot describe so (a group's channels not one run in
+    order) is refused."""
+    structure = discover(arch)
+    size = out_size(_meta_modules(arch, 10)[module])
+    owner = [-1] * size
+    for index, group in enumerate(structure.prunable):
+        for m in group.members:
+            if m.module == module and m.role == "out":
+                for r, (p,) in enumerate(m.positions):
+                    owner[p] = index
+                if [p for (p,) in m.positions] != list(range(m.positions[0][0], m.positions[0][0] + group.width)):
+                    raise CatalogError(f"{arch}: the channels of group {group.name} are not one run in {module}")
+    found: dict[int, list[int]] = {}
+    offset, start = 0, 0
+    while start < size:
+        end = start
+        while end < size and owner[end] == owner[start]:
+            end += 1
+        length = end - start if owner[start] < 0 else widths[owner[start]]
+        if owner[start] >= 0:
+            found[owner[start]] = list(range(offset, offset + length))
+        offset, start = offset + length, end
+    return found

@@ -86,7 +86,7 @@ class _Trace:
         self.calls: list[str] = []  # leaf layers in call order
         keep = [example]
         hooks = [m.register_forward_hook(self._hook(n, keep)) for n, m in model.named_modules()
-                 if not list(m.children())]
+                 if not list(m.children()) or isinstance(m, NORMS)]  # timm's norm+act layers have children
         try:
             with torch.no_grad():
                 model(example)
@@ -183,30 +183,34 @@ def _order_by(group: dict, module: str, role: str) -> list[int]:
     return [r for _, r in sorted((p[0], r) for r, p in enumerate(member.positions))]
 
 
-def _sites(members: list[Member], trace: _Trace, modules: dict[str, nn.Module], width: int) -> tuple[Site, ...]:
-    """Gate sites: after each producing layer's norm when the norm reads its output directly and sizes this group
-    (timm's norm+act layers: before their activation), else after the producing layer. A producer whose output is
-    1x1 while another's is not (a squeeze-excite's excitation) gets none: the channel it scales is gated already."""
+def _site(module: str, member: Member, trace: _Trace, modules: dict[str, nn.Module]) -> Site | None:
+    """The gate site on ``module``'s output (timm's norm+act layers: before their activation), or None when a
+    channel of the group has several positions there (a flatten)."""
+    if any(len(q) != 1 for q in member.positions):
+        return None
+    children = dict(modules[module].named_children())
+    pre = "drop" if "drop" in children else "act" if "act" in children else ""
+    shape = trace.outputs.get(module, (None, ()))[1]
+    channels_last = isinstance(modules[module], nn.Linear) or type(modules[module]) is nn.LayerNorm
+    dim = 1 if len(shape) == 2 or (len(shape) == 4 and not channels_last) else -1
+    return Site(module, dim, tuple(q[0] for q in member.positions), pre if isinstance(modules[module], NORMS) else "")
+
+
+def _sites(members: list[Member], trace: _Trace, modules: dict[str, nn.Module]) -> tuple[Site, ...]:
+    """Gate sites: after each producing layer's norm when the norm reads its output directly, else after the
+    producing layer; and after every other norm that normalises the group's channels (a DenseNet layer's output,
+    concatenated into every later layer's BN), so that a zero gate zeroes the channel wherever it is normalised. A
+    producer whose output is 1x1 while another's is not (a squeeze-excite's excitation) gets none: the channel it
+    scales is gated already."""
     sized = {m.module: m for m in members if m.role == "out"}
     sites = []
     for p in _producers(members, trace, modules):
-        shape = trace.outputs.get(p.module, (0, ()))[1]
-        site, member = p.module, p
-        out_id = trace.outputs.get(p.module, (None,))[0]
-        readers = trace.readers.get(out_id, [])
+        readers = trace.readers.get(trace.outputs.get(p.module, (None,))[0], [])
         norm = next((r for r in readers if r in sized and isinstance(modules[r], NORMS)), None)
-        pre = ""
-        if norm is not None and len(readers) == 1:
-            site, member = norm, sized[norm]
-            children = dict(modules[norm].named_children())
-            pre = "drop" if "drop" in children else "act" if "act" in children else ""
-        shape = trace.outputs.get(site, (None, shape))[1]
-        channels_last = isinstance(modules[site], nn.Linear) or type(modules[site]) is nn.LayerNorm
-        dim = 1 if len(shape) == 2 or (len(shape) == 4 and not channels_last) else -1
-        if [q for q in member.positions] != [(i,) for i in range(width)]:
-            continue  # a site's layer holds exactly the group's channels, in order (so at any width too)
-        sites.append(Site(site, dim, tuple(q[0] for q in member.positions), pre))
-    return tuple(dict.fromkeys(sites))
+        if norm is None or len(readers) != 1:
+            sites.append(_site(p.module, p, trace, modules))
+    sites += [_site(m.module, m, trace, modules) for m in sized.values() if isinstance(modules[m.module], NORMS)]
+    return tuple(dict.fromkeys(s for s in sites if s is not None))
 
 
 def _kind(g: dict, trace: _Trace, modules: dict[str, nn.Module], classifier_inputs: set[str]) -> tuple[str, str]:
@@ -252,7 +256,7 @@ def discover(arch: str) -> Structure:
     for g in raw:
         kind, reason = _kind(g, trace, modules, classifier_inputs)
         groups.append(Group(g["name"], g["width"], g["unit"], kind, tuple(g["members"]),
-                            _sites(g["members"], trace, modules, g["width"]), reason))
+                            _sites(g["members"], trace, modules), reason))
     return Structure(arch, tuple(groups), all_groups)
 
 

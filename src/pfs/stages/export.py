@@ -114,12 +114,22 @@ def fold_for_inference(model: nn.Module) -> tuple[nn.Module, dict[str, int]]:
     folded into the conv before it (both replaced by ``nn.Identity``); returns it and the counts (bn_folded,
     gates_merged, bn_kept: BatchNorms with no conv to fold into). A gate that follows no foldable BatchNorm is
     refused: removing it would change the network."""
-    folded = copy.deepcopy(model).eval()
-    chains = _fold_chains(folded)
-    merged = {gate for _, _, gate in chains if gate is not None}
-    stray = [n for n, m in folded.named_modules() if isinstance(m, Gate) and n not in merged]
-    if stray:
-        raise PfsError(f"gate {stray[0]} does not follow a conv + BatchNorm: it cannot be folded away")
+    if hasattr(model, "merged"):  # a library network: its gates fold into the layers they follow, hooks removed
+        folded = model.merged().eval()
+        try:
+            chains = _fold_chains(folded)
+        except Exception as exc:  # its code does not trace symbolically: exported with its BatchNorms kept
+            log.info("%s: not traceable by torch.fx (%s), so its BatchNorms are exported unfolded", model.arch,
+                     type(exc).__name__)
+            chains = []
+        merged = set(range(len(model.gates())))
+    else:
+        folded = copy.deepcopy(model).eval()
+        chains = _fold_chains(folded)
+        merged = {gate for _, _, gate in chains if gate is not None}
+        stray = [n for n, m in folded.named_modules() if isinstance(m, Gate) and n not in merged]
+        if stray:
+            raise PfsError(f"gate {stray[0]} does not follow a conv + BatchNorm: it cannot be folded away")
     for conv_name, bn_name, gate_name in chains:
         conv, bn = folded.get_submodule(conv_name), folded.get_submodule(bn_name)
         # float64: the fold adds no rounding of its own beyond the final cast
