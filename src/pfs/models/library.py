@@ -22,6 +22,9 @@ TORCHVISION_NOT_CNN = ("vit_", "swin_", "maxvit_")
 TIMM_CNN_MODULES = ("resnet", "efficientnet", "mobilenetv3", "regnet", "convnext", "densenet", "rexnet",
                     "ghostnet", "mobilenetv4", "resnest", "res2net", "dla", "dpn", "vgg", "hrnet", "cspnet", "repvgg")
 SEE_LIST = "python -m pfs list-models lists the valid names"
+# constructor arguments of torchvision models that would otherwise return more than logits in training (auxiliary
+# classifiers) or warn that their default init will change (GoogLeNet: its current init, said explicitly)
+TORCHVISION_KWARGS = {"googlenet": {"aux_logits": False, "init_weights": True}, "inception_v3": {"aux_logits": False}}
 
 
 def _timm():
@@ -77,5 +80,6 @@ def build_library_model(arch: str, num_classes: int) -> nn.Module:
     if library == "torchvision":
         import torchvision
 
-        return torchvision.models.get_model(name, weights=None, num_classes=num_classes)
+        return torchvision.models.get_model(name, weights=None, num_classes=num_classes,
+                                            **TORCHVISION_KWARGS.get(name, {}))
     return _timm().create_model(name, pretrained=False, num_classes=num_classes)

@@ -15,6 +15,7 @@ each conv producing them (after the conv where none follows), ``Group.sites``.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from functools import lru_cache
 
@@ -237,7 +238,9 @@ def discover(arch: str) -> Structure:
     modules = dict(model.named_modules())
     try:
         trace = _Trace(model, example)
-        graph = tp.DependencyGraph().build_dependency(model, example_inputs=example)
+        with warnings.catch_warnings():  # "unwrapped parameters" (layer scales): they ride residual streams
+            warnings.simplefilter("ignore", UserWarning)
+            graph = tp.DependencyGraph().build_dependency(model, example_inputs=example)
     except Exception as exc:  # a network Torch-Pruning cannot trace
         raise CatalogError(f"{arch} cannot be traced for its channel groups ({type(exc).__name__}: "
                            f"{' '.join(str(exc).split())[:200]}); pick another arch") from None
