@@ -11,6 +11,7 @@ from pfs.core.errors import PfsError
 from pfs.core.numerics import rule_params as numerics_params
 from pfs.workflow.slurm_check import check_workflow as check_slurm_status
 from pfs.core.grid import NUMBER
+from pfs.core.catalog import is_library_arch
 
 # a bad value stops the run with ONE line naming the key and the fix: a SystemExit passes through Snakemake, so
 # Python prints its message alone and exits 1 (any other exception gets "ConfigError in file ..." and a traceback)
@@ -22,6 +23,10 @@ try:
     check_config(config)
     if config["dataset"]["name"] == "folder":  # its class folders (pfs.data.datatree): listed, no image opened
         check_folder_tree(config["dataset"]["root"], config["dataset"]["val_fraction"])
+    if any(is_library_arch(a) for a in config["grid"]["archs"]):  # torchvision/timm: traced now (seconds), not in a job
+        from pfs.models.checks import check_library_archs
+
+        check_library_archs(config)
 except (ConfigError, PfsError) as exc:
     raise SystemExit(f"error: {exc}") from None
 # the dataset's files as the jobs would see them (pfs.data.datatree): a param of every rule that reads them, so changed
@@ -42,7 +47,7 @@ onstart:
 
 wildcard_constraints:
     dataset=r"[a-z0-9]+",
-    arch=r"[a-z0-9_]+",
+    arch=r"[a-z0-9_]+|(torchvision|timm):[A-Za-z0-9_.\-]+(\+all)?",
     expansion=r"\d+",
     multiplier=NUMBER,
     sparsity=NUMBER,

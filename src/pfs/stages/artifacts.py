@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from pfs.core import io
-from pfs.core.catalog import dataset_info
+from pfs.core.catalog import dataset_info, is_library_arch
 from pfs.core.chance import near_chance
 from pfs.core.errors import PfsError
 from pfs.method.macs import network_cost
@@ -23,8 +23,8 @@ if TYPE_CHECKING:
 # gates' non-zero fraction, their held-out top-1, and whether that is near chance (pfs.core.chance.near_chance)
 GATE_REPORT = ("target_met", "gates_nonzero_fraction", "gates_val_top1", "gates_near_chance")
 CHANNELS_FIELDS = (  # channels.yaml's keys in the order written; each pruning stage writes those it has
-    "kind", "format_version", "method", "arch", "dataset", "expansion", "multiplier", "num_classes", "widths",
-    "full_widths", "target_ratio", "achieved_ratio", "width_factor", "macs", "params", "macs_baseline",
+    "kind", "format_version", "method", "arch", "library", "library_version", "dataset", "expansion", "multiplier",
+    "num_classes", "widths", "full_widths", "groups", "target_ratio", "achieved_ratio", "width_factor", "macs", "params", "macs_baseline",
     "params_baseline", "macs_expanded", "params_expanded", "kept_channels", "total_channels", "threshold",
     "tied_at_threshold", "kept_by_tie", "out_of_order", "min_width", "round_to", "tolerance", *GATE_REPORT,
     "gates_file", "gates_sha256", "ranking", "model_file", "model_sha256", "numerics",
@@ -116,8 +116,23 @@ def channels_doc(exp: Experiment, method: str, num_classes: int, widths: list[in
         "macs": cost["macs"], "params": cost["params"],
         "macs_baseline": baseline["macs"], "params_baseline": baseline["params"],
         "min_width": cfg.min_width, "round_to": cfg.round_to, "tolerance": cfg.tolerance, **extra,
+        **library_fields(exp.arch),
     }
     return {key: fields[key] for key in CHANNELS_FIELDS if key in fields}
+
+
+def library_fields(arch: str) -> dict:
+    """What channels.yaml records of a torchvision/timm network beside its widths: the library, its version (a
+    network is rebuilt from arch and widths by that library's constructor) and each group's name (its root layer),
+    in the order of ``widths``; nothing for pfs's own archs."""
+    if not is_library_arch(arch):
+        return {}
+    from pfs.models.library import library_version
+    from pfs.models.structure import discover
+
+    library = arch.partition(":")[0]
+    return {"library": library, "library_version": library_version(library),
+            "groups": [g.name for g in discover(arch).prunable]}
 
 
 def load_channels(path: str, exp: Experiment, num_classes: int | None = None) -> dict:

@@ -40,6 +40,9 @@ the device: digits, and CIFAR on a GPU, with train.device_data auto).
 fake GPUs), reported in this project's issue 15, point 5 ("declared mem_mb 4000 and reached 8.5 GB RSS"; its
 max_pss was not given, and is at most that). The 1.3M-row index the tiny tree lacks is measured apart and added.
 
+**A torchvision or timm network** (``torchvision:<name>``, not measured) takes ResNet-50's ImageNet figures
+(LIBRARY_STAND_IN), scaled like a folder dataset's to the images' size; set ``resources.mem_mb`` for a larger one.
+
 **A folder dataset** (the user's images, not measured) takes the table of the arch's own inputs, CIFAR's for a CIFAR
 arch, else ImageNet's, and on CPU counts its activations as those of batch x (its pixels / the table's pixels)
 images of the table's size.
@@ -105,6 +108,9 @@ PREFETCH_BATCHES = 2  # DataLoader's prefetch_factor: batches each worker keeps 
 STAND_IN = {"resnet32": "resnet56", "resnet44": "resnet56", "vgg11_bn": "vgg16_bn", "vgg13_bn": "vgg16_bn",
             "vgg19_bn": "vgg16_bn"}
 
+# a torchvision/timm network (not measured) takes the figure of ResNet-50 on ImageNet, the largest measured; a much
+# larger one needs resources.mem_mb set by hand
+LIBRARY_STAND_IN = "resnet50"
 
 # the image side of each table's measurements: a folder dataset's activations scale with its pixels against these
 TABLE_IMAGE_SIZE = {"digits": 16, "cifar": 32, "imagenet": 224}
@@ -125,6 +131,8 @@ def _figure(group: str, arch: str, stage: str) -> tuple[str, int]:
     if stage not in STAGES:
         raise ValueError(f"stage must be one of {STAGES}, got {stage!r}")
     catalog.arch_info(arch)
+    if catalog.is_library_arch(arch):  # not measured: the largest measured network's figure (LIBRARY_STAND_IN)
+        return "imagenet", JOB["imagenet"][(LIBRARY_STAND_IN, stage)]
     arch = STAND_IN.get(arch, arch)
     for table in (group, "cifar") if group == "digits" else (group,):
         if (arch, stage) in JOB[table]:
