@@ -175,7 +175,8 @@ def test_list_models_prints_the_registry_as_json(capsys):
     printed = json.loads(capsys.readouterr().out)
     assert printed["pfs"] == list_models()
     assert "torchvision:resnet18" in printed["torchvision"] and "torchvision:vit_b_16" not in printed["torchvision"]
-    assert "resnet56" in printed and "vgg16_bn" in printed
+    assert "resnet56" in printed["pfs"] and "vgg16_bn" in printed["pfs"]
+    assert "timm:convnext_atto" in printed["timm"]
 
 
 def test_summary_of_an_imagenet_network_with_a_multiplier():
@@ -233,3 +234,17 @@ def test_help_reads_as_plain_text():
     assert "usage: python -m pfs" in proc.stdout
     assert "Inspect networks, train one under torchrun, check ImageNet trees" in proc.stdout
     assert "``" not in proc.stdout and "`" not in proc.stdout  # no reStructuredText markup in the terminal
+
+
+def test_summary_of_a_library_network_shows_each_group(capsys):
+    assert main(["summary", "--arch", "torchvision:resnet18", "--dataset", "cifar10"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    groups = printed["groups"]
+    pruned = [g for g in groups if g["pruned"]]
+    assert [g["group"] for g in pruned][:2] == ["layer1.0.conv1", "layer1.1.conv1"] and len(pruned) == 8
+    assert pruned[0]["layers"] == ["layer1.0.bn1", "layer1.0.conv1", "layer1.0.conv2"]
+    assert pruned[0]["gates_after"] == ["layer1.0.bn1"] and pruned[0]["width"] == 64
+    assert 0 < pruned[0]["macs_share"] < 0.2 and sum(g["macs_share"] for g in pruned) < 1
+    streams = [g for g in groups if not g["pruned"]]
+    assert {g["kind"] for g in streams} == {"residual"} and "residual stream" in streams[0]["why_not_pruned"]
+    assert printed["image_size"] == 32 and printed["macs"] > 0

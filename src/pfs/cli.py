@@ -189,7 +189,9 @@ def build_parser() -> argparse.ArgumentParser:
     summary.add_argument("--channels", default=None, help="a channels.yaml written by the prune stage")
     summary.add_argument("--folder-stats", default=None, help="--dataset folder: the stats.yaml of its list "
                          "preparation (results/folder/lists/stats.yaml), which gives its image size and classes")
-    sub.add_parser("list-models", help="print the known architectures as JSON")
+    summary.add_argument("--image-size", type=int, default=None, help="input size (default: the dataset's)")
+    sub.add_parser("list-models", help="print the known architectures as JSON: pfs's own, torchvision's CNNs "
+                   "(torchvision:<name>) and timm's CNN families (timm:<name>, when timm is installed)")
     train = sub.add_parser("train", help="train one network (run under torchrun for several processes)")
     train.add_argument("--job", required=True, help="the job (pfs.stages.train.TrainJob) as JSON, or a JSON file: "
                        "dataset, arch, seed, outputs, [method, schedule, ratio, expansion, multiplier, sparsity, "
