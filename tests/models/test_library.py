@@ -68,9 +68,10 @@ def test_too_small_an_image_is_refused_naming_the_size():
 
 def test_a_network_with_no_prunable_group_is_refused_naming_the_way_out(monkeypatch):
     import pfs.models.registry as registry
+    import pfs.models.structure as structure
 
     only_streams = Structure("torchvision:resnet18", (Group("conv1", 64, 1, "residual", ()),), False)
-    monkeypatch.setattr(registry, "discover", lambda arch: only_streams)
+    monkeypatch.setattr(structure, "discover", lambda arch: only_streams)
     registry.library_spec.cache_clear()
     try:
         with pytest.raises(CatalogError, match=r"has no prunable channel group \(its groups are: residual\); try "

@@ -17,7 +17,6 @@ import torch
 from pfs.core.catalog import is_library_arch
 from pfs.core.errors import PfsError
 from pfs.models import build_model, default_widths
-from pfs.models import rebuild as library
 
 # state_dict key -> {dim: the prunable group indexing that dim}, or, for a library network, {dim: [(group, positions
 # of each of its channels in that dim)]} (a concatenation puts several groups, and channels no group prunes, in one)
@@ -85,7 +84,9 @@ def _library_map(arch: str, widths: list[int]) -> ChannelMap:
     if widths != default_widths(arch):
         raise PfsError(f"{arch}: the channel map of a library network is for its standard widths "
                        f"{default_widths(arch)}, got {widths}")
-    found: ChannelMap = library.channel_map(arch, prefix="net.")
+    from pfs.models import rebuild  # Torch-Pruning imports torchvision: only for library archs
+
+    found: ChannelMap = rebuild.channel_map(arch, prefix="net.")
     for group, width in enumerate(widths):
         found[f"gate_modules.{group}.weight"] = {0: group}
     return found

@@ -12,7 +12,6 @@ from torch import nn
 
 from pfs.core.catalog import check_multiplier, is_library_arch
 from pfs.models import Gate, build_model, default_widths
-from pfs.models.rebuild import library_cost
 
 
 def count_macs(model: nn.Module, image_size: int) -> int:
@@ -60,6 +59,8 @@ def network_cost(arch: str, image_size: int, num_classes: int, widths: list[int]
         check_multiplier(arch, multiplier)
         if widths is None:
             widths = default_widths(arch, expansion)
+        from pfs.models.rebuild import library_cost  # Torch-Pruning imports torchvision: only for library archs
+
         return library_cost(arch, image_size, num_classes, widths)
     with torch.device("meta"):
         model = build_model(arch, widths=widths, expansion=expansion, num_classes=num_classes, multiplier=multiplier)

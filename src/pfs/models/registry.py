@@ -12,8 +12,6 @@ from functools import lru_cache
 
 from pfs.core.catalog import DOMAIN_CLASSES, CatalogError, arch_info, check_multiplier, is_library_arch
 from pfs.models.gate import GatedNet
-from pfs.models.libnet import BASE_EXPANSION, LibraryNet, check_widths
-from pfs.models.structure import discover
 
 
 @dataclass(frozen=True)
@@ -56,6 +54,10 @@ def list_models(domain: str | None = None) -> list[str]:
 
 @lru_cache(maxsize=32)
 def library_spec(arch: str) -> ModelSpec:
+    # imported here: Torch-Pruning imports torchvision (~2 s), which a training job of pfs's own archs never needs
+    from pfs.models.libnet import BASE_EXPANSION, LibraryNet
+    from pfs.models.structure import discover
+
     """The registry's view of a library arch: widths per expansion (percent), its builder."""
     groups = discover(arch).prunable
     if not groups:
@@ -111,6 +113,8 @@ def build_model(name: str, widths: list[int] | None = None, expansion: int | Non
         if min(widths) < 1:
             raise ValueError(f"{name}: every width must be >= 1, got {widths}")
         if is_library_arch(name):
+            from pfs.models.libnet import check_widths
+
             check_widths(name, widths)
     num_classes = DOMAIN_CLASSES.get(spec.domain, 1000) if num_classes is None else int(num_classes)
     extra = {"multiplier": multiplier} if spec.backbone_multiplier else {}
