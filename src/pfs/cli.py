@@ -4,6 +4,7 @@
                           [--folder-stats results/folder/lists/stats.yaml]   (--dataset folder: its size, classes)
     python -m pfs summary --arch torchvision:resnet18 --dataset cifar10   (a library network: also its groups)
     python -m pfs list-models
+    python -m pfs digits-folder --out DIR   (the embedded digits as a folder dataset: DIR/{train,val}/<digit>/*.png)
     python -m pfs verify-images --root DIR [--workers N]   (decode every image of an ImageNet or folder tree)
     python -m pfs readme [--check] [--spread] [--results DIR] [--readme FILE]   (README's results section from the run)
     python -m pfs export RUN_DIR_OR_MODEL [--format onnx] [--out FILE]   (gates merged, BatchNorm folded)
@@ -144,8 +145,9 @@ def _readme(args: argparse.Namespace) -> dict | None:
         if note:  # another CPU kind: the figures agree as far as they must
             print(note, file=sys.stderr)
         return {"readme": args.readme, "results": args.results, "up_to_date": note is None, "agrees": True}
-    changed = readme.write(args.readme, args.results, spread=args.spread)
-    return {"readme": args.readme, "results": args.results, "spread": args.spread, "changed": changed}
+    changed = readme.write(args.readme, args.results, spread=args.spread, example=args.example)
+    return {"readme": args.readme, "results": args.results, "spread": args.spread, "example": args.example,
+            "changed": changed}
 
 
 def _verify_images(args: argparse.Namespace) -> dict:
@@ -192,6 +194,9 @@ def build_parser() -> argparse.ArgumentParser:
     summary.add_argument("--image-size", type=int, default=None, help="input size (default: the dataset's)")
     sub.add_parser("list-models", help="print the known architectures as JSON: pfs's own, torchvision's CNNs "
                    "(torchvision:<name>) and timm's CNN families (timm:<name>, when timm is installed)")
+    digits = sub.add_parser("digits-folder", help="write the embedded digits as a folder dataset of PNGs "
+                            "(train/ and val/, one folder per digit) to try dataset.name: folder without a download")
+    digits.add_argument("--out", required=True, help="a new folder (e.g. data/digits_images)")
     train = sub.add_parser("train", help="train one network (run under torchrun for several processes)")
     train.add_argument("--job", required=True, help="the job (pfs.stages.train.TrainJob) as JSON, or a JSON file: "
                        "dataset, arch, seed, outputs, [method, schedule, ratio, expansion, multiplier, sparsity, "
@@ -208,6 +213,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "another CPU kind: a one-line note, and exit 1 only where what must agree differs)")
     readme.add_argument("--spread", action="store_true", help="write the seed-spread section instead, from a run of "
                         "several seeds (snakemake --cores all --config grid='{seeds: [0, 1, 2, 3, 4]}')")
+    readme.add_argument("--example", action="store_true", help="write the section of the example run of a "
+                        "torchvision network on a folder dataset (configs/example_torchvision.yaml) instead")
     readme.add_argument("--results", default="results", help="the run's results folder (default: results)")
     readme.add_argument("--readme", default="README.md", help="the README holding the section (default: README.md)")
     export = sub.add_parser("export", help="write a trained network (gates merged, BatchNorm folded into the "
@@ -229,6 +236,10 @@ def main(argv: list[str] | None = None) -> int:
                 return 0
         elif args.command == "export":
             answer = _export(args)
+        elif args.command == "digits-folder":
+            from pfs.data.datasets import write_digits_folder
+
+            answer = {"out": args.out, **write_digits_folder(args.out)}
         elif args.command == "verify-images":
             answer = _verify_images(args)
         elif args.command == "readme":

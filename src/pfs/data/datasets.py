@@ -276,3 +276,24 @@ def training_sets(settings: DataSettings, min_scale: float = 0.08, color_augment
     train = TensorImageDataset(*load_images(settings, train=True), info=info, train=True)
     test = TensorImageDataset(*load_images(settings, train=False), info=info, train=False)
     return train, test
+
+
+def write_digits_folder(out: str | Path) -> dict[str, int]:
+    """The embedded digits as a folder dataset: ``out/{train,val}/<digit>/<index>.png``, the 16x16 RGB images
+    the digits runs see, train/ the fixed 1,437 and val/ the fixed 360 held-out images of their split; real,
+    small images to try ``dataset.name: folder`` and a library network on without a download. Refuses an
+    existing non-empty ``out``. Returns the images written per split."""
+    from PIL import Image
+
+    out = Path(out)
+    if out.exists() and any(out.iterdir()):
+        raise PfsError(f"{out} is not empty: give a new folder for the digits images")
+    counts = {}
+    for split, train in (("train", True), ("val", False)):
+        images, labels = _load_digits(train)
+        for i, (image, label) in enumerate(zip(images, labels, strict=True)):
+            folder = out / split / str(int(label))
+            folder.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(image.permute(1, 2, 0).numpy()).save(folder / f"{i:04d}.png")
+        counts[split] = len(labels)
+    return counts
