@@ -144,7 +144,8 @@ def test_pruned_network_gets_the_arch_s_own_init_at_its_widths_not_a_slice():
     assert abs(got - sliced) / sliced > 0.9  # a slice would be half as wide a distribution
     torch.manual_seed(0)
     again = build_model(arch, widths=widths, num_classes=CLASSES)
-    assert all(torch.equal(a, b) for a, b in zip(pruned.state_dict().values(), again.state_dict().values()))
+    assert all(torch.equal(a, b) for a, b in zip(pruned.state_dict().values(), again.state_dict().values(),
+                                                     strict=True))
 
 
 def test_default_rule_keeps_residual_streams_and_interfaces_and_plus_all_prunes_them():

@@ -87,7 +87,7 @@ def _library_map(arch: str, widths: list[int]) -> ChannelMap:
     from pfs.models import rebuild  # Torch-Pruning imports torchvision: only for library archs
 
     found: ChannelMap = rebuild.channel_map(arch, prefix="net.")
-    for group, width in enumerate(widths):
+    for group in range(len(widths)):
         found[f"gate_modules.{group}.weight"] = {0: group}
     return found
 

@@ -364,7 +364,8 @@ def uniform_to_macs(widths: list[int], ratio: float, base_macs: int, macs_of: Ca
 def unit_scores(scores: list[torch.Tensor], units: list[int]) -> list[torch.Tensor]:
     """Per group, one score per unit of ``units[g]`` consecutive channels (a grouped conv's conv-group): the mean
     |score| of its channels; groups of unit 1 unchanged."""
-    return [s if u == 1 else s.detach().float().abs().reshape(-1, u).mean(1) for s, u in zip(scores, units, strict=True)]
+    return [s if u == 1 else s.detach().float().abs().reshape(-1, u).mean(1)
+            for s, u in zip(scores, units, strict=True)]
 
 
 def in_units(prune: Callable[..., PruneResult], scores: list[torch.Tensor], units: list[int] | None,
@@ -375,7 +376,10 @@ def in_units(prune: Callable[..., PruneResult], scores: list[torch.Tensor], unit
     itself, unchanged."""
     if not units or all(u == 1 for u in units):
         return prune(scores, *args, macs_of, cfg, **kwargs)
-    scaled = unit_scores(scores, units) if torch.is_tensor(scores[0]) else [w // u for w, u in zip(scores, units)]
+    if torch.is_tensor(scores[0]):  # scores per channel
+        scaled = unit_scores(scores, units)
+    else:  # widths (uniform_to_macs)
+        scaled = [w // u for w, u in zip(scores, units, strict=True)]
     result = prune(scaled, *args, lambda w: macs_of([a * u for a, u in zip(w, units, strict=True)]), cfg, **kwargs)
     widths = [w * u for w, u in zip(result.widths, units, strict=True)]
     total = sum(int(s.numel()) if torch.is_tensor(s) else int(s) for s in scores)

@@ -65,8 +65,8 @@ def bn_scale_scores(state_dict: dict[str, torch.Tensor],
             scales.append(gamma if positions is None else gamma[positions.flatten()])
         sizes = {int(s.numel()) for s in scales}
         if len(sizes) != 1:
-            raise PfsError(f"the BatchNorm weights {[e if isinstance(e, str) else e[0] for e in entries]} of group {group} differ in size "
-                           f"({sorted(sizes)})")
+            keys = [e if isinstance(e, str) else e[0] for e in entries]
+            raise PfsError(f"the BatchNorm weights {keys} of group {group} differ in size ({sorted(sizes)})")
         sums.append(sum(scales) / len(scales))
     top = max(float(s.max()) for s in sums)
     return [(s / top if top > 0 else s).float() for s in sums]

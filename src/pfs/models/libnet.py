@@ -13,9 +13,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from pfs.core.catalog import CatalogError, library_parts
+from pfs.core.catalog import CatalogError
 from pfs.models.gate import Gate, GatedNet
-from pfs.models.rebuild import out_size, build_at_widths, site_positions
+from pfs.models.rebuild import build_at_widths, out_size, site_positions
 from pfs.models.structure import Site, discover
 
 BASE_EXPANSION = 100  # percent of the standard widths

@@ -268,7 +268,7 @@ def site_positions(arch: str, module: str, widths: list[int]) -> dict[int, list[
     for index, group in enumerate(structure.prunable):
         for m in group.members:
             if m.module == module and m.role == "out":
-                for r, (p,) in enumerate(m.positions):
+                for (p,) in m.positions:
                     owner[p] = index
                 if [p for (p,) in m.positions] != list(range(m.positions[0][0], m.positions[0][0] + group.width)):
                     raise CatalogError(f"{arch}: the channels of group {group.name} are not one run in {module}")

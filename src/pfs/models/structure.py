@@ -140,7 +140,8 @@ def _producers(members, trace: _Trace, modules: dict[str, nn.Module]) -> list[Me
     found = [m for m in members if m.role == "out" and isinstance(modules[m.module], nn.Conv2d | nn.Linear)]
     shapes = {p.module: trace.outputs.get(p.module, (0, ()))[1] for p in found}
     has_map = any(len(s) == 4 and s[2] * s[3] > 1 for s in shapes.values())
-    return [p for p in found if not (has_map and len(shapes[p.module]) == 4 and shapes[p.module][2] * shapes[p.module][3] == 1)]
+    return [p for p in found if not (has_map and len(shapes[p.module]) == 4
+                                     and shapes[p.module][2] * shapes[p.module][3] == 1)]
 
 
 def _is_residual(members, trace: _Trace, modules: dict[str, nn.Module]) -> bool:
@@ -165,7 +166,7 @@ def _merge_grouped(groups: list[dict], modules: dict[str, nn.Module]) -> list[di
             continue
         a, b = found["in"], found["out"]
         if conv.in_channels != conv.out_channels or a["width"] != b["width"]:
-            a["unsupported"].append(f"{name} (grouped conv with {conv.in_channels} inputs, {conv.out_channels} outputs)")
+            a["unsupported"].append(f"{name} (grouped conv, {conv.in_channels} inputs, {conv.out_channels} outputs)")
             b["unsupported"].append(a["unsupported"][-1])
             continue
         a_order = _order_by(a, name, "in")
