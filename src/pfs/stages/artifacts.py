@@ -26,8 +26,8 @@ CHANNELS_FIELDS = (  # channels.yaml's keys in the order written; each pruning s
     "kind", "format_version", "method", "arch", "library", "library_version", "dataset", "expansion", "multiplier",
     "num_classes", "widths", "full_widths", "groups", "target_ratio", "achieved_ratio", "width_factor", "macs",
     "params", "macs_baseline", "params_baseline", "macs_expanded", "params_expanded", "kept_channels",
-    "total_channels", "threshold", "tied_at_threshold", "kept_by_tie", "out_of_order", "min_width", "round_to", "tolerance", *GATE_REPORT,
-    "gates_file", "gates_sha256", "ranking", "model_file", "model_sha256", "numerics",
+    "total_channels", "threshold", "tied_at_threshold", "kept_by_tie", "out_of_order", "min_width", "round_to",
+    "tolerance", *GATE_REPORT, "gates_file", "gates_sha256", "ranking", "model_file", "model_sha256", "numerics",
 )
 PRUNED_KIND = "pfs.pruned"  # pruned.pt: a classic baseline's pruned weights, which its fine-tuning starts from
 
