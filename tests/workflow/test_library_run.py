@@ -79,3 +79,23 @@ def test_a_bad_library_arch_is_refused_in_one_line_while_the_dag_is_built(tmp_pa
     lines = error_lines(refused.stdout)
     assert len(lines) == 1 and lines[0].startswith(message), refused.stdout
     assert not (workdir / "results").exists()
+
+
+def test_a_channels_file_of_a_library_network_with_other_groups_is_refused(tmp_path):
+    """Another torchvision version could give the network other groups: the widths would then size other layers."""
+    from pfs.core.errors import PfsError
+    from pfs.method.macs import network_cost
+    from pfs.method.prune import PruneConfig
+    from pfs.stages.artifacts import channels_doc, load_channels
+    from pfs.stages.experiment import Experiment
+
+    exp = Experiment("cifar10", ARCH, 0)
+    cost = network_cost(ARCH, 32, 10)
+    doc = channels_doc(exp, "pfs", 10, [64, 64, 128, 128, 256, 256, 512, 512], 0.5, 0.0, cost, cost, PruneConfig())
+    path = tmp_path / "channels.yaml"
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    assert load_channels(str(path), exp)["groups"][0] == "layer1.0.conv1"
+    doc["groups"][0] = "layer1.0.conv9"
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    with pytest.raises(PfsError, match="whose channel groups differ"):
+        load_channels(str(path), exp)

@@ -4,6 +4,7 @@ with their identity checks, and the channels.yaml document built in one place.""
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING
 
 import torch
@@ -15,6 +16,8 @@ from pfs.core.errors import PfsError
 from pfs.method.macs import network_cost
 from pfs.models import default_widths
 from pfs.stages.experiment import Experiment
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from pfs.method.prune import PruneConfig
@@ -121,6 +124,21 @@ def channels_doc(exp: Experiment, method: str, num_classes: int, widths: list[in
     return {key: fields[key] for key in CHANNELS_FIELDS if key in fields}
 
 
+def _check_library(path: str, doc: dict, arch: str) -> None:
+    """A library network's channels.yaml names its groups: refuse it when this library's network has other groups
+    (another version rebuilds another network from the same widths); say so when only the version differs."""
+    if not is_library_arch(arch) or "groups" not in doc:
+        return
+    now = library_fields(arch)
+    if doc["groups"] != now["groups"]:
+        raise PfsError(f"{path} was pruned on {arch} of {doc.get('library')} {doc.get('library_version')}, whose "
+                       f"channel groups differ from {now['library']} {now['library_version']}'s installed here; "
+                       "rerun learn_gates and prune (delete their outputs) or install that version")
+    if doc.get("library_version") != now["library_version"]:
+        log.warning("%s was pruned with %s %s, this is %s: the same channel groups, rebuilt by this version's "
+                    "constructor", path, now["library"], doc.get("library_version"), now["library_version"])
+
+
 def library_fields(arch: str) -> dict:
     """What channels.yaml records of a torchvision/timm network beside its widths: the library, its version (a
     network is rebuilt from arch and widths by that library's constructor) and each group's name (its root layer),
@@ -145,6 +163,7 @@ def load_channels(path: str, exp: Experiment, num_classes: int | None = None) ->
     if num_classes is not None and classes != num_classes:
         raise PfsError(f"{path} was pruned for {classes} classes but the dataset has {num_classes} (the ImageNet "
                        "index changed?); rerun learn_gates and prune (delete their outputs)")
+    _check_library(path, doc, exp.arch)
     full = default_widths(exp.arch, exp.width)
     widths = doc.get("widths")
     if not isinstance(widths, list) or len(widths) != len(full) or not all(isinstance(w, int) for w in widths):
