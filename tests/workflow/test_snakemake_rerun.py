@@ -120,8 +120,8 @@ NOT_HERE = {"dataset.name": "another dataset is another grid (tests/workflow/tes
             "dataset.verify_images": "refused outside ImageNet (tests/test_workflow_config.py)",
             # folder datasets only (refused on digits: tests/workflow/test_config_folder.py); a param of list
             # preparation, so a change remakes the index and stats.yaml and reruns everything
-            # (tests/workflow/test_folder_run.py plans it for image_size)
-            **{f"dataset.{key}": "folder datasets only (tests/workflow/test_folder_run.py)"
+            # (tests/workflow/test_library_run.py plans it for image_size)
+            **{f"dataset.{key}": "folder datasets only (tests/workflow/test_library_run.py)"
                for key in ("image_size", "val_fraction", "mean", "std")},
             # fine-tuning runs only with grid.pretrained_baseline (or slimming_baseline): test_classic_baseline.py
             **{f"finetune.{key}": "only with grid.pretrained_baseline (tests/workflow/test_classic_baseline.py)"
