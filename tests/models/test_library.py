@@ -10,7 +10,7 @@ from pfs.core.catalog import CatalogError, arch_info, check_arch_fits, is_librar
 from pfs.models import build_model, default_widths, get_spec
 from pfs.models.library import check_library_name, timm_cnns, torchvision_cnns
 from pfs.models.rebuild import library_cost
-from pfs.models.structure import Group, Structure
+from pfs.models.structure import Group, Structure, discover
 
 
 def test_names_parse_and_fit_every_dataset():
@@ -79,3 +79,11 @@ def test_a_network_with_no_prunable_group_is_refused_naming_the_way_out(monkeypa
             get_spec("torchvision:resnet18")
     finally:
         registry.library_spec.cache_clear()
+
+
+def test_a_group_through_a_bare_parameter_is_not_pruned_even_with_plus_all():
+    """ConvNeXt's layer scales are parameters of no layer the rebuild sizes: their residual streams stay whole."""
+    every = discover("torchvision:convnext_tiny+all")
+    bare = [g for g in every.groups if g.kind == "unsupported"]
+    assert len(bare) == 4 and "features.1.0.layer_scale (a parameter outside any layer)" in bare[0].reason
+    assert len(every.prunable) == len(discover("torchvision:convnext_tiny").prunable) + 1  # + the stem interface

@@ -118,6 +118,9 @@ def _members(group, names) -> tuple[list[Member], list[str]]:
     for item in group:
         dep, idxs, roots = item.dep, item.idxs, item.root_idxs
         module = dep.target.module
+        if isinstance(module, nn.Parameter):  # a parameter outside any layer (ConvNeXt's layer scale)
+            unsupported.append(f"{names.get(module, 'a parameter')} (a parameter outside any layer)")
+            continue
         if not isinstance(module, nn.Module) or module not in names:
             continue
         if type(module).__module__.startswith("torch_pruning"):
@@ -235,7 +238,7 @@ def discover(arch: str) -> Structure:
     _, _, all_groups = library_parts(arch)
     model = _meta_model(arch.removesuffix("+all"))
     example = torch.zeros(1, 3, PROBE_SIZE, PROBE_SIZE, device="meta")
-    names = {m: n for n, m in model.named_modules()}
+    names = {m: n for n, m in model.named_modules()} | {p: n for n, p in model.named_parameters()}
     modules = dict(model.named_modules())
     try:
         trace = _Trace(model, example)
