@@ -164,3 +164,16 @@ def run_tiny_grid(tmp_path_factory, name: str, config: dict, what: str) -> tuple
     if result.returncode != 0:
         pytest.fail(f"the tiny {what} run failed:\n{tail(result.stdout)}")
     return workdir, job_counts(result.stdout)
+
+
+def config_error(config: dict) -> str:
+    """The one-line ConfigError the DAG-time checks (schema, then the cross-field checks) raise for ``config``."""
+    import pytest
+
+    from pfs.workflow.config import ConfigError, check_config, check_schema
+
+    with pytest.raises(ConfigError) as info:
+        check_schema(config, REPO / "schemas" / "config.schema.yaml")
+        check_config(config)
+    assert "\n" not in str(info.value)
+    return str(info.value)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from smk_run import config_error as _error
 
 from pfs.core import catalog
 from pfs.core.grid import pruned_runs, random_runs
@@ -82,14 +83,6 @@ def test_multipliers_enter_the_grid_in_canonical_form(imagenet):
     got = sorted({(r["arch"], r["multiplier"]) for r in pruned_runs(imagenet)})
     assert ("mobilenet_v2", "0.75") in got and ("mobilenet_v2", "1") in got and ("mobilenet_v2", "1.3") in got
     assert ("resnet50", "1") in got  # no entry: [1]
-
-
-def _error(config: dict) -> str:
-    with pytest.raises(ConfigError) as info:
-        check_schema(config, SCHEMA)
-        check_config(config)
-    assert "\n" not in str(info.value)
-    return str(info.value)
 
 
 def test_a_multiplier_on_an_arch_without_a_backbone_is_refused(imagenet):

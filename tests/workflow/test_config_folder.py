@@ -8,10 +8,11 @@ from pathlib import Path
 
 import pytest
 import yaml
+from smk_run import config_error as _error
 from smk_run import deep_merge
 
 from pfs.core import catalog
-from pfs.workflow.config import ConfigError, check_config, check_schema, coerce_overrides, dataset_image_size
+from pfs.workflow.config import check_config, check_schema, coerce_overrides, dataset_image_size
 from pfs.workflow.memory import job_mem_mb
 
 REPO = Path(__file__).resolve().parents[2]
@@ -28,14 +29,6 @@ def folder(tmp_path) -> dict:
                         yaml.safe_load((REPO / "configs" / "folder.yaml").read_text()))
     config["dataset"]["root"] = str(tmp_path / "images")
     return config
-
-
-def _error(config: dict) -> str:
-    with pytest.raises(ConfigError) as info:
-        check_schema(config, SCHEMA)
-        check_config(config)
-    assert "\n" not in str(info.value)
-    return str(info.value)
 
 
 def test_the_shipped_folder_config_passes_with_archs_of_either_domain(folder):
