@@ -24,7 +24,7 @@ from torch import nn
 
 from pfs.core.catalog import CatalogError
 from pfs.models.library import build_library_model
-from pfs.models.structure import Group, Member, Structure, _meta_model, discover
+from pfs.models.structure import Structure, discover, meta_model
 
 PATCHED = (nn.Conv2d, nn.Linear, nn.BatchNorm2d, nn.LayerNorm, nn.GroupNorm)
 # per-group positions of its channels in one weight dim: one row per channel (its positions there)
@@ -116,13 +116,9 @@ class _Constructors:
 def _creation_order(arch: str) -> tuple[tuple[str | None, type], ...]:
     """(name or None, class) of every PATCHED layer in the order the constructor of ``arch`` creates them."""
     with _Constructors() as record:
-        model = _meta_model(arch)
+        model = meta_model(arch)
     names = {id(m): n for n, m in model.named_modules()}
     return tuple((names.get(id(m)), type(m)) for m in record.created)
-
-
-def full_widths(arch: str) -> list[int]:
-    return [g.width for g in discover(arch).prunable]
 
 
 def build_at_widths(arch: str, widths: list[int], num_classes: int) -> nn.Module:
@@ -177,23 +173,11 @@ def channel_map(arch: str, prefix: str = "") -> ChannelMap:
     return found
 
 
-def group_units(arch: str) -> list[int]:
-    return [g.unit for g in discover(arch).prunable]
-
-
-def describe(group: Group) -> str:
-    layers = sorted({m.module for m in group.members})
-    return f"{group.name}: {group.width} channels, {len(layers)} layers" + (
-        f", unit {group.unit}" if group.unit > 1 else "")
-
-
-__all__ = ["ChannelMap", "Member", "build_at_widths", "channel_map", "describe", "expected_shapes", "full_widths",
-           "group_units", "library_cost", "param_dims"]
 
 
 @lru_cache(maxsize=16)
 def _meta_modules(arch: str, num_classes: int) -> dict[str, nn.Module]:
-    return dict(_meta_model(arch.removesuffix("+all"), num_classes).named_modules())
+    return dict(meta_model(arch.removesuffix("+all"), num_classes).named_modules())
 
 
 @lru_cache(maxsize=64)

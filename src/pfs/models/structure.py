@@ -16,7 +16,7 @@ each conv producing them (after the conv where none follows), ``Group.sites``.
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import lru_cache
 
 import torch
@@ -62,7 +62,6 @@ class Group:
     members: tuple[Member, ...]
     sites: tuple[Site, ...] = ()
     reason: str = ""  # why it is not pruned
-    macs_share: float = field(default=0.0, compare=False)
 
 
 @dataclass(frozen=True)
@@ -94,7 +93,6 @@ class _Trace:
         finally:
             for h in hooks:
                 h.remove()
-        self.image_id = id(example)
 
     def _hook(self, name, keep):
         def hook(module, args, out):
@@ -236,7 +234,7 @@ def _kind(g: dict, trace: _Trace, modules: dict[str, nn.Module], classifier_inpu
 def discover(arch: str) -> Structure:
     """The channel groups of library arch ``arch`` (cached; built on the meta device, no weights)."""
     _, _, all_groups = library_parts(arch)
-    model = _meta_model(arch.removesuffix("+all"))
+    model = meta_model(arch.removesuffix("+all"))
     example = torch.zeros(1, 3, PROBE_SIZE, PROBE_SIZE, device="meta")
     names = {m: n for n, m in model.named_modules()} | {p: n for n, p in model.named_parameters()}
     modules = dict(model.named_modules())
@@ -267,7 +265,7 @@ def discover(arch: str) -> Structure:
     return Structure(arch, tuple(groups), all_groups)
 
 
-def _meta_model(arch: str, num_classes: int = 10) -> nn.Module:
+def meta_model(arch: str, num_classes: int = 10) -> nn.Module:
     """The network on the meta device (no memory, no init); built on the CPU when its constructor computes with
     tensors (torchvision's RegNets)."""
     try:
