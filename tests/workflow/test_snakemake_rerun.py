@@ -95,6 +95,7 @@ KEY_RERUNS = {
     "prune.tolerance": (0.02, PRUNE_DOWN),
     "prune.max_fill": (0, PRUNE_DOWN),
     "prune.round_to": (2, PRUNE_DOWN),
+    "prune.max_layer_ratio": (0.95, PRUNE_DOWN),
     **{f"train.{key}": (value, TRAINING) for key, value in {
         "epochs": 2, "batch_size": 64, "eval_batch_size": 100, "optimizer": "sgd", "lr": 0.05, "momentum": 0.8,
         "nesterov": True, "weight_decay": 0.0005, "weight_decay_on": "conv_linear", "scheduler": "cosine",

@@ -38,6 +38,7 @@ class PruneConfig:
     tolerance: float = 1e-3  # allowed |achieved - target| / target
     max_fill: int = 64  # MACs evaluations allowed for the boundary fill (0: pure global threshold)
     round_to: int = 1  # round every pruned width up to a multiple of this (8: tensor-core friendly), capped at full
+    max_layer_ratio: float = 1.0  # largest fraction of a group's channels pruned (1: no cap, as the paper)
 
     def __post_init__(self) -> None:
         if self.min_width < 1:
@@ -48,6 +49,8 @@ class PruneConfig:
             raise PfsError(f"prune.max_fill must be >= 0, got {self.max_fill}")
         if self.round_to < 1:
             raise PfsError(f"prune.round_to must be >= 1 (1: no rounding), got {self.round_to}")
+        if not 0 < self.max_layer_ratio <= 1:
+            raise PfsError(f"prune.max_layer_ratio must be in (0, 1] (1: no cap), got {self.max_layer_ratio}")
 
 
 @dataclass(frozen=True)
