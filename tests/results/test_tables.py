@@ -32,7 +32,7 @@ def test_seeds_are_averaged_and_the_drop_is_against_the_full_networks_mean():
     full, pfs, pfs70 = (table.iloc[i] for i in range(3))
     assert full["top1_mean"] == pytest.approx(0.94) and full["top1_std"] == pytest.approx(0.01)
     assert pfs["top1_mean"] == pytest.approx(0.925) and pfs["top1_drop"] == pytest.approx(0.015)
-    assert pfs70["top1_std"] == 0.0 and pfs70["top1_drop"] == pytest.approx(0.04)
+    assert pd.isna(pfs70["top1_std"]) and pfs70["top1_drop"] == pytest.approx(0.04)  # one seed: no spread exists
     assert pd.isna(full["sparsity"]) and pfs["sparsity"] == 0.2 and pfs["macs_reduction"] == 0.4995
 
 
@@ -46,7 +46,9 @@ def test_markdown_shows_mean_std_and_n_per_dataset():
     text = to_markdown(seed_table(_summary([_run("full", 0, 0.94), _run("full", 1, 0.95), _run("pfs", 0, 0.93)])))
     assert text.startswith("## cifar10")
     assert "| resnet56 | full | 16 |  | scratch_e | 125.00M | 0.00 | 855.0k | 94.50 ± 0.71 (n=2) | 0.00 |" in text
-    assert "| resnet56 | pfs | 20 | 0.2 | scratch_e | 62.00M | 49.95 | 430.0k | 93.00 ± 0.00 (n=1) | 1.50 |" in text
+    assert "| resnet56 | pfs | 20 | 0.2 | scratch_e | 62.00M | 49.95 | 430.0k | 93.00 (n=1) | 1.50 |" in text
+    assert "±" not in text.split("| pfs |")[1]  # one seed: the value and n=1, never '± 0.00'
+    assert "multiplier" not in text  # every row at multiplier 1: no column
     assert to_markdown(seed_table(_summary([]))) == "No finished training runs yet.\n"
 
 
@@ -124,3 +126,62 @@ def test_the_classes_come_from_the_dataset_when_it_has_a_fixed_number_and_stay_e
     imagenet = seed_table(_summary([_imagenet("full", 0.3, None)]))
     assert imagenet["num_classes"].isna().all()
     assert to_markdown(imagenet).startswith("## imagenet (classes not recorded)")
+
+
+def test_rows_of_another_multiplier_get_a_multiplier_column_in_every_table():
+    from pfs.results.report_html import results_frame
+
+    rows = [_imagenet("full", 0.70, 1000), {**_imagenet("pfs", 0.60, 1000), "multiplier": 0.35},
+            {**_imagenet("pfs", 0.62, 1000), "seed": 1, "multiplier": 0.35}]
+    table = seed_table(_summary(rows))
+    text = to_markdown(table)
+    assert "| arch | method | expansion | multiplier | sparsity |" in text
+    assert "| mobilenet_v2 | full | 16 | 1 |  | scratch_e |" in text
+    assert "| mobilenet_v2 | pfs | 20 | 0.35 | 0.2 | scratch_e |" in text and "61.00 ± 1.41 (n=2)" in text
+    assert all(line.count("|") == text.splitlines()[2].count("|") for line in text.splitlines() if "|" in line)
+    assert results_frame(table)["multiplier"].tolist() == ["1", "0.35"]
+    assert "multiplier" not in results_frame(seed_table(_summary([_run("full", 0, 0.9)]))).columns
+
+
+def test_one_seed_shows_the_value_and_n_without_a_spread_in_html_and_comparison():
+    from pfs.results.references import comparison_markdown
+    from pfs.results.report_html import comparison_frame, results_frame
+
+    table = seed_table(_summary([_run("full", 0, 0.94), _run("pfs", 0, 0.9344), _run("pfs", 1, 0.9356)]))
+    assert pd.isna(table.loc[0, "top1_std"]) and pd.isna(table.loc[0, "cost_s_std"])
+    assert results_frame(table)["top-1 (%) mean ± std"].tolist() == ["94.00", "93.50 ± 0.08"]
+    from pfs.results.references import COMPARISON_COLUMNS
+
+    row = {"dataset": "cifar10", "arch": "resnet56", "ref_method": "A", "ref_ratio": 0.5, "ref_schedule": "",
+           "ref_top1": 93.0, "source": "s", "num_classes": 10, "comparable": True, "method": "pfs",
+           "schedule": "scratch_e", "macs_reduction": 0.5, "n": 1, "top1_mean": 92.5, "top1_std": float("nan")}
+    comparison = pd.DataFrame([row, {**row, "n": 3, "top1_std": 0.25}]).reindex(columns=COMPARISON_COLUMNS)
+    assert [line.split(" | ")[8] for line in comparison_markdown(comparison, "refs.yaml").splitlines()
+            if line.startswith("| cifar10")] == ["92.50 (n=1)", "92.50 ± 0.25 (n=3)"]
+    assert comparison_frame(comparison)["our top-1 (%) mean ± std"].tolist() == ["92.50 (n=1)", "92.50 ± 0.25 (n=3)"]
+
+
+def test_summary_csv_is_rounded_to_its_precision_and_in_the_tables_row_order(tmp_path):
+    from pfs.core import io
+    from pfs.results.summary import write_summary
+
+    runs = [_run("pfs", 1, 0.9722222222222222, schedule="scratch_b"), _run("pfs", 0, 0.9694444444444444),
+            _run("full", 0, 0.9611111111111111), _run("pfs", 0, 0.95, schedule="scratch_b")]
+    paths = []
+    for i, run in enumerate(runs):
+        run = {**run, "macs": 5_090_000.0, "train_time_s": 117.436164115, "gates_nonzero_fraction": 0.453125}
+        io.write_json_artifact(tmp_path / f"{i}.json", "pfs.metrics", run)
+        paths.append(str(tmp_path / f"{i}.json"))
+    summary = write_summary(paths, str(tmp_path / "summary.csv"))
+    text = (tmp_path / "summary.csv").read_text()
+    assert "0.9722222" not in text and "117.436" not in text and "5090000.0" not in text
+    written = pd.read_csv(tmp_path / "summary.csv")
+    assert written["top1"].tolist() == [0.9611, 0.9694, 0.95, 0.9722]  # fractions to 4 decimals
+    assert written["train_time_s"].tolist() == [117.4] * 4 and written["macs"].tolist() == [5_090_000] * 4
+    assert written["gates_nonzero_fraction"].tolist() == [0.4531] * 4
+    # table.md's order: full first, then pfs Scratch-E before Scratch-B; seeds last
+    assert list(zip(written["method"], written["schedule"], written["seed"], strict=True)) == [
+        ("full", "scratch_e", 0), ("pfs", "scratch_e", 0), ("pfs", "scratch_b", 0), ("pfs", "scratch_b", 1)]
+    table = seed_table(summary)
+    assert table[["method", "schedule"]].values.tolist() == [["full", "scratch_e"], ["pfs", "scratch_e"],
+                                                            ["pfs", "scratch_b"]]

@@ -137,6 +137,11 @@ def _num(value: float, fmt: str = "{:.2f}", signed: bool = False) -> str:
     return ("{:+.2f}" if signed else fmt).format(value)
 
 
+def _top1(mean: float, std: float, n: int) -> str:
+    """'97.22 ± 0.50 (n=5)'; one seed: '97.22 (n=1)' (no spread exists); values in %."""
+    return f"{mean:.2f} ± {std:.2f} (n={n})" if n > 1 and pd.notna(std) else f"{mean:.2f} (n={n})"
+
+
 def comparable_rows(comparison: pd.DataFrame) -> pd.Series:
     """Which rows of a comparison compare like with like (the same number of classes and split), as booleans,
     whether built by compare or read back from comparison.csv; none of a comparison written before the column
@@ -168,7 +173,7 @@ def comparison_markdown(comparison: pd.DataFrame, references_path: str | None) -
     for r in comparison[comparable].itertuples(index=False):
         ref_name = r.ref_method + (f" ({r.ref_schedule})" if r.ref_schedule else "")
         ours = "not run at this ratio" if pd.isna(r.n) else f"{r.method} {r.schedule}"
-        top1 = "" if pd.isna(r.n) else f"{r.top1_mean:.2f} ± {r.top1_std:.2f} (n={int(r.n)})"
+        top1 = "" if pd.isna(r.n) else _top1(r.top1_mean, r.top1_std, int(r.n))
         lines.append(f"| {r.dataset} | {r.arch} | {ref_name} | {100 * r.ref_ratio:.1f} | {_num(r.ref_top1)} | "
                      f"{_num(r.ref_drop)} | {ours} | {_num(100 * r.macs_reduction, '{:.1f}')} | {top1} | "
                      f"{_num(r.top1_drop)} | {_num(r.top1_diff, signed=True)} | {_num(r.drop_diff, signed=True)} | "

@@ -13,7 +13,7 @@ from pfs.core import io
 from pfs.core.catalog import TEST_IMAGES
 from pfs.results.cost import cost_cell
 from pfs.results.references import comparable_rows
-from pfs.results.tables import gates_cell
+from pfs.results.tables import gates_cell, multiplier_text, several_multipliers, top1_cell
 
 MACS_CONVENTION = ("MACs: multiply-accumulates of the conv and linear layers for one image at the dataset's "
                    "resolution; MACs reduction against the standard-width network of the same architecture.")
@@ -75,15 +75,16 @@ def granularity(datasets) -> str:
 
 def results_frame(table: pd.DataFrame) -> pd.DataFrame:
     """table.csv's rows as the columns a reader reads: accuracies in %, top-1 as mean ± std (n seeds)."""
-    rows = []
+    rows, multiplier = [], several_multipliers(table)
     for r in table.itertuples(index=False):
         sparsity = "" if pd.isna(r.sparsity) else f"{r.sparsity:g}"
         classes = "" if pd.isna(r.num_classes) else str(int(r.num_classes))
         rows.append({
             "dataset": r.dataset, "classes": classes, "arch": r.arch, "method": r.method, "schedule": r.schedule,
-            "expansion": r.expansion, "sparsity r": sparsity, "MACs (M)": _num(r.macs / 1e6),
+            "expansion": r.expansion, **({"multiplier": multiplier_text(r.multiplier)} if multiplier else {}),
+            "sparsity r": sparsity, "MACs (M)": _num(r.macs / 1e6),
             "MACs reduction (%)": _pct(r.macs_reduction, 1), "params (k)": _num(r.params / 1e3, "{:.1f}"),
-            "top-1 (%) mean ± std": f"{100 * r.top1_mean:.2f} ± {100 * r.top1_std:.2f}", "n seeds": int(r.n),
+            "top-1 (%) mean ± std": top1_cell(r.top1_mean, r.top1_std, r.n).split(" (n=")[0], "n seeds": int(r.n),
             "drop vs full (pp)": _pct(r.top1_drop), "top-5 (%)": _pct(r.top5_mean),
             "best-epoch top-1 (%)": _pct(r.best_top1_mean), "epochs": r.epochs,
             "gates at target": gates_cell(r, emphasis=""),  # with ', near chance (...)' where the kept gates are
@@ -102,7 +103,7 @@ def comparison_frame(comparison: pd.DataFrame) -> pd.DataFrame:
     for ok, r in zip(comparable, comparison.itertuples(index=False), strict=True):
         schedule = r.ref_schedule if isinstance(r.ref_schedule, str) and r.ref_schedule else ""
         ours = "not run at this ratio" if pd.isna(r.n) else f"{r.method} {r.schedule}"
-        top1 = "" if pd.isna(r.n) else f"{r.top1_mean:.2f} ± {r.top1_std:.2f} (n={int(r.n)})"
+        top1 = "" if pd.isna(r.n) else top1_cell(r.top1_mean / 100, r.top1_std / 100, r.n)
         rows.append({
             "dataset": r.dataset, "arch": r.arch, "reference": r.ref_method + (f" ({schedule})" if schedule else ""),
             "ref MACs reduction (%)": _num(100 * r.ref_ratio, "{:.1f}"), "ref top-1 (%)": _num(r.ref_top1),
@@ -149,8 +150,8 @@ def _page(title: str, caption: str, frame: pd.DataFrame, empty: str) -> str:
 def table_caption(table: pd.DataFrame, cost_note: str = "") -> str:
     grain = granularity(table["dataset"]) if len(table) else ""
     return ("Every trained network grouped over seeds. top-1: the last epoch's top-1 accuracy on the test set "
-            "(ImageNet: val), mean ± standard deviation over the n seeds of the row (std 0 for one seed); "
-            "best-epoch top-1 is kept for reference only. drop vs full: the unpruned network's mean top-1 "
+            "(ImageNet: val), mean ± standard deviation over the n seeds of the row (one seed: the value alone, no "
+            "spread); best-epoch top-1 is kept for reference only. drop vs full: the unpruned network's mean top-1 "
             "(same dataset, classes and arch) minus this row's, in percentage points. "
             + (f"Granularity: {grain}; differences of a few images are noise. " if grain else "")
             + MACS_CONVENTION + (" " + cost_note if cost_note else "") + " Click a column header to sort.")

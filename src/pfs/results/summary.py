@@ -1,4 +1,21 @@
-"""Collect metrics.json files into one table."""
+"""Collect metrics.json files into one table: results/summary.csv, one row per trained network, in the order of
+table.md (dataset, classes, arch, method, ratio, expansion, multiplier, sparsity, schedule, then seed).
+
+Units of summary.csv (rounded to the precision they have):
+
+- ``top1``, ``top5``, ``best_top1``: last-epoch (best-epoch) accuracy on the test set (ImageNet: val) as a fraction
+  0-1, 4 decimals (0.01 percentage point, what the tables print in %);
+- ``achieved_ratio``: MACs reduction against the standard network (e = the arch's standard, m = 1), fraction 0-1,
+  4 decimals; ``ratio``: its target p, as configured; ``sparsity``: the gate target r; ``expansion``: e, the width the
+  gates (or widths) were taken at; ``multiplier``: m, the backbone width scale;
+- ``gates_nonzero_fraction``, ``gates_val_top1``: the kept gates' non-zero fraction and held-out top-1, fractions 0-1,
+  4 decimals (learned gates only);
+- ``macs``, ``params``: multiply-accumulates per image and parameters of the trained network, integers;
+- ``train_time_s``: wall seconds of the training loop; ``cost_s``, ``cost_cpu_s``, ``shared_s``: wall (CPU) seconds of
+  the network's whole chain of jobs and its shared part (pfs.results.cost), all 1 decimal;
+- ``num_classes``, ``seed``, ``epochs``, ``cost_jobs``, ``shared_with``: integers; ``numerics``: the numerics
+  fingerprint's key.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +27,7 @@ from pfs.core import io
 from pfs.results.cost import COST_COLUMNS, chain_costs, grid_total
 from pfs.results.references import compare, comparison_markdown, load_references
 from pfs.results.report_html import write_html_tables
-from pfs.results.tables import cost_note, near_chance_note, seed_table, to_markdown
+from pfs.results.tables import cost_note, in_table_order, near_chance_note, seed_table, to_markdown
 
 # num_classes: what the network was built for (ImageNet: the index's classes), on which references are matched;
 # target_met ... gates_near_chance: learned gates only (did gate learning reach r; the kept gates' non-zero fraction,
@@ -42,8 +59,25 @@ def collect(paths: list[str], chains: dict[str, list[str]] | None = None) -> pd.
                              "name every metrics file")
         for column in COST_COLUMNS:
             frame[column] = costs.loc[wanted, column].to_numpy()
-    frame = frame.reindex(columns=COLUMNS)
-    return frame.sort_values(["dataset", "arch", "method", "ratio", "schedule", "seed"], ignore_index=True)
+    return in_table_order(rounded(frame.reindex(columns=COLUMNS)), then=("seed",))
+
+
+# summary.csv's numbers to the precision they have (units: the module docstring): fractions to 4 decimals (0.01
+# percentage point, what the tables print; a test set of 10,000 images moves by 0.0001 per image), seconds to 1
+# decimal (a job's start-up varies by more), counts as integers
+FRACTIONS = ["achieved_ratio", "top1", "top5", "best_top1", "gates_nonzero_fraction", "gates_val_top1"]
+SECONDS = ["train_time_s", "cost_s", "cost_cpu_s", "shared_s"]
+COUNTS = ["num_classes", "seed", "macs", "params", "epochs", "cost_jobs", "shared_with"]
+def rounded(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` (summary.csv's columns) to the precision its numbers have: FRACTIONS to 4 decimals, SECONDS to 1,
+    COUNTS as integers (empty stays empty)."""
+    frame = frame.copy()
+    for columns, decimals in ((FRACTIONS, 4), (SECONDS, 1)):
+        for column in columns:
+            frame[column] = pd.to_numeric(frame[column], errors="coerce").round(decimals)
+    for column in COUNTS:
+        frame[column] = pd.to_numeric(frame[column], errors="coerce").round().astype("Int64")
+    return frame
 
 
 def write_summary(paths: list[str], out: str, chains: dict[str, list[str]] | None = None) -> pd.DataFrame:

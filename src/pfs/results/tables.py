@@ -40,11 +40,12 @@ def _mean_known(values: pd.Series) -> float:
 
 
 def _std_known(values: pd.Series) -> float:
-    """The standard deviation over seeds (0 for one seed), empty (NaN) when some seed has no value."""
+    """The standard deviation over seeds, empty (NaN) for one seed (a spread over one value does not exist) and when
+    some seed has no value."""
     values = pd.to_numeric(values, errors="coerce")
-    if values.empty or values.isna().any():
+    if len(values) < 2 or values.isna().any():
         return float("nan")
-    return float(values.std()) if len(values) > 1 else 0.0
+    return float(values.std())
 
 
 def _num_classes(frame: pd.DataFrame) -> pd.Series:
@@ -81,7 +82,6 @@ def seed_table(summary: pd.DataFrame) -> pd.DataFrame:
                         cost_s_mean=("cost_s", _mean_known), cost_s_std=("cost_s", _std_known),
                         cost_cpu_s_mean=("cost_cpu_s", _mean_known),
                         shared_s_mean=("shared_s", _mean_known)).reset_index()
-    table["top1_std"] = table["top1_std"].fillna(0.0)  # one seed: no spread
     keys = ["dataset", "num_classes", "arch"]
     full = table[table["method"] == "full"].groupby(keys)["top1_mean"].mean()
     baseline = table.set_index(keys).index.map(full.to_dict().get)
@@ -89,10 +89,23 @@ def seed_table(summary: pd.DataFrame) -> pd.DataFrame:
     table["sparsity"] = table["sparsity"].where(table["sparsity"] >= 0)
     table["multiplier"] = table["multiplier"].where(table["multiplier"] >= 0)
     table["num_classes"] = table["num_classes"].astype("Int64").where(table["num_classes"] >= 0)
-    table["_order"] = table["method"].map(METHOD_ORDER).fillna(len(METHOD_ORDER))
-    table["_schedule"] = table["schedule"].map(SCHEDULE_ORDER)
-    table = table.sort_values(["dataset", "num_classes", "arch", "_order", "ratio", "_schedule"], ignore_index=True)
-    return table[TABLE_COLUMNS]
+    return in_table_order(table)[TABLE_COLUMNS]
+
+
+ROW_ORDER = ["dataset", "num_classes", "arch", "_method", "ratio", "expansion", "multiplier", "sparsity", "_schedule"]
+
+
+def in_table_order(frame: pd.DataFrame, then: tuple[str, ...] = ()) -> pd.DataFrame:
+    """``frame``'s rows in the order of every table (table.csv, table.md, summary.csv): dataset, number of classes,
+    arch, method (METHOD_ORDER), ratio, expansion, multiplier, sparsity, schedule (SCHEDULE_ORDER), then the columns
+    ``then`` (summary.csv: the seed); a stable sort, empty values first."""
+    keys = frame.assign(_method=frame["method"].map(METHOD_ORDER).fillna(len(METHOD_ORDER)),
+                        _schedule=frame["schedule"].map(SCHEDULE_ORDER).fillna(len(SCHEDULE_ORDER)))
+    if "num_classes" not in keys.columns:
+        keys["num_classes"] = pd.NA
+    keys["num_classes"] = pd.to_numeric(keys["num_classes"], errors="coerce")
+    order = keys.sort_values([*ROW_ORDER, *then], kind="stable", na_position="first").index
+    return frame.loc[order].reset_index(drop=True)
 
 
 def _pct(value: float) -> str:
@@ -153,23 +166,50 @@ def cost_note(table: pd.DataFrame, grid: dict | None = None) -> str:
     return text
 
 
+def top1_cell(mean: float, std: float, n: int, unit: str = "") -> str:
+    """A top-1 cell in %: ``97.22 ± 0.50 (n=5)`` over several seeds, ``97.22 (n=1)`` for one (no spread exists)."""
+    if pd.isna(mean):
+        return ""
+    if int(n) > 1 and pd.notna(std):
+        return f"{100 * mean:.2f}{unit} ± {100 * std:.2f} (n={int(n)})"
+    return f"{100 * mean:.2f}{unit} (n={int(n)})"
+
+
+def several_multipliers(rows: pd.DataFrame) -> bool:
+    """Whether ``rows`` need a multiplier column: some row's network has a backbone multiplier other than 1 (so a
+    row at 0.35 is never read against the full network at 1 without the multiplier shown)."""
+    if "multiplier" not in rows.columns:
+        return False
+    known = pd.to_numeric(rows["multiplier"], errors="coerce").dropna()
+    return bool((known != 1).any())
+
+
+def multiplier_text(value) -> str:
+    """'0.35', '1'; '' when not recorded."""
+    return "" if pd.isna(value) else f"{float(value):g}"
+
+
 def to_markdown(table: pd.DataFrame, grid: dict | None = None) -> str:
     """One markdown table per dataset and number of classes: accuracies in %, top-1 as mean ± std over n
-    seeds, the cost (pfs.results.cost) as mean ± std with its shared part; then, when some row has a cost, what the cost
-    includes and (``grid``: pfs.results.cost.grid_total) what the whole grid took."""
+    seeds (one seed: the value and n=1, no spread), the multiplier where some row's differs from 1, the cost
+    (pfs.results.cost) as mean ± std with its shared part; then, when some row has a cost, what the cost includes
+    and (``grid``: pfs.results.cost.grid_total) what the whole grid took."""
     if table.empty:
         return "No finished training runs yet.\n"
     parts = []
-    header = ("| arch | method | expansion | sparsity | schedule | MACs | MACs reduction (%) | params | "
-              "top-1 (%) | drop vs full (%) | top-5 (%) | epochs | gates at target | cost |")
     for (dataset, classes), rows in table.groupby(["dataset", "num_classes"], sort=False, dropna=False):
-        lines = [f"## {dataset} ({_classes(classes)})", "", header, "|" + "---|" * 14]
+        multiplier = several_multipliers(rows)
+        header = ("| arch | method | expansion | " + ("multiplier | " if multiplier else "") + "sparsity | schedule | "
+                  "MACs | MACs reduction (%) | params | top-1 (%) | drop vs full (%) | top-5 (%) | epochs | "
+                  "gates at target | cost |")
+        lines = [f"## {dataset} ({_classes(classes)})", "", header, "|" + "---|" * (header.count("|") - 1)]
         for r in rows.itertuples():
             sparsity = "" if pd.isna(r.sparsity) else f"{r.sparsity:g}"
-            top1 = f"{100 * r.top1_mean:.2f} ± {100 * r.top1_std:.2f} (n={r.n})"
-            lines.append(f"| {r.arch} | {r.method} | {r.expansion} | {sparsity} | {r.schedule} | {r.macs / 1e6:.2f}M "
-                         f"| {_pct(r.macs_reduction)} | {r.params / 1e3:.1f}k | {top1} | {_pct(r.top1_drop)} | "
-                         f"{_pct(r.top5_mean)} | {r.epochs} | {gates_cell(r)} | "
+            expansion = f"{r.expansion} | {multiplier_text(r.multiplier)}" if multiplier else f"{r.expansion}"
+            top1 = top1_cell(r.top1_mean, r.top1_std, r.n)
+            lines.append(f"| {r.arch} | {r.method} | {expansion} | {sparsity} | {r.schedule} | {r.macs / 1e6:.2f}M "
+                         f"| {_pct(r.macs_reduction)} | {r.params / 1e3:.1f}k | {top1} "
+                         f"| {_pct(r.top1_drop)} | {_pct(r.top5_mean)} | {r.epochs} | {gates_cell(r)} | "
                          f"{cost_cell(r.cost_s_mean, r.cost_s_std, r.shared_s_mean, r.n)} |")
         parts.append("\n".join(lines))
     if near_chance_note(table):
