@@ -6,7 +6,7 @@
     python -m pfs list-models
     python -m pfs digits-folder --out DIR   (the embedded digits as a folder dataset: DIR/{train,val}/<digit>/*.png)
     python -m pfs verify-images --root DIR [--workers N]   (decode every image of an ImageNet or folder tree)
-    python -m pfs readme [--check] [--spread] [--results DIR] [--readme FILE]   (README's results section from the run)
+    python -m pfs readme [--check] [--spread | --example] [--results DIR] [--readme FILE]   (generated sections)
     python -m pfs export RUN_DIR_OR_MODEL [--format onnx] [--out FILE]   (gates merged, BatchNorm folded)
     torchrun --standalone --nproc_per_node=N -m pfs train --job JOB.json   (multi-process training)
 """
@@ -132,21 +132,25 @@ def _train(args: argparse.Namespace) -> dict:
 
 
 def _readme(args: argparse.Namespace) -> dict | None:
-    """Rewrite README.md's results section from the run under ``--results``, or (``--check``) compare them: None
-    (after saying why, with a diff) when they differ."""
+    """Rewrite a generated section (README.md's results; --spread, --example: a docs page's) from the run under
+    ``--results``, or (``--check``) compare README.md's results with it: None (after saying why, with a diff) when
+    they differ."""
     from pfs.results import readme
 
+    # --check compares README.md's results section; writing goes to the file of the section asked for
+    section = {} if args.check else {"spread": args.spread, "example": args.example}
+    path = args.readme or readme.section_file(**section)
     if args.check:
         try:
-            note = readme.check(args.readme, args.results)
+            note = readme.check(path, args.results)
         except readme.ReadmeOutOfDate as exc:  # a finding, not a usage error: exit 1, not 2
             print(exc, file=sys.stderr)
             return None
         if note:  # another CPU kind: the figures agree as far as they must
             print(note, file=sys.stderr)
-        return {"readme": args.readme, "results": args.results, "up_to_date": note is None, "agrees": True}
-    changed = readme.write(args.readme, args.results, spread=args.spread, example=args.example)
-    return {"readme": args.readme, "results": args.results, "spread": args.spread, "example": args.example,
+        return {"readme": path, "results": args.results, "up_to_date": note is None, "agrees": True}
+    changed = readme.write(path, args.results, spread=args.spread, example=args.example)
+    return {"readme": path, "results": args.results, "spread": args.spread, "example": args.example,
             "changed": changed}
 
 
@@ -216,7 +220,8 @@ def build_parser() -> argparse.ArgumentParser:
     readme.add_argument("--example", action="store_true", help="write the section of the example run of a "
                         "torchvision network on a folder dataset (configs/example_torchvision.yaml) instead")
     readme.add_argument("--results", default="results", help="the run's results folder (default: results)")
-    readme.add_argument("--readme", default="README.md", help="the README holding the section (default: README.md)")
+    readme.add_argument("--readme", default=None, help="the file holding the section (default: README.md; --spread: "
+                        "docs/results.md; --example: docs/your-own.md)")
     export = sub.add_parser("export", help="write a trained network (gates merged, BatchNorm folded into the "
                             "convs) as ONNX, checked against the PyTorch model on random inputs")
     export.add_argument("model", help="a training run's folder (holding model.pt) or a model.pt")

@@ -3,6 +3,7 @@ and ``--check`` failing (exit 1, naming the regenerate command) when the README 
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
@@ -11,6 +12,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
+from pfs_testkit import REPO
 
 from pfs.cli import main
 from pfs.core.errors import PfsError
@@ -397,3 +399,44 @@ def test_spread_of_one_seed_names_the_command_and_write_spread_fills_its_markers
     path.write_text(f"{readme.BEGIN}\nx\n{readme.END}\n{readme.SPREAD_BEGIN}\ny\n{readme.SPREAD_END}\n")
     assert readme.write(path, results, spread=True) is True
     assert "(n=3)" in path.read_text() and "x\n" in path.read_text()
+
+
+_MARKERS = {"results": (readme.BEGIN, readme.END), "spread": (readme.SPREAD_BEGIN, readme.SPREAD_END),
+            "example": (readme.EXAMPLE_BEGIN, readme.EXAMPLE_END)}
+
+
+@pytest.mark.parametrize("section", sorted(readme.SECTION_FILES))
+def test_each_section_is_in_its_file_of_the_checkout_once(section):
+    """README.md holds the results, the docs pages the seed spread and the example run: where --readme points."""
+    text = (REPO / readme.SECTION_FILES[section]).read_text()
+    readme.split(text, readme.SECTION_FILES[section], *_MARKERS[section])  # one pair, in order
+    others = [path for name, path in readme.SECTION_FILES.items() if name != section]
+    assert all(_MARKERS[section][0] not in (REPO / path).read_text() for path in others)
+
+
+@pytest.mark.parametrize(("flag", "section"), [("--spread", "spread"), ("--example", "example")])
+def test_cli_writes_the_spread_and_example_to_their_docs_pages_and_checks_the_readme(tmp_path, monkeypatch, capsys,
+                                                                                       flag, section):
+    results = make_results(tmp_path)
+    _several_seeds(results)
+    page = tmp_path / readme.SECTION_FILES[section]
+    page.parent.mkdir(parents=True, exist_ok=True)
+    begin, end = _MARKERS[section]
+    page.write_text(f"# page\n\n{begin}\nold\n{end}\n")
+    write_readme(tmp_path / "README.md")
+    monkeypatch.chdir(tmp_path)
+    assert main(["readme", flag, "--results", "results"]) == 0
+    assert json.loads(capsys.readouterr().out)["readme"] == readme.SECTION_FILES[section]
+    assert "\nold\n" not in page.read_text() and "| ResNet-20, standard width" in page.read_text()
+    assert "typed by hand" in (tmp_path / "README.md").read_text()  # the README's results are left alone
+    assert main(["readme", flag, "--check", "--results", "results"]) == 1  # --check: README.md's results
+    assert "README.md's results section differs" in capsys.readouterr().err
+
+
+def test_cli_readme_flag_still_names_the_file_of_any_section(tmp_path, capsys):
+    results = make_results(tmp_path)
+    _several_seeds(results)
+    path = tmp_path / "notes.md"
+    path.write_text(f"{readme.SPREAD_BEGIN}\nx\n{readme.SPREAD_END}\n")
+    assert main(["readme", "--spread", "--results", str(results), "--readme", str(path)]) == 0
+    assert json.loads(capsys.readouterr().out)["readme"] == str(path) and "(n=3)" in path.read_text()
