@@ -4,7 +4,10 @@ schemas/config.schema.yaml with its type, limits, default and description; the C
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
 
 import pytest
 from pfs_testkit import REPO
@@ -73,3 +76,16 @@ def test_the_cli_reference_has_every_subcommand_with_its_help():
         assert f"usage: python -m pfs {name} [-h]" in page
     assert "--results RESULTS" in page and "--job JOB" in page
     assert max(len(line) for line in page.split("```text")[1].split("```")[0].splitlines()) <= docs.HELP_WIDTH
+
+
+def test_the_site_builds_in_strict_mode_with_no_warning(tmp_path):
+    """mkdocs build --strict (as .ci/run runs it): no broken link or anchor, every generated page written."""
+    pytest.importorskip("mkdocs_gen_files")
+    env = {**os.environ, "NO_MKDOCS_2_WARNING": "1", "DISABLE_MKDOCS_2_WARNING": "true"}
+    proc = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(tmp_path / "site")],
+                          cwd=REPO, capture_output=True, text=True, timeout=120, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "WARNING" not in proc.stderr
+    for page in ("configuration", "cli", "getting-started", "troubleshooting"):
+        assert (tmp_path / "site" / page / "index.html").is_file()
+    assert "Results of the default experiment" in (tmp_path / "site" / "index.html").read_text()
