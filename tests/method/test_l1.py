@@ -166,6 +166,24 @@ def test_stage_prune_l1_writes_channels_and_the_pruned_weights_of_the_kept_chann
     build_model("resnet20", widths=doc["widths"]).load_state_dict(pruned["state_dict"], strict=True)
 
 
+def test_stage_prune_l1_keeps_a_layer_the_normalised_ranking_would_cut_to_one_channel_at_its_cap(tmp_path):
+    """Block 0's filters all at 0.01 but one at 1: normalised per layer, its other 15 channels score 0.01 and the
+    global ranking cuts the layer to one channel; prune.max_layer_ratio 0.75 keeps ceil(0.25 x 16) = 4 of them."""
+    model_pt = tmp_path / "model.pt"
+    state = write_standard_model(model_pt, EXP)
+    state["blocks.0.conv1.weight"].fill_(0.01)
+    state["blocks.0.conv1.weight"][5] = 1.0
+    io.save_artifact(model_pt, "pfs.model", {**io.load_artifact(model_pt, "pfs.model"), "state_dict": state})
+    out = tmp_path / "out"
+    uncapped = stage_prune_l1(EXP, str(model_pt), 0.5, PRUNE_HP, str(out / "a.yaml"), str(out / "a.pt"))
+    assert uncapped["widths"][0] == 1
+    capped = stage_prune_l1(EXP, str(model_pt), 0.5, {**PRUNE_HP, "max_layer_ratio": 0.75}, str(out / "b.yaml"),
+                            str(out / "b.pt"))
+    assert capped["widths"][0] == 4 and abs(capped["achieved_ratio"] - 0.5) <= 0.5 * PRUNE_HP["tolerance"]
+    kept = io.load_artifact(out / "b.pt", "pfs.pruned")["kept"][0].tolist()
+    assert 5 in kept and len(kept) == 4  # the strong filter and three of the tied weak ones
+
+
 @pytest.mark.parametrize(("identity", "message"), [
     ({"seed": 4}, r"was made for seed=4, but this job needs seed=3"),
     ({"arch": "resnet32"}, r"was made for arch='resnet32'"),

@@ -333,6 +333,8 @@ def test_ratio_outside_the_open_unit_interval_is_refused(ratio):
     ({"min_width": 0}, r"prune\.min_width must be >= 1, got 0"),
     ({"tolerance": 0.0}, r"prune\.tolerance must be in \(0, 1\), got 0\.0"),
     ({"tolerance": 1.0}, r"prune\.tolerance must be in \(0, 1\), got 1\.0"),
+    ({"max_layer_ratio": 0.0}, r"prune\.max_layer_ratio must be in \(0, 1\] \(1: no cap\), got 0\.0"),
+    ({"max_layer_ratio": 1.5}, r"prune\.max_layer_ratio must be in \(0, 1\] \(1: no cap\), got 1\.5"),
 ])
 def test_prune_config_is_validated(kwargs, message):
     with pytest.raises(PfsError, match=message):
@@ -646,6 +648,87 @@ def test_round_to_must_be_positive_and_a_coarse_step_names_it_in_the_error():
     with pytest.raises(PfsError, match="lower prune.round_to=16"):
         prune_to_macs(gates, 0.3, base_macs("resnet20"), macs_of("resnet20", 16),
                       PruneConfig(tolerance=0.001, round_to=16, max_fill=0), seed=0)
+
+
+# ---------------------------------------------------------------- the per-layer cap (prune.max_layer_ratio)
+
+
+def collapsing_gates() -> list[torch.Tensor]:
+    """Group 0 (16 channels) scores far below the others, as per-layer-normalised L1 scores of a short training
+    can: the global threshold leaves it one channel."""
+    return [torch.linspace(0.01, 0.02, 16), torch.linspace(0.5, 1.0, 16), torch.linspace(0.3, 0.9, 32)]
+
+
+@pytest.mark.parametrize("cap, kept", [(1.0, 1), (0.9, 2), (0.75, 4)])  # ceil(0.1 x 16) = 2, ceil(0.25 x 16) = 4
+def test_max_layer_ratio_keeps_a_collapsing_group_at_its_cap_and_still_meets_the_ratio(cap, kept):
+    from pfs.method.prune import min_widths
+
+    gates = collapsing_gates()
+    # MACs proportional to the channels kept: ratio 0.5 of 64 channels keeps exactly 32
+    result = prune_to_macs(gates, 0.5, 64, lambda w: sum(w), PruneConfig(max_layer_ratio=cap), seed=0)
+    assert result.widths[0] == kept
+    assert sum(result.widths) == 32 and result.achieved_ratio == 0.5  # the capped group's channels came off the others
+    assert all(w >= m for w, m in zip(result.widths, min_widths([16, 16, 32], PruneConfig(max_layer_ratio=cap)),
+                                      strict=True))
+    # the others keep their strongest channels: the threshold moved up to make room for the cap's top-ups
+    check_ranking(gates[1:], result.widths[1:], 0)
+    assert result.threshold == pytest.approx(float(torch.cat(gates[1:]).sort(descending=True).values[31 - kept]))
+
+
+def test_min_widths_take_the_larger_of_min_width_and_the_cap_and_never_exceed_a_group():
+    from pfs.method.prune import min_widths
+
+    assert min_widths([16, 20, 80, 3], PruneConfig(max_layer_ratio=0.9)) == [2, 2, 8, 1]
+    assert min_widths([16, 20, 80, 3], PruneConfig(min_width=3, max_layer_ratio=0.9)) == [3, 3, 8, 3]
+    assert min_widths([10, 10], PruneConfig(max_layer_ratio=0.7)) == [3, 3]  # (1 - 0.7) x 10 is 3.0000000000000004
+    assert min_widths([16, 64], PruneConfig()) == [1, 1]
+
+
+# the widths the search gave before prune.max_layer_ratio existed (commit 6c08142's pfs.method.prune)
+UNCAPPED = {"resnet20": [1, 1, 1, 23, 14, 13, 33, 44, 42],
+            "vgg16_bn": [1, 1, 1, 82, 180, 162, 170, 334, 325, 349, 334, 336, 345]}
+
+
+@pytest.mark.parametrize("arch, expansion, ratio, seed", [("resnet20", 20, 0.5, 0), ("vgg16_bn", 80, 0.7, 2)])
+def test_max_layer_ratio_1_is_the_uncapped_search_exactly(arch, expansion, ratio, seed):
+    gates = random_gates(arch, expansion, seed=seed)
+    for g in gates[:3]:
+        g.mul_(0.01)  # groups the ranking leaves at min_width
+    args = (gates, ratio, base_macs(arch), macs_of(arch, expansion))
+    result = prune_to_macs(*args, PruneConfig(tolerance=0.01, max_layer_ratio=1.0), seed=seed)
+    assert result == prune_to_macs(*args, PruneConfig(tolerance=0.01), seed=seed)  # 1 is the default
+    assert result.widths == UNCAPPED[arch]
+
+
+def test_max_layer_ratio_caps_every_group_of_a_real_network_and_still_meets_the_ratio():
+    gates = random_gates("vgg16_bn", 80, seed=2)
+    for g in gates[:5]:
+        g.mul_(0.01)  # without the cap these groups drop to one channel
+    cfg = PruneConfig(max_layer_ratio=0.8)
+    result = prune_to_macs(gates, 0.7, base_macs("vgg16_bn"), macs_of("vgg16_bn", 80), cfg, seed=0)
+    full = default_widths("vgg16_bn", 80)
+    assert result.widths[:5] == [-(-w // 5) for w in full[:5]]  # ceil(0.2 x width)
+    assert all(w >= -(-f // 5) for w, f in zip(result.widths, full, strict=True))
+    assert abs(result.achieved_ratio - 0.7) / 0.7 <= cfg.tolerance
+    assert result.macs == _macs("vgg16_bn", 80, tuple(result.widths))
+    uncapped = prune_to_macs(gates, 0.7, base_macs("vgg16_bn"), macs_of("vgg16_bn", 80), PruneConfig(), seed=0)
+    assert max(uncapped.widths[:5]) == 1
+
+
+def test_a_ratio_the_cap_puts_out_of_reach_is_refused_and_names_the_cap():
+    gates = random_gates("resnet20", 20)
+    with pytest.raises(PfsError, match=r"ratio 0\.8 cannot be reached: .*prune\.max_layer_ratio=0\.5") as info:
+        prune_to_macs(gates, 0.8, base_macs("resnet20"), macs_of("resnet20", 20), PruneConfig(max_layer_ratio=0.5),
+                      seed=0)
+    assert "raise prune.max_layer_ratio" in str(info.value)
+
+
+def test_uniform_baseline_keeps_the_cap():
+    from pfs.method.prune import uniform_to_macs
+
+    # 0.8 of a layer's channels pruned at most: a uniform factor below 0.2 is lifted to ceil(0.2 x width)
+    result = uniform_to_macs([10, 20], 0.9, 30, lambda w: sum(w), PruneConfig(max_layer_ratio=0.8, tolerance=0.5))
+    assert result.widths == [2, 4]
 
 
 # ---------------------------------------------------------------- the uniform-width baseline

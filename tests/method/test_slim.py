@@ -63,6 +63,11 @@ def test_stage_prunes_the_layer_whose_scales_sparsity_training_shrank(tmp_path):
     doc = stage_prune_slim(exp, str(tmp_path / "model.pt"), 0.5, PRUNE_HP, str(tmp_path / "channels.yaml"),
                            str(tmp_path / "pruned.pt"))
     assert doc["widths"][0] == PRUNE_HP["min_width"] and min(doc["widths"][1:]) > 1
+    capped = stage_prune_slim(exp, str(tmp_path / "model.pt"), 0.5, {**PRUNE_HP, "max_layer_ratio": 0.75},
+                              str(tmp_path / "capped.yaml"), str(tmp_path / "capped.pt"))
+    assert capped["widths"][0] == 4 and capped["max_layer_ratio"] == 0.75  # ceil(0.25 x 16): the cap keeps the layer
+    assert abs(capped["achieved_ratio"] - 0.5) <= 0.5 * PRUNE_HP["tolerance"]  # the other layers gave the MACs
+    assert doc["max_layer_ratio"] == 1.0  # no cap unless asked (the paper's ranking)
 
 
 # ---------------------------------------------------------------- the BN weights of every arch's groups

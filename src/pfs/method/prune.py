@@ -16,12 +16,18 @@ their layers. The minimum width is a top-up, not a reservation: only a group lef
 channels in the top k gets its best remaining ones added. (Reserving every group's best channels ahead of the
 ranking hands a narrow layer its tied best channel on top of its share of the rest: with ties at 1 it favours
 narrow layers.) How many kept channels the tie decided is reported (``PruneResult``).
+
+``max_layer_ratio`` caps what one group may lose (Torch-Pruning's ``max_pruning_ratio``): it raises a group's
+minimum width to ceil((1 - max_layer_ratio) x its width), topped up the same way, so scores normalised per layer
+(L1) or a short training cannot cut a whole layer down to one channel. The capped groups free fewer MACs, so the
+search moves the threshold and still meets the ratio. 1 (the default) is no cap, as in the paper's code.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -66,6 +72,12 @@ class PruneResult:
     kept_by_tie: int = 0  # of those, the kept ones when the tie split them (0: all kept); see tie_counts
 
 
+def min_widths(sizes: list[int], cfg: PruneConfig) -> list[int]:
+    """Each group's least width: ``cfg.min_width``, raised to ceil((1 - cfg.max_layer_ratio) x its size) by the cap
+    (rounded to 1e-9 first: (1 - 0.7) x 10 is 3.0000000000000004 in floats), at most the group's size."""
+    return [min(s, max(cfg.min_width, math.ceil(round((1 - cfg.max_layer_ratio) * s, 9)))) for s in sizes]
+
+
 def gate_scores(gates: list[torch.Tensor]) -> torch.Tensor:
     """One importance score per channel: the gate's magnitude, all groups concatenated."""
     return torch.cat([g.detach().float().abs().flatten() for g in gates])
@@ -96,10 +108,12 @@ def _rank_in_group(channels: torch.Tensor, group_of: torch.Tensor, num_groups: i
     return rank
 
 
-def top_up(order: torch.Tensor, group_of: torch.Tensor, k: int, min_width: int, num_groups: int) -> torch.Tensor:
+def top_up(order: torch.Tensor, group_of: torch.Tensor, k: int, min_width: int | torch.Tensor,
+           num_groups: int) -> torch.Tensor:
     """The channels added to the first ``k`` of ``order`` so that every group keeps ``min_width`` of them (at most
-    all of its own): for a group with fewer among the first ``k``, its best remaining ones, the next in ``order``."""
-    short = (min_width - torch.bincount(group_of[order[:k]], minlength=num_groups)).clamp(min=0)
+    all of its own; one int, or one per group: min_widths): for a group with fewer among the first ``k``, its best
+    remaining ones, the next in ``order``."""
+    short = (torch.as_tensor(min_width) - torch.bincount(group_of[order[:k]], minlength=num_groups)).clamp(min=0)
     rest = order[k:]
     return rest[_rank_in_group(rest, group_of, num_groups) < short[group_of[rest]]]
 
@@ -114,10 +128,12 @@ def round_widths(widths: list[int], multiple: int, full: list[int]) -> list[int]
     return [min(f, -(-w // multiple) * multiple) for w, f in zip(widths, full, strict=True)]
 
 
-def widths_for_keep(order: torch.Tensor, group_of: torch.Tensor, k: int, num_groups: int, min_width: int) -> list[int]:
+def widths_for_keep(order: torch.Tensor, group_of: torch.Tensor, k: int, num_groups: int,
+                    min_width: int | torch.Tensor) -> list[int]:
     """Per-group widths when the first ``k`` channels of ``order`` are kept, each group topped up to ``min_width``
-    (top_up; at most its full width). Non-decreasing in ``k``: a step adds a channel or one already topped up."""
-    floor = torch.bincount(group_of, minlength=num_groups).clamp(max=min_width)
+    (top_up; one int or one per group; at most its full width). Non-decreasing in ``k``: a step adds a channel or
+    one already topped up."""
+    floor = torch.minimum(torch.bincount(group_of, minlength=num_groups), torch.as_tensor(min_width))
     return torch.bincount(group_of[order[:k]], minlength=num_groups).maximum(floor).tolist()
 
 
@@ -152,13 +168,14 @@ class _Reduction:
     """The MACs reduction against ``base_macs`` of a set of kept channels (global indices), with widths rounded up to
     ``round_to`` (rounding up keeps the MACs monotone in the channels kept). ``top(k)``, for the first ``k``
     channels of ``order`` topped up to ``min_width``, is cached: ``evaluations`` counts its distinct ``k``.
-    ``best``: whether each position of ``order`` holds one of its group's ``min_width`` best channels."""
+    ``min_width``: one per group (min_widths). ``best``: whether each position of ``order`` holds one of its group's
+    ``min_width`` best channels."""
 
-    def __init__(self, order: torch.Tensor, group_of: torch.Tensor, sizes: list[int], min_width: int, round_to: int,
-                 base_macs: int, macs_of: Callable[[list[int]], int]) -> None:
-        self.order, self.group_of, self.sizes, self.min_width = order, group_of, sizes, min_width
+    def __init__(self, order: torch.Tensor, group_of: torch.Tensor, sizes: list[int], min_width: list[int],
+                 round_to: int, base_macs: int, macs_of: Callable[[list[int]], int]) -> None:
+        self.order, self.group_of, self.sizes, self.min_width = order, group_of, sizes, torch.tensor(min_width)
         self.round_to, self.base_macs, self.macs_of = round_to, base_macs, macs_of
-        self.best = _rank_in_group(order, group_of, len(sizes)) < min_width
+        self.best = _rank_in_group(order, group_of, len(sizes)) < self.min_width[group_of[order]]
         self._cache: dict[int, float] = {}
 
     def rounded(self, widths: list[int]) -> list[int]:
@@ -192,7 +209,8 @@ def _fill_to_tolerance(reduction: _Reduction, hi: int, ratio: float, tol: float,
                        max_tries: int) -> tuple[torch.Tensor, float, int] | None:
     """Close the gap the last ranked channel is too coarse for: from the set kept for ``hi`` (just short of the
     target), drop further channels of the first ``hi``, weakest first, whenever dropping one does not overshoot the
-    tolerance. A group's ``min_width`` best channels (its first in the order) are never dropped, top-ups included.
+    tolerance. A group's ``min_width`` best channels (its first in the order; the cap's, min_widths, included) are
+    never dropped, top-ups included.
 
     Returns (kept channel indices, reduction, channels dropped out of rank order), or None if not met.
     """
@@ -224,9 +242,11 @@ def _check_reachable(reduction: _Reduction, ratio: float, cfg: PruneConfig) -> N
         )
     if reduction.top(0) < ratio * (1 - cfg.tolerance):
         raise PfsError(
-            f"ratio {ratio} cannot be reached: keeping only prune.min_width={cfg.min_width} channel(s) per group "
-            f"reduces MACs by {reduction.top(0):.4f} at most (the unprunable layers cost the rest); "
-            "lower the ratio"
+            f"ratio {ratio} cannot be reached: keeping only prune.min_width={cfg.min_width} channel(s) per group"
+            + (f" and prune.max_layer_ratio={cfg.max_layer_ratio} of each group's channels at most pruned (widths "
+               f"{reduction.min_width.tolist()})" if cfg.max_layer_ratio < 1 else "")
+            + f" reduces MACs by {reduction.top(0):.4f} at most (the unprunable layers cost the rest); lower the ratio"
+            + (" or raise prune.max_layer_ratio" if cfg.max_layer_ratio < 1 else "")
         )
 
 
@@ -299,7 +319,7 @@ def prune_to_macs(
         raise PfsError(f"prune.min_width={cfg.min_width} exceeds the narrowest group ({min(sizes)} channels); "
                        f"set prune.min_width to at most {min(sizes)}")
     order, group_of = keep_order(gates, seed=seed)
-    reduction = _Reduction(order, group_of, sizes, cfg.min_width, cfg.round_to, base_macs, macs_of)
+    reduction = _Reduction(order, group_of, sizes, min_widths(sizes, cfg), cfg.round_to, base_macs, macs_of)
     _check_reachable(reduction, ratio, cfg)
     lo, hi, k = _bisect_keep(reduction, ratio)
     kept, achieved = reduction.kept(k), reduction.top(k)
@@ -314,24 +334,31 @@ def prune_to_macs(
             log.info("boundary fill: dropped %d more channel(s) near the threshold, reduction %.5f", dropped, achieved)
     if abs(achieved - ratio) / ratio > cfg.tolerance:
         raise _unmet_tolerance(ratio, cfg, reduction, lo, hi)
+    capped = sorted({g for g in group_of[topped].tolist() if reduction.min_width[g] > cfg.min_width})
+    if capped:
+        log.info("prune.max_layer_ratio=%s held group(s) %s at their cap (the ranking kept fewer)", cfg.max_layer_ratio,
+                 capped)
     return _describe(gates, kept, topped, achieved, reduction.widths(kept), macs_of)
 
 
 def uniform_to_macs(widths: list[int], ratio: float, base_macs: int, macs_of: Callable[[list[int]], int],
                     cfg: PruneConfig, steps: int = 40) -> PruneResult:
     """The uniform-width baseline: every group at the same fraction ``f`` of ``widths`` (rounded, at least
-    ``cfg.min_width``, and rounded up to ``cfg.round_to``), with ``f`` bisected until the MACs reduction against
-    ``base_macs`` is as close to ``ratio`` as possible. When one factor cannot land within ``cfg.tolerance``
-    (every group moves at once), groups are widened one step at a time, widest first, from the factor just past
-    the target, until it does: widths then differ from the exact fraction by a step at most per pass.
+    ``cfg.min_width`` and what ``cfg.max_layer_ratio`` leaves (min_widths), and rounded up to ``cfg.round_to``),
+    with ``f`` bisected until the MACs reduction against ``base_macs`` is as close to ``ratio`` as possible. When
+    one factor cannot land within ``cfg.tolerance`` (every group moves at once), groups are widened one step at a
+    time, widest first, from the factor just past the target, until it does: widths then differ from the exact
+    fraction by a step at most per pass.
 
     Raises PfsError when the closest reachable reduction misses ``ratio`` by more than ``cfg.tolerance``.
     """
     if not 0 < ratio < 1:
         raise PfsError(f"ratio must be in (0, 1), got {ratio}")
 
+    floors = min_widths(widths, cfg)
+
     def at(f: float) -> list[int]:
-        scaled = [max(cfg.min_width, min(w, round(w * f))) for w in widths]
+        scaled = [max(m, min(w, round(w * f))) for w, m in zip(widths, floors, strict=True)]
         return round_widths(scaled, cfg.round_to, widths) if cfg.round_to > 1 else scaled
 
     def reduction(f: float) -> float:
@@ -375,8 +402,8 @@ def in_units(prune: Callable[..., PruneResult], scores: list[torch.Tensor], unit
              macs_of: Callable[[list[int]], int], cfg: PruneConfig, *args, **kwargs) -> PruneResult:
     """Run a search (prune_to_macs, uniform_to_macs) over whole units: a group whose channels go in units (a
     grouped conv loses whole conv-groups) is ranked and sized in units, ``cfg.min_width`` and ``cfg.round_to``
-    count units, and the result's widths are channels again. Without units (every paper arch) it is ``prune``
-    itself, unchanged."""
+    count units (``cfg.max_layer_ratio`` caps the units lost), and the result's widths are channels again. Without
+    units (every paper arch) it is ``prune`` itself, unchanged."""
     if not units or all(u == 1 for u in units):
         return prune(scores, *args, macs_of, cfg, **kwargs)
     if torch.is_tensor(scores[0]):  # scores per channel

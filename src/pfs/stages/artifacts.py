@@ -30,7 +30,8 @@ CHANNELS_FIELDS = (  # channels.yaml's keys in the order written; each pruning s
     "num_classes", "widths", "full_widths", "groups", "target_ratio", "achieved_ratio", "width_factor", "macs",
     "params", "macs_baseline", "params_baseline", "macs_expanded", "params_expanded", "kept_channels",
     "total_channels", "threshold", "tied_at_threshold", "kept_by_tie", "out_of_order", "min_width", "round_to",
-    "tolerance", *GATE_REPORT, "gates_file", "gates_sha256", "ranking", "model_file", "model_sha256", "numerics",
+    "max_layer_ratio", "tolerance", *GATE_REPORT, "gates_file", "gates_sha256", "ranking", "model_file",
+    "model_sha256", "numerics",
 )
 PRUNED_KIND = "pfs.pruned"  # pruned.pt: a classic baseline's pruned weights, which its fine-tuning starts from
 
@@ -118,7 +119,8 @@ def channels_doc(exp: Experiment, method: str, num_classes: int, widths: list[in
         "target_ratio": target_ratio, "achieved_ratio": round(achieved_ratio, 6),
         "macs": cost["macs"], "params": cost["params"],
         "macs_baseline": baseline["macs"], "params_baseline": baseline["params"],
-        "min_width": cfg.min_width, "round_to": cfg.round_to, "tolerance": cfg.tolerance, **extra,
+        "min_width": cfg.min_width, "round_to": cfg.round_to, "max_layer_ratio": cfg.max_layer_ratio,
+        "tolerance": cfg.tolerance, **extra,
         **library_fields(exp.arch),
     }
     return {key: fields[key] for key in CHANNELS_FIELDS if key in fields}
