@@ -4,7 +4,8 @@
 
 from snakemake.utils import validate
 
-from pfs.workflow.config import ConfigError, check_config, check_output_folders, check_schema, coerce_overrides
+from pfs.workflow.config import ConfigError, check_config, check_output_folders, check_ratios, check_schema
+from pfs.workflow.config import coerce_overrides
 from pfs.workflow.config import finetune_settings, sparse_settings, train_settings
 from pfs.data.datatree import check_folder_tree, fingerprint
 from pfs.core.errors import PfsError
@@ -22,7 +23,8 @@ try:
     validate(config, "../schemas/config.schema.yaml", set_default=True)  # fills in the defaults
     check_config(config)
     if config["dataset"]["name"] == "folder":  # its class folders (pfs.data.datatree): listed, no image opened
-        check_folder_tree(config["dataset"]["root"], config["dataset"]["val_fraction"])
+        classes = check_folder_tree(config["dataset"]["root"], config["dataset"]["val_fraction"])
+        check_ratios(config, len(classes))  # the grid's ratios at its image size and classes (pfs.workflow.ratios)
     if any(is_library_arch(a) for a in config["grid"]["archs"]):  # torchvision/timm: traced now (seconds), not in a job
         from pfs.models.checks import check_library_archs
 
@@ -38,11 +40,16 @@ NUMERICS = numerics_params(config)
 
 
 onstart:
-    # a real run only (a dry run of a read-only finished run is fine): one line before any job, no traceback
-    check_output_folders(["results", "logs", "benchmarks", config["checkpoint_dir"]])
-    # under --executor slurm, before the first job is submitted: refuse a job status command that cannot work here
-    # (pfs.workflow.slurm_check: a sacct without accounting would make the run wait forever)
-    check_slurm_status(workflow)
+    # a real run only (a dry run of a read-only finished run is fine): one line before any job, no traceback (an
+    # exception raised here gets Snakemake's "ConfigError in file ..., line ..." and the call stack; a SystemExit
+    # passes through it, and the lock files are removed on the way out)
+    try:
+        check_output_folders(["results", "logs", "benchmarks", config["checkpoint_dir"]])
+        # under --executor slurm, before the first job is submitted: refuse a job status command that cannot work
+        # here (pfs.workflow.slurm_check: a sacct without accounting would make the run wait forever)
+        check_slurm_status(workflow)
+    except (ConfigError, PfsError) as exc:
+        raise SystemExit(f"error: {exc}") from None
 
 
 wildcard_constraints:

@@ -220,9 +220,10 @@ CASES = {
                                   target=f"{R32}/p0.5/channels.yaml", rule="prune"),
     # prune settings and ratios the search cannot reach
     "min_width over the narrowest group": Case(("prune.min_width=30", "narrowest group (20 channels)",
-                                                "set prune.min_width to at most 20"),
-                                               {"prune": {"min_width": 30}}, start="pruned", target=CHANNELS,
-                                               rule="prune"),
+                                                "set prune.min_width to at most 20"), {"prune": {"min_width": 30}}),
+    "ratio 0.95 in the grid": Case(("grid.ratios: 0.95 cannot be reached by resnet20 at expansion 20",
+                                    "prune.min_width=1", "by 0.9306 at most", "lower the ratio"),
+                                   {"grid": {"ratios": [0.5, 0.95]}, "prune": {"max_layer_ratio": 1}}),
     "ratio 0.99 under min_width": Case(("ratio 0.99 cannot be reached", "prune.min_width=1", "lower the ratio"),
                                        start="pruned", target=f"{EXP}/p0.99/channels.yaml", rule="prune"),
     "ratio 0.1 at expansion 8": Case(("ratio 0.1 cannot be reached", "already", "raise the expansion or the ratio"),

@@ -151,17 +151,15 @@ def paper_macs(arch: str, image_size: int, num_classes: int, widths: list[int] |
 
 
 def smallest_widths(widths: list[int], min_width: int, round_to: int = 1, units: list[int] | None = None,
-                    max_layer_ratio: float | None = None) -> list[int]:
-    """The narrowest widths pruning can leave of ``widths``: each group at ``min_width`` (at most its own width),
-    or at the share ``1 - max_layer_ratio`` of its width where that is more, rounded up to ``round_to`` (at most
-    its width). ``units``: channels per unit of each group (a grouped conv's conv-groups; min_width and round_to
-    count units)."""
+                    max_layer_ratio: float = 1.0) -> list[int]:
+    """The narrowest widths pruning can leave of ``widths`` (pfs.method.prune.min_widths, then round_widths): each
+    group at ``min_width``, or at ceil((1 - ``max_layer_ratio``) x its width) where that is more, at most its
+    width, rounded up to ``round_to`` (at most its width). ``units``: channels per unit of each group (a grouped
+    conv's conv-groups: min_width, max_layer_ratio and round_to count units)."""
     units = units or [1] * len(widths)
     out = []
     for width, unit in zip(widths, units, strict=True):
         full = width // unit
-        keep = min(full, min_width)
-        if max_layer_ratio is not None:
-            keep = max(keep, min(full, math.ceil((1 - max_layer_ratio) * full)))
+        keep = min(full, max(min_width, math.ceil(round((1 - max_layer_ratio) * full, 9))))
         out.append(min(full, -(-keep // round_to) * round_to) * unit)
     return out

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from pfs.core import catalog
 from pfs.core.grid import multipliers
+from pfs.workflow.ratios import ratio_problem
 
 
 class ConfigError(ValueError):
@@ -149,6 +150,8 @@ def check_config(config: dict) -> None:
         if train_settings(config, arch).get("color_augment"):
             _catalog_check("train.color_augment", catalog.check_color_augment, data["name"])
     _check_folder_keys(data)
+    if data["name"] != catalog.FOLDER:  # a folder's classes are counted in its tree first (rules/config.smk)
+        check_ratios(config)
     if data.get("verify_images") and catalog.dataset_info(data["name"]).in_memory:
         raise ConfigError(f"dataset.verify_images: {data['name']} is not read from image files (its files are "
                           "checked when loaded); set dataset.verify_images: false")
@@ -163,6 +166,14 @@ def check_config(config: dict) -> None:
             raise ConfigError(f"config references: {exc}") from None
     if data["name"] == "digits" and data["val_size"] >= 1437:
         raise ConfigError(f"dataset.val_size={data['val_size']} leaves no digits to learn gates on; use < 1437")
+
+
+def check_ratios(config: dict, num_classes: int | None = None) -> None:
+    """Refuse, before any job, a grid ratio that the pruning of a paper arch cannot reach (pfs.workflow.ratios: the
+    prune stage's own bounds); ``num_classes``: a folder dataset's, counted in its tree."""
+    problem = ratio_problem(config, dataset_image_size(config), num_classes)
+    if problem:
+        raise ConfigError(problem)
 
 
 # the dataset keys only a folder dataset takes, at their defaults (the schema's)
