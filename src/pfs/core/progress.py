@@ -15,10 +15,14 @@ _FORMAT = "[%(asctime)s] %(levelname)s %(name)s: %(message)s"
 
 
 def setup_logging(log_path: str | Path | None = None, level: int = logging.INFO) -> TextIO:
-    """Log to stderr and, if given, to ``log_path``; returns the stream progress bars should write to."""
-    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
+    """Log to stderr and, if given, to ``log_path``; returns the stream progress bars should write to. With a log
+    file, stderr (the terminal of a run, beside one line per finished job) gets warnings and errors only: the log
+    keeps every line."""
+    terminal = logging.StreamHandler(sys.stderr)
+    handlers: list[logging.Handler] = [terminal]
     stream: TextIO = sys.stderr
     if log_path:
+        terminal.setLevel(max(level, logging.WARNING))
         Path(log_path).parent.mkdir(parents=True, exist_ok=True)
         stream = open(log_path, "a", buffering=1)  # noqa: SIM115 - lives as long as the job
         handlers.append(logging.StreamHandler(stream))
