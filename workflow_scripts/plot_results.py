@@ -17,12 +17,16 @@ from pfs.results.plots import (
 def main(inputs, outputs, params, wildcards, config, log_path, threads=1):
     import pandas as pd
 
+    from pfs.models import default_widths
+
     with run_stage(log_path, threads):
         table = pd.read_csv(inputs["table"])
         accuracy_vs_macs(table, outputs["accuracy"], pd.read_csv(inputs["comparison"]))
         accuracy_vs_cost(table, outputs["accuracy_cost"])  # each network's chain's cost (pfs.results.cost)
-        channel_widths(list(inputs["channels"]), outputs["widths"])
-        gate_histograms(list(inputs["gates"]), outputs["gate_histograms"])
+        # every method's kept widths against the standard network's (the workflow may import pfs.models; results not)
+        channel_widths(list(inputs["channels"]), outputs["widths"], default_widths)
+        # each pruning threshold on the gates it was found in (channels.yaml names its gates file)
+        gate_histograms(list(inputs["gates"]), outputs["gate_histograms"], channels_files=list(inputs["channels"]))
         # each history is labelled with the identity in the gates.pt at its position (one of each per run)
         gate_learning(labelled_histories(list(inputs["gates"]), list(inputs["histories"])), outputs["gate_learning"])
         # one metrics.json and one history.csv per training run, in the same order
