@@ -6,6 +6,7 @@ from snakemake.utils import validate
 
 from pfs.workflow.config import ConfigError, check_config, check_output_folders, check_ratios, check_schema
 from pfs.workflow.config import coerce_overrides
+from pfs.workflow.ratios import class_counts
 from pfs.workflow.config import finetune_settings, sparse_settings, train_settings
 from pfs.data.datatree import check_folder_tree, fingerprint
 from pfs.core.errors import PfsError
@@ -22,13 +23,14 @@ try:
     check_schema(config, f"{workflow.basedir}/schemas/config.schema.yaml")  # one clear line naming a bad key
     validate(config, "../schemas/config.schema.yaml", set_default=True)  # fills in the defaults
     check_config(config)
+    classes = None  # a folder's classes, counted in its tree; other datasets': the catalog's
     if config["dataset"]["name"] == "folder":  # its class folders (pfs.data.datatree): listed, no image opened
-        classes = check_folder_tree(config["dataset"]["root"], config["dataset"]["val_fraction"])
-        check_ratios(config, len(classes))  # the grid's ratios at its image size and classes (pfs.workflow.ratios)
+        classes = len(check_folder_tree(config["dataset"]["root"], config["dataset"]["val_fraction"]))
+        check_ratios(config, classes)  # the grid's ratios at its image size and classes (pfs.workflow.ratios)
     if any(is_library_arch(a) for a in config["grid"]["archs"]):  # torchvision/timm: traced now (seconds), not in a job
         from pfs.models.checks import check_library_archs
 
-        check_library_archs(config)
+        check_library_archs(config, class_counts(config["dataset"]["name"], classes))
 except (ConfigError, PfsError) as exc:
     raise SystemExit(f"error: {exc}") from None
 # the dataset's files as the jobs would see them (pfs.data.datatree): a param of every rule that reads them, so changed

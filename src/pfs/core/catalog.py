@@ -9,6 +9,7 @@ pfs.models (its builder); a test fails until both agree, and until the schema's 
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import functools
 import os
 from dataclasses import dataclass
@@ -102,10 +103,24 @@ FOLDER_STATS_ENV = "PFS_FOLDER_STATS"  # the stats.yaml a folder dataset's facts
 FOLDER_STATS_KIND = "pfs.folder_stats"
 
 
+def closest(word: str, known) -> str | None:
+    """The name of ``known`` closest to ``word`` (difflib's, ties to the longest common prefix: resnet21 gives
+    resnet20, not resnet32), or None when none is close."""
+    word, found = str(word), difflib.get_close_matches(str(word), [str(k) for k in known], n=5, cutoff=0.6)
+    score = {k: difflib.SequenceMatcher(None, word, k).ratio() for k in found}
+    return max(found, key=lambda k: (score[k], len(os.path.commonprefix([word, k]))), default=None)
+
+
+def did_you_mean(name: str, known) -> str:
+    """" (did you mean 'resnet20'?)" for the known name closest to ``name``, or ""."""
+    found = closest(name, known)
+    return f" (did you mean {found!r}?)" if found else ""
+
+
 def dataset_info(name: str) -> DatasetInfo:
     """A dataset's facts; a folder dataset's as its stats.yaml records them, once use_folder_stats named it."""
     if name not in DATASETS:
-        raise CatalogError(f"unknown dataset {name!r}; known: {', '.join(DATASETS)}")
+        raise CatalogError(f"unknown dataset {name!r}{did_you_mean(name, DATASETS)}; known: {', '.join(DATASETS)}")
     return _configured_folder() if name == FOLDER else DATASETS[name]
 
 
@@ -171,7 +186,8 @@ def arch_info(name: str) -> ArchInfo:
         library_parts(name)
         return ArchInfo(name, "any")
     if name not in ARCHS:
-        raise CatalogError(f"unknown arch {name!r}; known: {', '.join(sorted(ARCHS))}, or torchvision:<model> / "
+        raise CatalogError(f"unknown arch {name!r}{did_you_mean(name, ARCHS)}; known: {', '.join(sorted(ARCHS))}, "
+                           "or torchvision:<model> / "
                            "timm:<model> (python -m pfs list-models lists them)")
     return ARCHS[name]
 

@@ -25,7 +25,29 @@ def _best_error(validator, instance, prefix: str = "") -> str | None:
     if error is None:
         return None
     where = ".".join([prefix, *(str(p) for p in error.absolute_path)]).strip(".") or "(top level)"
-    return f"config {where}: {error.message}"
+    return f"config {where}: {error.message}{_did_you_mean(error)}"
+
+
+def _did_you_mean(error) -> str:
+    """"; did you mean 'epochs'?" for an unknown key or a misspelt name (of an enum, an arch), else ""."""
+    schema, value = error.schema, error.instance
+    if error.validator == "additionalProperties" and isinstance(value, dict):
+        known = schema.get("properties", {})
+        unknown = [k for k in value if k not in known]
+        guesses = [(k, g) for k in unknown if (g := catalog.closest(str(k), known))]
+        if len(unknown) == 1:
+            return "".join(f"; did you mean {g!r}?" for _, g in guesses)
+        return "".join(f"; did you mean {g!r} for {k!r}?" for k, g in guesses)
+    if not isinstance(value, str):
+        return ""
+    names = list(schema.get("enum", []))
+    for branch in schema.get("anyOf", []) + schema.get("oneOf", []):
+        names += branch.get("enum", [])
+    library, sep, model = value.partition(":")
+    if sep and library not in catalog.LIBRARIES and (close := catalog.closest(library, catalog.LIBRARIES)):
+        return f"; did you mean {close + sep + model!r}?"  # torchvison:resnet18
+    guess = catalog.closest(value, names) if names else None
+    return f"; did you mean {guess!r}?" if guess else ""
 
 
 _SCALARS = {"integer": lambda v: isinstance(v, int) and not isinstance(v, bool),

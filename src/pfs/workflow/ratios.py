@@ -10,38 +10,15 @@ timm:) are checked in pfs.models.checks, which may import torch.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from pfs.core import catalog
 from pfs.core.paper_macs import BASE_EXPANSION, default_widths, paper_macs, smallest_widths
-
-
-@dataclass(frozen=True)
-class Reach:
-    """The ratios one pruned network can reach: ``lowest`` (every channel kept: below 0 when it is smaller than the
-    standard network) to ``highest`` (prune.min_width channels per group)."""
-
-    what: str  # for messages: "resnet20 at expansion 20 (PFS)"
-    lowest: float
-    highest: float
-    narrowest: int  # channels of its narrowest group (prune.min_width may not exceed it)
-
-
-def reach(cost, widths: list[int], floor: list[int], base: list[int], what: str) -> Reach:
-    """The Reach of a network with ``widths`` whose narrowest widths are ``floor``; ``cost(widths)``: its MACs per
-    class count, ``base``: the standard network's MACs per class count (the most permissive bound over them: a
-    folder's or an ImageNet subset's classes are known only to its jobs)."""
-    full, small = cost(widths), cost(floor)
-    return Reach(what, min(1 - f / b for f, b in zip(full, base, strict=True)),
-                 max(1 - s / b for s, b in zip(small, base, strict=True)), min(widths))
+from pfs.core.reach import Reach, method_names, reach, reach_problem
 
 
 def paper_reaches(config: dict, arch: str, image_size: int, classes: tuple[int, ...]) -> list[Reach]:
     """The Reach of every network the grid prunes for ``arch`` (a paper arch)."""
     grid, prune = config["grid"], config.get("prune", {})
-    methods = [name for flag, name in (("uniform_baseline", "uniform"), ("pretrained_baseline", "L1"),
-                                       ("slimming_baseline", "slimming")) if grid.get(flag)]
-    gated = "PFS" + (", random gates" if grid.get("random_gates") else "")
+    gated, methods = method_names(grid)
 
     def floor(widths: list[int]) -> list[int]:
         return smallest_widths(widths, prune.get("min_width", 1), prune.get("round_to", 1), None,
@@ -62,40 +39,6 @@ def paper_reaches(config: dict, arch: str, image_size: int, classes: tuple[int, 
         found.append(reach(cost(BASE_EXPANSION[arch], 1.0), widths, floor(widths), base,
                            f"{arch}'s standard network ({', '.join(methods)})"))
     return found
-
-
-def _too_high(ratio: float, r: Reach, prune: dict) -> str:
-    """The line refusing ``ratio`` above what ``r`` reaches, in the words of the prune stage's refusal."""
-    min_width, cap, round_to = prune.get("min_width", 1), prune.get("max_layer_ratio", 1.0), prune.get("round_to", 1)
-    capped = f" and prune.max_layer_ratio={cap:g} of each group's channels at most pruned" if cap < 1 else ""
-    rounded = f" (rounded up to prune.round_to={round_to})" if round_to > 1 else ""
-    fix = (f"lower the ratio (to at most {r.highest:.4f})" + (", or lower prune.min_width" if min_width > 1 else "")
-           + (", or lower prune.round_to" if round_to > 1 else "") + (", or raise prune.max_layer_ratio" if cap < 1
-                                                                      else ""))
-    return (f"grid.ratios: {ratio:g} cannot be reached by {r.what}: keeping only prune.min_width={min_width} "
-            f"channel(s) per group{capped}{rounded} reduces MACs by {r.highest:.4f} at most (the unprunable layers "
-            f"cost the rest); {fix}")
-
-
-def reach_problem(reaches: list[Reach], ratios: list[float], prune: dict) -> str | None:
-    """One line naming the first ratio (largest first) one of ``reaches`` cannot reach, with the fix; None when all
-    can. The bounds are pfs.method.prune._check_reachable's, prune.tolerance included."""
-    tol, min_width = prune.get("tolerance", 1e-3), prune.get("min_width", 1)
-    for r in reaches:
-        if min_width > r.narrowest:
-            return (f"prune.min_width={min_width} exceeds the narrowest group ({r.narrowest} channels) of {r.what}; "
-                    f"set prune.min_width to at most {r.narrowest}")
-    for ratio in sorted(ratios, reverse=True):
-        for r in sorted(reaches, key=lambda r: r.highest):
-            if r.highest < ratio * (1 - tol):
-                return _too_high(ratio, r, prune)
-    for ratio in sorted(ratios):
-        for r in sorted(reaches, key=lambda r: -r.lowest):
-            if r.lowest > ratio * (1 + tol):
-                return (f"grid.ratios: {ratio:g} cannot be reached by {r.what}: unpruned, it is already "
-                        f"{r.lowest:.4f} smaller than the standard network (an expansion below the standard "
-                        f"width); raise the expansion or the ratio (to at least {r.lowest:.4f})")
-    return None
 
 
 def class_counts(dataset: str, num_classes: int | None = None) -> tuple[int, ...]:
