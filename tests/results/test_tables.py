@@ -185,3 +185,13 @@ def test_summary_csv_is_rounded_to_its_precision_and_in_the_tables_row_order(tmp
     table = seed_table(summary)
     assert table[["method", "schedule"]].values.tolist() == [["full", "scratch_e"], ["pfs", "scratch_e"],
                                                             ["pfs", "scratch_b"]]
+
+
+def test_the_readme_results_name_every_rows_multiplier_where_some_row_is_not_at_1():
+    from pfs.results.readme import results_table
+
+    rows = [_imagenet("full", 0.70, 1000), {**_imagenet("pfs", 0.60, 1000), "multiplier": 0.35}]
+    labels = [line.split(" | ")[0] for line in results_table(seed_table(_summary(rows)))[2:]]
+    assert labels[0].startswith("| MobileNetV2 x1, standard width") and labels[1].startswith("| MobileNetV2 x0.35 ")
+    plain = results_table(seed_table(_summary([_run("full", 0, 0.9)])))[2]  # every row at 1: named as before
+    assert plain.startswith("| ResNet-56, standard width")

@@ -13,7 +13,7 @@ from pfs.core import io
 from pfs.core.catalog import TEST_IMAGES
 from pfs.results.cost import cost_cell
 from pfs.results.references import comparable_rows
-from pfs.results.tables import gates_cell, multiplier_text, several_multipliers, top1_cell
+from pfs.results.tables import gates_cell, multiplier_text, needs_multiplier, top1_cell
 
 MACS_CONVENTION = ("MACs: multiply-accumulates of the conv and linear layers for one image at the dataset's "
                    "resolution; MACs reduction against the standard-width network of the same architecture.")
@@ -75,7 +75,7 @@ def granularity(datasets) -> str:
 
 def results_frame(table: pd.DataFrame) -> pd.DataFrame:
     """table.csv's rows as the columns a reader reads: accuracies in %, top-1 as mean ± std (n seeds)."""
-    rows, multiplier = [], several_multipliers(table)
+    rows, multiplier = [], needs_multiplier(table)
     for r in table.itertuples(index=False):
         sparsity = "" if pd.isna(r.sparsity) else f"{r.sparsity:g}"
         classes = "" if pd.isna(r.num_classes) else str(int(r.num_classes))

@@ -175,7 +175,7 @@ def top1_cell(mean: float, std: float, n: int, unit: str = "") -> str:
     return f"{100 * mean:.2f}{unit} (n={int(n)})"
 
 
-def several_multipliers(rows: pd.DataFrame) -> bool:
+def needs_multiplier(rows: pd.DataFrame) -> bool:
     """Whether ``rows`` need a multiplier column: some row's network has a backbone multiplier other than 1 (so a
     row at 0.35 is never read against the full network at 1 without the multiplier shown)."""
     if "multiplier" not in rows.columns:
@@ -198,7 +198,7 @@ def to_markdown(table: pd.DataFrame, grid: dict | None = None) -> str:
         return "No finished training runs yet.\n"
     parts = []
     for (dataset, classes), rows in table.groupby(["dataset", "num_classes"], sort=False, dropna=False):
-        multiplier = several_multipliers(rows)
+        multiplier = needs_multiplier(rows)
         header = ("| arch | method | expansion | " + ("multiplier | " if multiplier else "") + "sparsity | schedule | "
                   "MACs | MACs reduction (%) | params | top-1 (%) | drop vs full (%) | top-5 (%) | epochs | "
                   "gates at target | cost |")
