@@ -18,7 +18,6 @@ import yaml
 from pfs_testkit import REPO, restored_globals, write_tiny_cifar10
 
 from pfs.core import io
-from pfs.core.errors import PfsError
 from pfs.data.datasets import make_loader, training_sets
 from pfs.data.settings import DataSettings
 from pfs.models import build_model, default_widths
@@ -473,9 +472,15 @@ def test_a_failed_torchrun_job_is_one_error_naming_the_workers_reason(scripts, t
     log = tmp_path / "train.log"
     job = TrainJob("imagenet", "resnet99", 0, {k: str(tmp_path / f"{k}.out") for k in ("model", "metrics", "history")},
                    device="cpu", log=str(log))  # imagenet: always under torchrun
-    with pytest.raises(PfsError, match=r"training under torchrun failed \(exit 1\): unknown arch 'resnet99'"):
+    with pytest.raises(SystemExit), scripts["train"].run_stage(str(log), uses_torch=False):  # as the rule runs it
         launch(job, threads=1)
-    assert "error: unknown arch 'resnet99'" in log.read_text()
+    lines = log.read_text().splitlines()
+    side = tmp_path / "train.log.torchrun"
+    assert "ERROR pfs.stage: training under torchrun failed (exit 1): unknown arch 'resnet99'" in lines[-1], lines
+    assert lines[-1].endswith(f"[torchrun's output, with any traceback: {side}]")
+    assert sum("unknown arch" in line for line in lines) == 1  # the reason once, last: torchrun's output is beside it
+    assert not any("Traceback" in line or "ChildFailedError" in line or "*****" in line for line in lines)
+    assert "error: unknown arch 'resnet99'" in side.read_text() and "ChildFailedError" in side.read_text()
     assert not list(tmp_path.glob("*.out"))
 
 

@@ -145,13 +145,19 @@ def decode_image(path: Path, draft: int | None = None):
 
 def unreadable_error(root: Path, path: Path, exc: OSError) -> PfsError:
     """The one-line error for an image that cannot be read: missing (the tree changed under the index, or another
-    dataset.root) or undecodable (a corrupt or foreign file: remove or replace it)."""
+    dataset.root) or undecodable (a corrupt or foreign file: remove or replace it).
+
+    The remedy says what each fix does to the index: the tree's fingerprint (pfs.data.datatree) covers class folders
+    and image names, not contents, so a good copy under the same name leaves the index as it is (it lists names, and
+    the job reads the new file), while a removal changes the fingerprint and the next run re-indexes the tree and
+    reruns every job downstream of the index."""
     if isinstance(exc, FileNotFoundError):
         return PfsError(f"image {path} is listed in the index but missing: check dataset.root (a changed tree is "
                         "re-indexed by the next run)")
-    return PfsError(f"cannot decode image {path} ({exc}): remove or replace the file, then run again (the index is "
-                    "rebuilt); to find every such file before training, set dataset.verify_images: true or run "
-                    f"`python -m pfs verify-images --root {root}`")
+    return PfsError(f"cannot decode image {path} ({exc}): remove or replace the file, then run again (a good copy "
+                    "under the same name is read as it is: the index lists names only and stands; a removal "
+                    "re-indexes the tree and reruns every job that read the index); to find every such file before "
+                    f"training, set dataset.verify_images: true or run `python -m pfs verify-images --root {root}`")
 
 
 def _check_one(path: str) -> str | None:
