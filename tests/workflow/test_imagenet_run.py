@@ -151,6 +151,9 @@ def test_a_corrupt_image_fails_gate_learning_with_one_line_naming_it_under_loade
     assert line in log and "remove or replace the file" in log, tail(log)
     assert "Caught PfsError" not in log and "Traceback" not in log
     assert not (workdir / EXP / "gates.pt").exists()
+    shutil.copy(bad.with_name("img0.JPEG"), bad)  # a good copy under the same name: the index stands, as the line says
+    result = snakemake(workdir, "-n", f"{EXP}/gates.pt", "--configfile", "tiny.yaml")
+    assert job_counts(result.stdout) == {"learn_gates": 1}, tail(result.stdout)
 
 
 def test_verify_images_refuses_the_corrupt_image_in_list_preparation(tmp_path):
