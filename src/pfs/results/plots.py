@@ -108,11 +108,14 @@ def _point(ax, x: float, y: float, std: float, n: int, xerr: float | None, style
         ax.errorbar([x], [y], fmt=marker, color=color, mfc=fill, capsize=3, label=label, **bar)
 
 
-def _legend(ax, first: Sequence[str]) -> None:
-    """The axis' legend with the entries ``first`` (the methods, in the tables' order) first, then the others."""
+def _legend(ax, first: Sequence[str], below: bool = False) -> None:
+    """The axis' legend with the entries ``first`` (the methods, in the tables' order) first, then the others;
+    ``below``: under the axis in two columns (inside, it would hide points)."""
     rank = {label: i for i, label in enumerate(first)}
     pairs = sorted(zip(*ax.get_legend_handles_labels(), strict=True), key=lambda hl: rank.get(hl[1], len(rank)))
-    if pairs:
+    if pairs and below:
+        ax.legend(*zip(*pairs, strict=True), fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2)
+    elif pairs:
         ax.legend(*zip(*pairs, strict=True), fontsize=7)
 
 
@@ -170,7 +173,8 @@ def _dot_panel(ax, rows: pd.DataFrame, where: pd.Series, limits: tuple[float, fl
     ax.set_yticks(range(len(labels)), labels, fontsize=7)
     ax.set_ylim(len(labels) - 0.5, -0.5)
     ax.set_xlim(*limits)
-    ax.set(title=f"each network (its true {what}; markers crowd on the left)", xlabel="top-1 accuracy (%)")
+    ax.set(title=f"each network on its own line\n(the markers crowd one {what} value on the left)",
+           xlabel="top-1 accuracy (%)")
     ax.title.set_fontsize(8)
     ax.grid(alpha=0.3, axis="x")
 
@@ -228,7 +232,8 @@ def _figure(panels: list[tuple[str, pd.DataFrame]], xs: list[pd.Series]) -> tupl
     beside it: [(scatter, dot panel or None)] per panel."""
     crowded = [len(x) > 1 and _crowded(x) for x in xs]
     ratios = [r for c in crowded for r in ((5.5, 4.5) if c else (5.5,))]
-    fig = plt.figure(figsize=(sum(ratios), 4.4))
+    entries = max([rows.groupby(["method", "schedule"]).ngroups + 2 if len(rows) else 0 for _, rows in panels])
+    fig = plt.figure(figsize=(sum(ratios), 4.4 + 0.2 * -(-entries // 2)))  # room for the legend below
     grid = fig.add_gridspec(1, len(ratios), width_ratios=ratios)
     axes, col = [], 0
     for c in crowded:
@@ -261,7 +266,7 @@ def accuracy_vs_macs(table: pd.DataFrame, out: str | Path, references: pd.DataFr
         limits = top1_limits([*_spread_values(rows), *(t for _, t, _ in stars)], datasets)
         ax.set(title=title, xlabel="MACs per image (millions)", ylabel=top1_label(datasets), ylim=limits)
         ax.grid(alpha=0.3)
-        _legend(ax, labels)
+        _legend(ax, labels, below=True)
         if dots is not None:
             _dot_panel(dots, rows, x.map(lambda m: f"{m:.2f}M"), limits, "MACs")
     return _save(fig, out)
@@ -300,7 +305,7 @@ def accuracy_vs_cost(table: pd.DataFrame, out: str | Path) -> Figure:
                ylim=limits)
         ax.set_xlim(left=0)
         ax.grid(alpha=0.3)
-        _legend(ax, labels)
+        _legend(ax, labels, below=True)
         if dots is not None:
             _dot_panel(dots, rows, cost.map(lambda c: f"{c:.3g} {unit}"), limits, "cost")
     return _save(fig, out)
