@@ -311,7 +311,7 @@ def test_cost_plot_has_errorbars_in_both_directions_and_names_the_shared_dotted_
     assert sorted(x for x, _ in _markers(ax)) == pytest.approx([1.0, 1.0, 1.5, 2.0])  # minutes, as measured
     dotted = [line for line in ax.lines if line.get_linestyle() == ":"]
     assert [list(line.get_xdata()) for line in dotted] == [[pytest.approx(1.0), pytest.approx(1.5)]]
-    assert "part shared with other rows (dotted)" in [t.get_text() for t in ax.get_legend().get_texts()]
+    assert "part shared with other rows (dotted, in its colour)" in [t.get_text() for t in ax.get_legend().get_texts()]
     assert ax.get_ylabel() == "top-1 accuracy (%; one test image = 0.28%)"
     assert "min" in ax.get_xlabel()
 

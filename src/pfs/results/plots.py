@@ -320,7 +320,7 @@ def _shared_lines(ax, rows: pd.DataFrame, cost: pd.Series, unit: str) -> None:
         for x, s, y in zip(cost[sub.index], shared, 100 * sub["top1_mean"], strict=True):
             if s > 0:
                 ax.plot([x - s, x], [y, y], ":", color=color, linewidth=1,
-                        label="part shared with other rows (dotted)" if first else None)
+                        label="part shared with other rows (dotted, in its colour)" if first else None)
                 first = False
 
 
