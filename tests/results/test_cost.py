@@ -283,7 +283,7 @@ def test_cost_cells(args, cell):
 
 
 def _table_with_costs() -> pd.DataFrame:
-    base = {"dataset": "digits", "num_classes": 10, "arch": "resnet20", "top1_std": 0.01, "cost_s_std": 2.0}
+    base = {"dataset": "digits", "num_classes": 10, "arch": "resnet20", "n": 3, "top1_std": 0.01, "cost_s_std": 2.0}
     rows = [("full", "scratch_e", 1e7, 0.95, 60.0, 60.0), ("pfs", "scratch_e", 5e6, 0.93, 43.0, 22.0),
             ("pfs", "scratch_b", 5e6, 0.94, 68.0, 22.0), ("l1", "finetune", 5e6, 0.92, 75.0, 61.0),
             ("l1", "scratch_e", 5e6, 0.91, 86.0, 61.0), ("uniform", "scratch_e", 5e6, 0.90, float("nan"), 0.0)]
@@ -310,11 +310,13 @@ def test_accuracy_vs_cost_plot_draws_each_method_at_its_cost(tmp_path, monkeypat
     assert ax.get_ylabel() == "top-1 accuracy (%; one test image = 0.28%)"
     assert ax.get_title() == "resnet20 on digits (10 classes)"
     legend = [t.get_text() for t in ax.get_legend().get_texts()]
-    assert legend == ["full scratch_e", "pfs scratch_e", "pfs scratch_b", "l1 finetune", "l1 scratch_e"]  # no cost
+    assert legend == ["full Scratch-E (n=3)", "pfs Scratch-E (n=3)", "pfs Scratch-B (n=3)", "l1 fine-tuned (n=3)",
+                      "l1 Scratch-E (n=3)", "part shared with other rows (dotted, in its colour)"]  # uniform: no cost
     points = {bars.get_label(): bars.lines[0] for bars in ax.containers}  # errorbar: the markers' line
-    assert points["l1 finetune"].get_marker() == "P" and points["l1 scratch_e"].get_marker() == "D"
-    assert points["l1 finetune"].get_color() == "tab:red" and points["pfs scratch_b"].get_mfc() == "none"
-    assert list(points["pfs scratch_e"].get_xdata()) == [43.0]
+    assert points["l1 fine-tuned (n=3)"].get_marker() == "P" and points["l1 Scratch-E (n=3)"].get_marker() == "D"
+    assert points["l1 fine-tuned (n=3)"].get_color() == "tab:red"
+    assert points["pfs Scratch-B (n=3)"].get_mfc() == "none"
+    assert list(points["pfs Scratch-E (n=3)"].get_xdata()) == [43.0]  # its true cost
     shared = sorted(tuple(line.get_xdata()) for line in ax.lines if line.get_linestyle() == ":")
     assert shared == [(0.0, 60.0), (14.0, 75.0), (21.0, 43.0), (25.0, 86.0), (46.0, 68.0)]
     plots.accuracy_vs_cost(_table_with_costs().assign(cost_s_mean=lambda t: 60 * t["cost_s_mean"]), "b.png")

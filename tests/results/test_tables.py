@@ -169,7 +169,7 @@ def test_summary_csv_is_rounded_to_its_precision_and_in_the_tables_row_order(tmp
             _run("full", 0, 0.9611111111111111), _run("pfs", 0, 0.95, schedule="scratch_b")]
     paths = []
     for i, run in enumerate(runs):
-        run = {**run, "macs": 5_090_000.0, "train_time_s": 117.436164115, "gates_nonzero_fraction": 0.453125}
+        run = {**run, "macs": 5_090_000.0, "train_time_s": 117.436164115, "gates_nonzero_fraction": 0.4531249}
         io.write_json_artifact(tmp_path / f"{i}.json", "pfs.metrics", run)
         paths.append(str(tmp_path / f"{i}.json"))
     summary = write_summary(paths, str(tmp_path / "summary.csv"))
@@ -178,7 +178,8 @@ def test_summary_csv_is_rounded_to_its_precision_and_in_the_tables_row_order(tmp
     written = pd.read_csv(tmp_path / "summary.csv")
     assert written["top1"].tolist() == [0.9611, 0.9694, 0.95, 0.9722]  # fractions to 4 decimals
     assert written["train_time_s"].tolist() == [117.4] * 4 and written["macs"].tolist() == [5_090_000] * 4
-    assert written["gates_nonzero_fraction"].tolist() == [0.4531] * 4
+    assert written["achieved_ratio"].tolist() == [0.0, 0.4995, 0.4995, 0.4995]  # 6 decimals, as channels.yaml
+    assert written["gates_nonzero_fraction"].tolist() == [0.453125] * 4
     # table.md's order: full first, then pfs Scratch-E before Scratch-B; seeds last
     assert list(zip(written["method"], written["schedule"], written["seed"], strict=True)) == [
         ("full", "scratch_e", 0), ("pfs", "scratch_e", 0), ("pfs", "scratch_b", 0), ("pfs", "scratch_b", 1)]

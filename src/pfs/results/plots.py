@@ -91,7 +91,7 @@ def _crowded(xs: Sequence[float]) -> bool:
 def _n_text(ns) -> str:
     """'n=1', 'n=3' or 'n=1-3': the seeds behind the points of one legend entry."""
     ns = sorted({int(n) for n in ns if pd.notna(n)})
-    return "n=?" if not ns else f"n={ns[0]}" if len(ns) == 1 else f"n={ns[0]}-{ns[-1]}"
+    return "n not recorded" if not ns else f"n={ns[0]}" if len(ns) == 1 else f"n={ns[0]}-{ns[-1]}"
 
 
 def _point(ax, x: float, y: float, std: float, n: int, xerr: float | None, style: tuple[str, str, str],
@@ -125,7 +125,7 @@ def _errorbars(ax, rows: pd.DataFrame, x: pd.Series, xerr: pd.Series | None = No
     where the kept gates are near chance. Returns the methods' legend labels in drawing order."""
     labels = []
     for (method, schedule), sub in rows.groupby(["method", "schedule"], sort=False):
-        label = f"{method} {SCHEDULE_NAMES.get(schedule, schedule)} ({_n_text(sub['n'] if 'n' in sub else [])})"
+        label = f"{method} {SCHEDULE_NAMES.get(schedule, schedule)}" + (f" ({_n_text(sub['n'])})" if "n" in sub else "")
         labels.append(label)
         for k, i in enumerate(sub.index):
             _point(ax, float(x[i]), 100 * rows.at[i, "top1_mean"], 100 * rows.at[i, "top1_std"], _n(rows, i),

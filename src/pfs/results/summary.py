@@ -6,10 +6,10 @@ Units of summary.csv (rounded to the precision they have):
 - ``top1``, ``top5``, ``best_top1``: last-epoch (best-epoch) accuracy on the test set (ImageNet: val) as a fraction
   0-1, 4 decimals (0.01 percentage point, what the tables print in %);
 - ``achieved_ratio``: MACs reduction against the standard network (e = the arch's standard, m = 1), fraction 0-1,
-  4 decimals; ``ratio``: its target p, as configured; ``sparsity``: the gate target r; ``expansion``: e, the width the
-  gates (or widths) were taken at; ``multiplier``: m, the backbone width scale;
-- ``gates_nonzero_fraction``, ``gates_val_top1``: the kept gates' non-zero fraction and held-out top-1, fractions 0-1,
-  4 decimals (learned gates only);
+  6 decimals (as channels.yaml records it); ``ratio``: its target p, as configured; ``sparsity``: the gate target
+  r; ``expansion``: e, the width the gates (or widths) were taken at; ``multiplier``: m, the backbone width scale;
+- ``gates_nonzero_fraction``, ``gates_val_top1``: the kept gates' non-zero fraction (6 decimals) and held-out top-1
+  (4 decimals), fractions 0-1 (learned gates only);
 - ``macs``, ``params``: multiply-accumulates per image and parameters of the trained network, integers;
 - ``train_time_s``: wall seconds of the training loop; ``cost_s``, ``cost_cpu_s``, ``shared_s``: wall (CPU) seconds of
   the network's whole chain of jobs and its shared part (pfs.results.cost), all 1 decimal;
@@ -65,14 +65,19 @@ def collect(paths: list[str], chains: dict[str, list[str]] | None = None) -> pd.
 # summary.csv's numbers to the precision they have (units: the module docstring): fractions to 4 decimals (0.01
 # percentage point, what the tables print; a test set of 10,000 images moves by 0.0001 per image), seconds to 1
 # decimal (a job's start-up varies by more), counts as integers
-FRACTIONS = ["achieved_ratio", "top1", "top5", "best_top1", "gates_nonzero_fraction", "gates_val_top1"]
+FRACTIONS = ["top1", "top5", "best_top1", "gates_val_top1"]
+# fractions printed rounded again downstream (MACs reduction to 0.1%, the non-zero fraction to 0.01): 6 decimals,
+# as channels.yaml records them, so that no double rounding moves a printed digit (0.499467 -> 0.4995 -> 50.0%)
+RATIOS = ["achieved_ratio", "gates_nonzero_fraction"]
 SECONDS = ["train_time_s", "cost_s", "cost_cpu_s", "shared_s"]
 COUNTS = ["num_classes", "seed", "macs", "params", "epochs", "cost_jobs", "shared_with"]
+
+
 def rounded(frame: pd.DataFrame) -> pd.DataFrame:
-    """``frame`` (summary.csv's columns) to the precision its numbers have: FRACTIONS to 4 decimals, SECONDS to 1,
-    COUNTS as integers (empty stays empty)."""
+    """``frame`` (summary.csv's columns) to the precision its numbers have: FRACTIONS to 4 decimals, RATIOS to 6,
+    SECONDS to 1, COUNTS as integers (empty stays empty)."""
     frame = frame.copy()
-    for columns, decimals in ((FRACTIONS, 4), (SECONDS, 1)):
+    for columns, decimals in ((FRACTIONS, 4), (RATIOS, 6), (SECONDS, 1)):
         for column in columns:
             frame[column] = pd.to_numeric(frame[column], errors="coerce").round(decimals)
     for column in COUNTS:
