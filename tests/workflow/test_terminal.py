@@ -129,6 +129,9 @@ def test_snakemakes_long_messages_are_cut_on_the_terminal_but_errors_are_kept_wh
     lines = out.getvalue().splitlines()
     assert len(lines[0]) <= terminal.MAX_LINE and lines[0].endswith("chars cut)")
     assert lines[1] == "e" * 400
+    verbose, out = _handler(verbose=True)  # --verbose asks for everything: the plugin's sbatch calls, say
+    verbose.handle(logging.LogRecord("snakemake", logging.DEBUG, __file__, 1, "sbatch call: " + "z" * 600, (), None))
+    assert out.getvalue().splitlines() == ["sbatch call: " + "z" * 600]
 
 
 SNAKEFILE = textwrap.dedent("""

@@ -10,7 +10,8 @@ The handler here (``--logger pfs``, set in profiles/default and profiles/slurm, 
   rule has none yet), divided by the parallelism seen so far (job seconds per wall second);
 - a failed job: one line with its log's path and the log's last lines (the log keeps everything);
 - a job's reason with the params that changed named (``params changed: epochs 1 -> 7``), never their dicts;
-- no line over ``MAX_LINE`` characters: the rest is in Snakemake's own log (.snakemake/log/), which keeps all.
+- no line of Snakemake's over ``MAX_LINE`` characters (errors and --verbose excepted): the rest is in its own log
+  (.snakemake/log/), which keeps all.
 
 Torch-free; imported by Snakemake's logger registry only.
 """
@@ -214,6 +215,7 @@ class PfsEventHandler(EventHandler):
         message = record.getMessage()
         if _FAILED_SCRIPT.match(message):
             return  # a job's script exited non-zero: its ✗ line and log tail say which job and why
-        if record.levelno < logging.ERROR and max(map(len, message.splitlines() or [""])) > MAX_LINE:
-            record.msg, record.args = shorten(message), ()  # our own errors are kept whole
+        long = max(map(len, message.splitlines() or [""])) > MAX_LINE
+        if long and not self.verbose and record.levelno < logging.ERROR:  # --verbose and errors: whole
+            record.msg, record.args = shorten(message), ()
         super().handle_generic_record(record, **kwargs)
