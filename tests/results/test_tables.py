@@ -155,10 +155,15 @@ def test_one_seed_shows_the_value_and_n_without_a_spread_in_html_and_comparison(
     row = {"dataset": "cifar10", "arch": "resnet56", "ref_method": "A", "ref_ratio": 0.5, "ref_schedule": "",
            "ref_top1": 93.0, "source": "s", "num_classes": 10, "comparable": True, "method": "pfs",
            "schedule": "scratch_e", "macs_reduction": 0.5, "n": 1, "top1_mean": 92.5, "top1_std": float("nan")}
-    comparison = pd.DataFrame([row, {**row, "n": 3, "top1_std": 0.25}]).reindex(columns=COMPARISON_COLUMNS)
-    assert [line.split(" | ")[8] for line in comparison_markdown(comparison, "refs.yaml").splitlines()
-            if line.startswith("| cifar10")] == ["92.50 (n=1)", "92.50 ± 0.25 (n=3)"]
-    assert comparison_frame(comparison)["our top-1 (%) mean ± std"].tolist() == ["92.50 (n=1)", "92.50 ± 0.25 (n=3)"]
+    comparison = pd.DataFrame([{**row, "multiplier": 1.0}, {**row, "n": 3, "top1_std": 0.25, "multiplier": 0.35}])
+    comparison = comparison.reindex(columns=COMPARISON_COLUMNS)
+    cells = [line.split(" | ") for line in comparison_markdown(comparison, "refs.yaml").splitlines()
+             if line.startswith("| cifar10")]
+    assert [c[8] for c in cells] == ["92.50 (n=1)", "92.50 ± 0.25 (n=3)"]
+    assert [c[6] for c in cells] == ["pfs scratch_e", "pfs scratch_e x0.35"]  # never read as the reference's m1
+    html = comparison_frame(comparison)
+    assert html["our top-1 (%) mean ± std"].tolist() == ["92.50 (n=1)", "92.50 ± 0.25 (n=3)"]
+    assert html["ours"].tolist() == ["pfs scratch_e", "pfs scratch_e x0.35"]
 
 
 def test_summary_csv_is_rounded_to_its_precision_and_in_the_tables_row_order(tmp_path):
@@ -196,3 +201,17 @@ def test_the_readme_results_name_every_rows_multiplier_where_some_row_is_not_at_
     assert labels[0].startswith("| MobileNetV2 x1, standard width") and labels[1].startswith("| MobileNetV2 x0.35 ")
     plain = results_table(seed_table(_summary([_run("full", 0, 0.9)])))[2]  # every row at 1: named as before
     assert plain.startswith("| ResNet-56, standard width")
+
+
+def test_the_comparison_carries_each_rows_multiplier(tmp_path):
+    import yaml
+
+    from pfs.results.references import compare, comparison_markdown, load_references
+
+    ref = {"dataset": "cifar10", "arch": "resnet56", "num_classes": 10, "split": "test", "method": "Paper X",
+           "ratio": 0.5, "top1": 93.2, "source": "synthetic"}
+    (tmp_path / "refs.yaml").write_text(yaml.safe_dump({"format_version": 2, "references": [ref]}))
+    table = seed_table(_summary([_run("full", 0, 0.94), {**_run("pfs", 0, 0.93), "multiplier": 0.35}]))
+    comparison = compare(table, *load_references(tmp_path / "refs.yaml"))
+    assert comparison["multiplier"].tolist() == [0.35]
+    assert "| pfs scratch_e x0.35 |" in comparison_markdown(comparison, "refs.yaml")

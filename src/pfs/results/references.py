@@ -27,7 +27,7 @@ SCHEMA = Path(__file__).resolve().parent / "references.schema.yaml"
 # and split agree (else not_comparable says why, and our columns and the differences stay empty)
 COMPARISON_COLUMNS = ["dataset", "arch", "ref_method", "ref_ratio", "ref_schedule", "ref_num_classes", "ref_split",
                       "ref_macs", "ref_top1", "ref_baseline_top1", "ref_drop", "source", "num_classes", "split",
-                      "comparable", "not_comparable", "method", "schedule", "expansion", "sparsity",
+                      "comparable", "not_comparable", "method", "schedule", "expansion", "multiplier", "sparsity",
                       "macs_reduction", "n", "top1_mean", "top1_std", "top1_drop", "top1_diff", "drop_diff"]
 
 
@@ -125,6 +125,7 @@ def compare(table: pd.DataFrame, references: pd.DataFrame, tolerance: float = DE
             for row in rows.itertuples(index=False):
                 top1, drop = 100 * row.top1_mean, 100 * row.top1_drop
                 out.append({**head, "method": row.method, "schedule": row.schedule, "expansion": row.expansion,
+                            "multiplier": getattr(row, "multiplier", float("nan")),
                             "sparsity": row.sparsity, "macs_reduction": row.macs_reduction, "n": row.n,
                             "top1_mean": top1, "top1_std": 100 * row.top1_std, "top1_drop": drop,
                             "top1_diff": top1 - ref.top1, "drop_diff": drop - ref_drop})
@@ -135,6 +136,16 @@ def _num(value: float, fmt: str = "{:.2f}", signed: bool = False) -> str:
     if pd.isna(value):
         return ""
     return ("{:+.2f}" if signed else fmt).format(value)
+
+
+def ours(row) -> str:
+    """The 'ours' cell of a comparison row: method and schedule, with the backbone multiplier where it is not 1
+    (a multiplier-0.35 network is never read as the multiplier-1 one a reference names); 'not run at this ratio'."""
+    if pd.isna(row.n):
+        return "not run at this ratio"
+    multiplier = getattr(row, "multiplier", float("nan"))
+    shown = f" x{float(multiplier):g}" if pd.notna(multiplier) and float(multiplier) != 1 else ""
+    return f"{row.method} {row.schedule}{shown}"
 
 
 def _top1(mean: float, std: float, n: int) -> str:
@@ -172,10 +183,9 @@ def comparison_markdown(comparison: pd.DataFrame, references_path: str | None) -
                      "runs (the references of its datasets and archs are listed below).")
     for r in comparison[comparable].itertuples(index=False):
         ref_name = r.ref_method + (f" ({r.ref_schedule})" if r.ref_schedule else "")
-        ours = "not run at this ratio" if pd.isna(r.n) else f"{r.method} {r.schedule}"
         top1 = "" if pd.isna(r.n) else _top1(r.top1_mean, r.top1_std, int(r.n))
         lines.append(f"| {r.dataset} | {r.arch} | {ref_name} | {100 * r.ref_ratio:.1f} | {_num(r.ref_top1)} | "
-                     f"{_num(r.ref_drop)} | {ours} | {_num(100 * r.macs_reduction, '{:.1f}')} | {top1} | "
+                     f"{_num(r.ref_drop)} | {ours(r)} | {_num(100 * r.macs_reduction, '{:.1f}')} | {top1} | "
                      f"{_num(r.top1_drop)} | {_num(r.top1_diff, signed=True)} | {_num(r.drop_diff, signed=True)} | "
                      f"{r.source} |")
     others = comparison[~comparable]

@@ -12,7 +12,7 @@ import pandas as pd
 from pfs.core import io
 from pfs.core.catalog import TEST_IMAGES
 from pfs.results.cost import cost_cell
-from pfs.results.references import comparable_rows
+from pfs.results.references import comparable_rows, ours
 from pfs.results.tables import gates_cell, multiplier_text, needs_multiplier, top1_cell
 
 MACS_CONVENTION = ("MACs: multiply-accumulates of the conv and linear layers for one image at the dataset's "
@@ -102,12 +102,11 @@ def comparison_frame(comparison: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for ok, r in zip(comparable, comparison.itertuples(index=False), strict=True):
         schedule = r.ref_schedule if isinstance(r.ref_schedule, str) and r.ref_schedule else ""
-        ours = "not run at this ratio" if pd.isna(r.n) else f"{r.method} {r.schedule}"
         top1 = "" if pd.isna(r.n) else top1_cell(r.top1_mean / 100, r.top1_std / 100, r.n)
         rows.append({
             "dataset": r.dataset, "arch": r.arch, "reference": r.ref_method + (f" ({schedule})" if schedule else ""),
             "ref MACs reduction (%)": _num(100 * r.ref_ratio, "{:.1f}"), "ref top-1 (%)": _num(r.ref_top1),
-            "ref drop (pp)": _num(r.ref_drop), "ours": ours,
+            "ref drop (pp)": _num(r.ref_drop), "ours": ours(r),
             "our MACs reduction (%)": _num(100 * r.macs_reduction, "{:.1f}") if pd.notna(r.n) else "",
             "our top-1 (%) mean ± std": top1, "our drop (pp)": _num(r.top1_drop) if ok else "",
             "top-1 diff (pp)": _num(r.top1_diff, "{:+.2f}") if ok else "",
