@@ -32,6 +32,7 @@ from pfs.core.progress import duration
 
 MAX_LINE = 300  # characters of one message on the terminal (Snakemake's log file keeps the whole message)
 TAIL_LINES = 12  # lines of a failed job's log shown on the terminal
+TOTAL = "Total Progress"  # the rich plugin's name of the panel's bar over all jobs
 _FAILED_SCRIPT = re.compile(r"RuleException:\s*CalledProcessError in file .*returned non-zero exit status", re.S)
 _PARAMS = re.compile(r"Params have changed since last execution: .*?before: (.*) now: (.*?)\s*$", re.S)
 
@@ -174,6 +175,14 @@ class PfsEventHandler(EventHandler):
         super().handle_run_info(event_data, **kwargs)
         if not self.dryrun and not self.clock.left:
             self.clock.plan(event_data.per_rule_job_counts)
+        for task_id in self.progress_display.rule_tasks.values():  # the plugin creates each bar with 1 running
+            self.progress.update(task_id, active=0)
+
+    def _panel_status(self) -> None:
+        """The live panel's total bar, named with the jobs running and left and the time left."""
+        task_id = self.progress_display.rule_tasks.get(TOTAL)
+        if task_id is not None and self.clock.done < self.clock.total:
+            self.progress.update(task_id, description=f"all jobs: {self.clock.status()}")
 
     def handle_job_info(self, event_data: events.JobInfo, **kwargs) -> None:
         if event_data.reason:
@@ -181,6 +190,7 @@ class PfsEventHandler(EventHandler):
         super().handle_job_info(event_data, **kwargs)
         if not self.dryrun:
             self.clock.start(event_data.jobid, event_data.rule_name)
+            self._panel_status()
 
     def handle_job_finished(self, event_data: events.JobFinished, **kwargs) -> None:
         super().handle_job_finished(event_data, **kwargs)
@@ -188,6 +198,7 @@ class PfsEventHandler(EventHandler):
         seconds = self.clock.finish(event_data.job_id)
         if seconds is None:
             return
+        self._panel_status()
         done = f"{self.clock.done}/{self.clock.total}"
         job = " ".join(filter(None, [info.get("rule", "?"), wildcard_text(info.get("wildcards"))]))
         self.console.print(shorten(f"✓ {done} {job} {duration(seconds)} | {self.clock.status()}"),
