@@ -99,7 +99,7 @@ def _record(event: LogEvent, **fields) -> logging.LogRecord:
 def test_each_finished_job_is_one_line_with_its_path_time_and_the_runs_progress(tmp_path):
     handler, out = _handler()
     handler.clock = terminal.JobClock(FakeClock())
-    handler.handle(_record(LogEvent.RUN_INFO, per_rule_job_counts={"train_pruned": 2}, total_job_count=2))
+    handler.handle(_record(LogEvent.RUN_INFO, stats={"train_pruned": 2, "total": 2}))
     wildcards = {"dataset": "digits", "arch": "resnet20", "expansion": "20", "ratio": "0.5", "seed": "0"}
     for jobid in (1, 2):
         handler.handle(_record(LogEvent.JOB_INFO, jobid=jobid, rule_name="train_pruned", wildcards=wildcards))
@@ -107,6 +107,12 @@ def test_each_finished_job_is_one_line_with_its_path_time_and_the_runs_progress(
     handler.handle(_record(LogEvent.JOB_FINISHED, job_id=1))
     line = out.getvalue().splitlines()[-1]
     assert line == "✓ 1/2 train_pruned digits/resnet20/e20/p0.5/seed0 12.5 s | 1 running, 0 left, ~0.0 s to go"
+    tasks = {name: handler.progress.tasks[task_id] for name, task_id in handler.progress_display.rule_tasks.items()}
+    assert tasks[terminal.TOTAL].description == "all jobs: 1 running, 0 left, ~0.0 s to go"  # the live panel
+    assert tasks["train_pruned"].fields["active"] == 1  # two started, one finished
+    handler.handle(_record(LogEvent.JOB_INFO, jobid=3, rule_name="export", wildcards={}))  # a rule not announced
+    tasks = {name: handler.progress.tasks[task_id] for name, task_id in handler.progress_display.rule_tasks.items()}
+    assert (tasks["export"].fields["active"], tasks[terminal.TOTAL].fields["active"]) == (1, 2)
 
 
 def test_a_failed_job_gives_one_line_and_its_logs_tail(tmp_path):

@@ -175,11 +175,16 @@ class PfsEventHandler(EventHandler):
         super().handle_run_info(event_data, **kwargs)
         if not self.dryrun and not self.clock.left:
             self.clock.plan(event_data.per_rule_job_counts)
-        for task_id in self.progress_display.rule_tasks.values():  # the plugin creates each bar with 1 running
-            self.progress.update(task_id, active=0)
+        self._panel_status()
 
     def _panel_status(self) -> None:
-        """The live panel's total bar, named with the jobs running and left and the time left."""
+        """The live panel: each bar's running jobs as the clock counts them (the plugin creates a bar with one
+        running and then counts the job that made it again), the total bar named with the jobs running and left
+        and the time left."""
+        running = [rule for rule, _ in self.clock.running.values()]
+        for rule, task_id in self.progress_display.rule_tasks.items():
+            if isinstance(self.progress.tasks[task_id].fields.get("active"), int):  # else: finished, styled
+                self.progress.update(task_id, active=len(running) if rule == TOTAL else running.count(rule))
         task_id = self.progress_display.rule_tasks.get(TOTAL)
         if task_id is not None and self.clock.done < self.clock.total:
             self.progress.update(task_id, description=f"all jobs: {self.clock.status()}")
@@ -207,6 +212,7 @@ class PfsEventHandler(EventHandler):
     def handle_job_error(self, event_data: events.JobError, **kwargs) -> None:
         info = self.jobs_info.get(event_data.jobid)
         self.clock.running.pop(event_data.jobid, None)
+        self._panel_status()
         if info is None:
             self.console.print(f"✗ job {event_data.jobid} failed", highlight=False, markup=False)
             return
