@@ -12,6 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parents[2]
@@ -47,6 +48,16 @@ PRUNED = f"{EXP}/p0.5"
 FULL = "results/digits/resnet20/full/seed0/scratch_e"
 RUN_DIRS = {"scratch_e": f"{PRUNED}/scratch_e", "scratch_b": f"{PRUNED}/scratch_b", "full": FULL}
 SUMMARY_JOBS = {"summarize": 1, "plot_results": 1, "all": 1}  # what follows any finished training run
+
+
+def approx_fraction(value: float):
+    """``value`` as summary.csv rounds a fraction (pfs.results.summary.rounded: 4 decimals)."""
+    return pytest.approx(value, abs=0.5e-4 + 1e-9)
+
+
+def approx_seconds(value: float):
+    """``value`` as summary.csv rounds seconds (pfs.results.summary.rounded: 1 decimal)."""
+    return pytest.approx(value, abs=0.05 + 1e-9)
 ALL_JOBS = {"learn_gates": 1, "prune": 1, "train_pruned": 2, "train_full": 1, **SUMMARY_JOBS}
 
 

@@ -10,7 +10,7 @@ import json
 import pandas as pd
 import pytest
 import yaml
-from smk_run import FULL, SUMMARY_JOBS, planned_jobs, run_tiny_grid
+from smk_run import FULL, SUMMARY_JOBS, approx_seconds, planned_jobs, run_tiny_grid
 
 from pfs.results.cost import read_benchmark
 
@@ -56,11 +56,11 @@ def test_each_rows_cost_is_its_chain_with_the_pretraining_shared(classic_run):
         "full": f"{FULL.removeprefix('results/')}/train_full", "prune_l1": f"{L1}/prune_l1",
         "finetune": f"{L1}/finetune/finetune_l1", "scratch": f"{L1}/scratch_e/train_l1"}.items()}
     finetune, scratch = summary.loc[("l1", "finetune")], summary.loc[("l1", "scratch_e")]
-    assert finetune["cost_s"] == pytest.approx(seconds["full"] + seconds["prune_l1"] + seconds["finetune"], abs=1e-6)
-    assert scratch["cost_s"] == pytest.approx(seconds["full"] + seconds["prune_l1"] + seconds["scratch"], abs=1e-6)
+    assert finetune["cost_s"] == approx_seconds(seconds["full"] + seconds["prune_l1"] + seconds["finetune"])
+    assert scratch["cost_s"] == approx_seconds(seconds["full"] + seconds["prune_l1"] + seconds["scratch"])
     # the pretraining serves the full row and both L1 rows, the L1 pruning both L1 rows: shared
-    assert finetune["shared_s"] == pytest.approx(seconds["full"] + seconds["prune_l1"], abs=1e-6)
-    assert summary.loc[("full", "scratch_e")]["cost_s"] == pytest.approx(seconds["full"], abs=1e-6)
+    assert finetune["shared_s"] == approx_seconds(seconds["full"] + seconds["prune_l1"])
+    assert summary.loc[("full", "scratch_e")]["cost_s"] == approx_seconds(seconds["full"])
 
 
 @pytest.mark.parametrize("change, expected", [

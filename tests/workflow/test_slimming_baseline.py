@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 import torch
 import yaml
-from smk_run import FULL, SUMMARY_JOBS, planned_jobs, run_tiny_grid
+from smk_run import FULL, SUMMARY_JOBS, approx_seconds, planned_jobs, run_tiny_grid
 
 from pfs.core import io
 from pfs.results.cost import read_benchmark
@@ -74,9 +74,9 @@ def test_tables_carry_the_slim_rows_and_each_cost_is_its_chain(slim_run):
         "sparse": f"{SPARSE}/train_sparse", "prune": f"{SLIM}/prune_slim", "finetune": f"{SLIM}/finetune/finetune_slim",
         "scratch": f"{SLIM}/scratch_e/train_slim"}.items()}
     finetune, scratch = summary.loc[("slim", "finetune")], summary.loc[("slim", "scratch_e")]
-    assert finetune["cost_s"] == pytest.approx(seconds["sparse"] + seconds["prune"] + seconds["finetune"], abs=1e-6)
-    assert scratch["cost_s"] == pytest.approx(seconds["sparse"] + seconds["prune"] + seconds["scratch"], abs=1e-6)
-    assert finetune["shared_s"] == pytest.approx(seconds["sparse"] + seconds["prune"], abs=1e-6)
+    assert finetune["cost_s"] == approx_seconds(seconds["sparse"] + seconds["prune"] + seconds["finetune"])
+    assert scratch["cost_s"] == approx_seconds(seconds["sparse"] + seconds["prune"] + seconds["scratch"])
+    assert finetune["shared_s"] == approx_seconds(seconds["sparse"] + seconds["prune"])
 
 
 @pytest.mark.parametrize("change, expected", [
