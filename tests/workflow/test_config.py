@@ -57,6 +57,13 @@ def test_shipped_configs_pass_the_schema(name):
     check_schema(yaml.safe_load((REPO / name).read_text()), SCHEMA)
 
 
+@pytest.mark.parametrize("name", ["configs/paper_cifar10.yaml", "configs/paper_imagenet.yaml"])
+def test_paper_configs_prune_without_a_layer_cap_though_config_yaml_sets_one(name, default):
+    # a paper config is layered over config.yaml (Snakemake merges --configfile into the Snakefile's configfile)
+    assert default["prune"]["max_layer_ratio"] == 0.9
+    assert yaml.safe_load((REPO / name).read_text())["prune"]["max_layer_ratio"] == 1.0  # the paper's: no cap
+
+
 def test_paper_imagenet_grid_has_every_arch_and_the_official_recipe(imagenet):
     check_config(imagenet)
     runs = pruned_runs(imagenet)
