@@ -5,9 +5,8 @@
 from snakemake.utils import validate
 
 from pfs.workflow.config import ConfigError, check_config, check_output_folders, check_ratios, check_schema
-from pfs.workflow.config import coerce_overrides
+from pfs.workflow.config import coerce_overrides, finetune_settings, sparse_settings, train_settings
 from pfs.workflow.ratios import class_counts
-from pfs.workflow.config import finetune_settings, sparse_settings, train_settings
 from pfs.data.datatree import check_folder_tree, fingerprint
 from pfs.core.errors import PfsError
 from pfs.core.numerics import rule_params as numerics_params

@@ -9,7 +9,7 @@ test_paper_macs.py checks both against a built network on every paper arch (a ch
 
 from __future__ import annotations
 
-import math
+from pfs.core.reach import least_width
 
 # the standard (unexpanded) width setting of each family: pruning ratios are measured against it
 BASE_EXPANSION = {
@@ -160,6 +160,6 @@ def smallest_widths(widths: list[int], min_width: int, round_to: int = 1, units:
     out = []
     for width, unit in zip(widths, units, strict=True):
         full = width // unit
-        keep = min(full, max(min_width, math.ceil(round((1 - max_layer_ratio) * full, 9))))
+        keep = least_width(full, min_width, max_layer_ratio)
         out.append(min(full, -(-keep // round_to) * round_to) * unit)
     return out

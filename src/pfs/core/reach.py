@@ -4,7 +4,16 @@ the DAG is built (pfs.workflow.ratios for the paper archs, pfs.models.checks for
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+
+
+def least_width(size: int, min_width: int, max_layer_ratio: float = 1.0) -> int:
+    """The fewest channels (or units) pruning may leave a group of ``size``: ``min_width``, raised to
+    ceil((1 - ``max_layer_ratio``) x size) by the cap (rounded to 1e-9 first: (1 - 0.7) x 10 is 3.0000000000000004
+    in floats), at most ``size``. The one rule of pfs.method.prune.min_widths and
+    pfs.core.paper_macs.smallest_widths."""
+    return min(size, max(min_width, math.ceil(round((1 - max_layer_ratio) * size, 9))))
 
 
 @dataclass(frozen=True)

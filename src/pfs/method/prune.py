@@ -27,13 +27,13 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 
 from pfs.core.errors import PfsError
+from pfs.core.reach import least_width
 
 log = logging.getLogger(__name__)
 
@@ -73,9 +73,9 @@ class PruneResult:
 
 
 def min_widths(sizes: list[int], cfg: PruneConfig) -> list[int]:
-    """Each group's least width: ``cfg.min_width``, raised to ceil((1 - cfg.max_layer_ratio) x its size) by the cap
-    (rounded to 1e-9 first: (1 - 0.7) x 10 is 3.0000000000000004 in floats), at most the group's size."""
-    return [min(s, max(cfg.min_width, math.ceil(round((1 - cfg.max_layer_ratio) * s, 9)))) for s in sizes]
+    """Each group's least width: ``cfg.min_width``, raised to ceil((1 - cfg.max_layer_ratio) x its size) by the cap,
+    at most the group's size (pfs.core.reach.least_width, the rule the DAG-time ratio check uses too)."""
+    return [least_width(s, cfg.min_width, cfg.max_layer_ratio) for s in sizes]
 
 
 def gate_scores(gates: list[torch.Tensor]) -> torch.Tensor:
